@@ -1,0 +1,56 @@
+"""pigeon: background jobs and message passing, from one SQLite file to a cluster.
+
+>>> from pigeon import App
+>>> app = App("memory://")
+>>> @app.task
+... async def add(a: int, b: int) -> int:
+...     return a + b
+"""
+
+from pigeon.app import App
+from pigeon.errors import (
+    BrokerConnectionError,
+    BrokerError,
+    ConfigurationError,
+    DecodeError,
+    InvalidTask,
+    JobCancelled,
+    JobError,
+    JobFailed,
+    JobNotFound,
+    PigeonError,
+    Retry,
+    UnknownTask,
+    UnsupportedFeature,
+)
+from pigeon.handle import JobHandle
+from pigeon.job import Job, JobRecord, JobState
+from pigeon.retry import Backoff, Fixed
+from pigeon.task import JobContext, Task
+from pigeon.worker.config import WorkerConfig
+
+__all__ = [
+    "App",
+    "Backoff",
+    "BrokerConnectionError",
+    "BrokerError",
+    "ConfigurationError",
+    "DecodeError",
+    "Fixed",
+    "InvalidTask",
+    "Job",
+    "JobCancelled",
+    "JobContext",
+    "JobError",
+    "JobFailed",
+    "JobHandle",
+    "JobNotFound",
+    "JobRecord",
+    "JobState",
+    "PigeonError",
+    "Retry",
+    "Task",
+    "UnknownTask",
+    "UnsupportedFeature",
+    "WorkerConfig",
+]

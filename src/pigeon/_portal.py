@@ -1,0 +1,60 @@
+"""A private event loop in a thread, so synchronous code can call asynchronous brokers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class Portal:
+    """Runs coroutines on a loop owned by a daemon thread, started on first use."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def _start(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                self._thread = threading.Thread(target=run, name=self._name, daemon=True)
+                self._thread.start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the portal's loop and wait for its result."""
+        loop = self._start()
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("a synchronous pigeon call from inside pigeon's own loop would deadlock")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    def close(self, finalizer: Coroutine[Any, Any, None] | None = None) -> None:
+        """Run ``finalizer`` (if any) on the loop, then stop the thread."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            if finalizer is not None:
+                finalizer.close()
+            return
+        if finalizer is not None:
+            asyncio.run_coroutine_threadsafe(finalizer, loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()

@@ -1,0 +1,232 @@
+"""App: the registry of tasks and the way to the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+
+from pigeon._portal import Portal
+from pigeon.brokers.base import Broker, Notifier, create_broker
+from pigeon.errors import ConfigurationError
+from pigeon.handle import JobHandle
+from pigeon.job import Job
+from pigeon.retry import Backoff, BackoffPolicy
+from pigeon.task import Executor, Task, TaskOptions, default_name
+
+if TYPE_CHECKING:
+    from pigeon.worker.config import WorkerConfig
+    from pigeon.worker.loop import Worker
+    from pigeon.worker.thread import WorkerThread
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_URL = "sqlite:///pigeon.db"
+
+
+class App:
+    """Tasks and a broker URL.
+
+    Args:
+        url: the broker, e.g. ``sqlite:///jobs.db``, ``memory://``,
+            ``postgresql://…``, ``redis://…``. Defaults to ``$PIGEON_URL``, then
+            ``sqlite:///pigeon.db``.
+        result_ttl: seconds a succeeded job and its result are kept.
+        failed_ttl: seconds a failed or cancelled job is kept.
+
+    Nothing connects until the app is first used.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        result_ttl: float = 24 * 3600,
+        failed_ttl: float = 7 * 24 * 3600,
+    ) -> None:
+        self.url = url or os.environ.get("PIGEON_URL") or DEFAULT_URL
+        if "://" not in self.url:
+            raise ConfigurationError(f"broker URL {self.url!r} has no scheme (e.g. sqlite:///{self.url})")
+        self.result_ttl = result_ttl
+        self.failed_ttl = failed_ttl
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.notifier = Notifier()
+        self._shared: dict[str, Any] = {}
+        self._brokers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Broker] = weakref.WeakKeyDictionary()
+        self._brokers_lock = threading.Lock()
+        self._portal = Portal("pigeon-portal")
+
+    def __repr__(self) -> str:
+        return f"<App {self.url}>"
+
+    # -- registration --------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        max_attempts: int = 3,
+        timeout: float | None = None,
+        executor: Executor | None = None,
+        backoff: BackoffPolicy = Backoff(),
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        max_attempts: int = 3,
+        timeout: float | None = None,
+        executor: Executor | None = None,
+        backoff: BackoffPolicy = Backoff(),
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+    ) -> Any:
+        """Register a function as a task.
+
+        ``async def`` functions run on the worker's event loop; plain functions in
+        a thread pool, or in a process pool with ``executor="process"``.
+
+        Args:
+            name: the task's name on the wire; defaults to ``module.qualname``.
+            queue: the queue its jobs go to.
+            priority: -100..100, higher first.
+            max_attempts: attempts before a job fails.
+            timeout: seconds one attempt may run (a thread cannot be stopped:
+                its job is failed and the thread left to finish).
+            executor: ``"async"``, ``"thread"`` or ``"process"``.
+            backoff: delay policy between attempts.
+            retry_on: exceptions that spend an attempt and retry; others fail at once.
+        """
+
+        def register(f: Callable[..., Any]) -> Task[Any, Any]:
+            chosen: Executor = executor or ("async" if asyncio.iscoroutinefunction(f) else "thread")
+            options = TaskOptions(
+                queue=queue,
+                priority=priority,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                executor=chosen,
+                backoff=backoff,
+                retry_on=retry_on,
+            )
+            t: Task[Any, Any] = Task(self, f, name or default_name(f), options)
+            if t.name in self.tasks and self.tasks[t.name].fn is not f:
+                raise ConfigurationError(f"two tasks named {t.name!r}")
+            self.tasks[t.name] = t
+            return t
+
+        return register(fn) if fn is not None else register
+
+    # -- the broker ----------------------------------------------------------
+
+    async def connection(self) -> Broker:
+        """This event loop's broker, opened on first use."""
+        loop = asyncio.get_running_loop()
+        broker = self._brokers.get(loop)
+        if broker is None:
+            opened = create_broker(self.url, self._shared)
+            await opened.__aenter__()
+            with self._brokers_lock:
+                broker = self._brokers.setdefault(loop, opened)
+            if broker is not opened:
+                await opened.__aexit__(None, None, None)
+        return broker
+
+    def portal_call(self, coro: Coroutine[Any, Any, R]) -> R:
+        """Run a coroutine for synchronous callers, on the app's private loop."""
+        return self._portal.call(coro)
+
+    async def aenqueue(self, jobs: Sequence[Job]) -> list[JobHandle[Any]]:
+        """Store built jobs; return their handles (a unique key's existing job where one is pending)."""
+        broker = await self.connection()
+        ids = await broker.enqueue(jobs)
+        self.notifier.notify()
+        return [JobHandle(self, i, j.task) for i, j in zip(ids, jobs, strict=True)]
+
+    def enqueue(self, jobs: Sequence[Job]) -> list[JobHandle[Any]]:
+        """Synchronous :meth:`aenqueue`."""
+        return self.portal_call(self.aenqueue(jobs))
+
+    def job(self, job_id: str) -> JobHandle[Any]:
+        """A handle on a job by id, sent by any process."""
+        return JobHandle(self, job_id)
+
+    async def acancel(self, job_id: str) -> bool:
+        """Cancel a job that has not started; True if it was cancelled."""
+        broker = await self.connection()
+        return await broker.cancel(job_id, time.time() + self.failed_ttl)
+
+    def cancel(self, job_id: str) -> bool:
+        """Synchronous :meth:`acancel`."""
+        return self.portal_call(self.acancel(job_id))
+
+    # -- workers -------------------------------------------------------------
+
+    def make_worker(self, config: WorkerConfig | None = None, **overrides: Any) -> Worker:
+        """A worker for this app (see :class:`pigeon.worker.WorkerConfig` for options)."""
+        from pigeon.worker.config import WorkerConfig
+        from pigeon.worker.loop import Worker
+
+        cfg = (config or WorkerConfig()).replace(**overrides)
+        return Worker(self, cfg)
+
+    @asynccontextmanager
+    async def worker(self, config: WorkerConfig | None = None, **overrides: Any) -> AsyncIterator[Worker]:
+        """Run a worker on the current event loop for the duration of the block.
+
+        Leaving the block stops it gracefully (running jobs finish within the
+        grace period; the rest are handed back).
+        """
+        w = self.make_worker(config, **overrides)
+        runner = asyncio.create_task(w.run(install_signals=False), name="pigeon-worker")
+        try:
+            await w.started.wait()
+            yield w
+        finally:
+            w.stop()
+            await runner
+
+    def run_worker_in_thread(self, config: WorkerConfig | None = None, **overrides: Any) -> WorkerThread:
+        """Start a worker in a background thread of this process (for WSGI hosts, scripts).
+
+        Returns a handle whose ``stop()`` shuts it down gracefully.
+        """
+        from pigeon.worker.thread import WorkerThread
+
+        wt = WorkerThread(self.make_worker(config, **overrides))
+        wt.start()
+        return wt
+
+    # -- life cycle ----------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close this event loop's broker connection."""
+        loop = asyncio.get_running_loop()
+        with self._brokers_lock:
+            broker = self._brokers.pop(loop, None)
+        if broker is not None:
+            await broker.__aexit__(None, None, None)
+
+    def close(self) -> None:
+        """Close the connections synchronous calls opened."""
+        self._portal.close(self.aclose())

@@ -1,0 +1,234 @@
+"""The broker contract: the one interface every transport implements.
+
+A broker is pure storage and transport. Retries, back-off, unique-key policy,
+logging and metrics live above it (in the worker and the app), written once.
+Every method is batch-first where the hot path needs it: ``enqueue`` takes many
+jobs, ``claim`` returns many, ``settle`` applies many outcomes in one round trip.
+
+A broker instance belongs to one event loop; the app opens one per loop it is
+used from (``async with broker:``). ``tests/conformance`` is the definition of
+a working broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Protocol, Self, runtime_checkable
+from urllib.parse import urlsplit
+
+from pigeon.errors import ConfigurationError
+from pigeon.job import Claim, Job, JobRecord, JobState, Outcome, QueueStats, WorkerInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a broker can do. The first four map onto django.tasks' ``supports_*``."""
+
+    defer: bool = True
+    priority: bool = True
+    get_result: bool = True
+    async_task: bool = True
+    inspect: bool = True
+    """List jobs, count them by state, cancel and requeue by id."""
+    cross_process: bool = True
+    """Producers and workers may live in different processes."""
+    transactional_enqueue: bool = False
+    """Enqueue inside the caller's own database transaction."""
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """The broker protocol. All times are Unix seconds (float)."""
+
+    capabilities: Capabilities
+    url: str
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def enqueue(self, jobs: Sequence[Job]) -> list[str]:
+        """Store jobs; return, for each, the id of the job that stands for it.
+
+        A job whose ``unique_key`` matches a pending (queued, scheduled or
+        running) job is not stored; the pending job's id is returned instead.
+        A job with ``run_at`` in the future starts SCHEDULED, else QUEUED.
+        """
+        ...
+
+    async def claim(
+        self, worker_id: str, queues: Sequence[str], limit: int, lease: float
+    ) -> list[Claim]:
+        """Move up to ``limit`` due jobs to RUNNING under a fresh token, leased for ``lease`` s.
+
+        Highest priority first, FIFO (by enqueue order) within a priority.
+        Each claim spends one attempt.
+        """
+        ...
+
+    async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Apply outcomes; for each, False when the token no longer owns the job."""
+        ...
+
+    async def heartbeat(
+        self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float
+    ) -> list[str]:
+        """Register the worker as alive now and extend its ``(job_id, token)`` leases.
+
+        Returns the ids of jobs the worker no longer owns.
+        """
+        ...
+
+    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+        """Return when another process may have made work available, or after ``timeout``."""
+        ...
+
+    async def recover(self, dead_after: float) -> int:
+        """Requeue RUNNING jobs whose lease expired or whose worker is silent for ``dead_after`` s.
+
+        A job with no attempts left becomes FAILED instead. Silent workers are
+        unregistered. Safe to race: each job is recovered once. Returns how
+        many jobs were recovered.
+        """
+        ...
+
+    async def prune(self) -> int:
+        """Delete final jobs whose retention expired; return how many."""
+        ...
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The job's record, or None if unknown or pruned."""
+        ...
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        """Jobs, newest first."""
+        ...
+
+    async def stats(self) -> list[QueueStats]:
+        """Counts by state for every queue that has jobs."""
+        ...
+
+    async def cancel(self, job_id: str, expires_at: float) -> bool:
+        """QUEUED/SCHEDULED → CANCELLED. False if the job is not pending or unknown."""
+        ...
+
+    async def requeue(self, job_id: str) -> bool:
+        """FAILED/CANCELLED → QUEUED with attempts reset. False otherwise."""
+        ...
+
+    async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
+        """Delete jobs in ``states`` (all final states when empty); return how many."""
+        ...
+
+    async def register_worker(self, info: WorkerInfo) -> None: ...
+
+    async def unregister_worker(self, worker_id: str) -> None: ...
+
+    async def workers(self) -> list[WorkerInfo]: ...
+
+
+class BrokerBase:
+    """Shared plumbing: ``async with`` maps onto ``open``/``close``."""
+
+    capabilities = Capabilities()
+    url = ""
+
+    async def open(self) -> None:
+        """Connect; create what is missing."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class Notifier:
+    """In-process wake-ups: an enqueue in this process wakes this process's workers at once.
+
+    Thread-safe; each waiter belongs to one event loop.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+
+    def notify(self) -> None:
+        with self._lock:
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that loop has closed; its waiter is gone with it
+                self.unsubscribe(loop, event)
+
+    def subscribe(self) -> asyncio.Event:
+        event = asyncio.Event()
+        with self._lock:
+            self._waiters.add((asyncio.get_running_loop(), event))
+        return event
+
+    def unsubscribe(self, loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
+        with self._lock:
+            self._waiters.discard((loop, event))
+
+
+_BUILTIN = {
+    "memory": "pigeon.brokers.memory:MemoryBroker",
+    "sqlite": "pigeon.brokers.sqlite:SqliteBroker",
+    "postgresql": "pigeon.brokers.postgres:PostgresBroker",
+    "postgres": "pigeon.brokers.postgres:PostgresBroker",
+    "redis": "pigeon.brokers.redis:RedisBroker",
+    "rediss": "pigeon.brokers.redis:RedisBroker",
+}
+
+
+def broker_class(url: str) -> Any:
+    """The broker class for a URL's scheme, imported lazily.
+
+    Third-party brokers register under the ``pigeon.brokers`` entry-point group.
+
+    Raises:
+        ConfigurationError: the scheme is unknown or its module will not import.
+    """
+    scheme = urlsplit(url).scheme
+    target = _BUILTIN.get(scheme)
+    if target is None:
+        found = [ep for ep in entry_points(group="pigeon.brokers") if ep.name == scheme]
+        if not found:
+            known = ", ".join(sorted(_BUILTIN))
+            raise ConfigurationError(f"unknown broker URL scheme {scheme!r} in {url!r} (known: {known})")
+        return found[0].load()
+    module, _, name = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the {scheme} broker needs an extra: pip install 'pigeon[{scheme}]' ({exc})"
+        ) from exc
+
+
+def create_broker(url: str, shared: dict[str, Any]) -> Broker:
+    """A new, unopened broker for ``url``.
+
+    ``shared`` is per-app state a broker may keep across the instances the app
+    opens on different event loops (the memory broker keeps its store there).
+    """
+    broker: Broker = broker_class(url).from_url(url, shared)
+    return broker

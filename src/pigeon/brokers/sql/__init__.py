@@ -1,0 +1,32 @@
+"""SQL kept as data: versioned migrations and named queries, read lazily from package files.
+
+A dialect folder holds ``NNNN_name.sql`` migrations, applied in order, and a
+``queries.sql`` whose statements are introduced by ``-- name: <query>`` lines.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from importlib.resources import files
+
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+@functools.cache
+def queries(dialect: str) -> dict[str, str]:
+    """The named queries of a dialect."""
+    text = files(__package__).joinpath(dialect, "queries.sql").read_text()
+    parts = _NAME.split(text)
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+@functools.cache
+def migrations(dialect: str) -> tuple[tuple[int, str, str], ...]:
+    """``(version, name, sql)`` for every migration of a dialect, oldest first."""
+    found = []
+    for entry in files(__package__).joinpath(dialect).iterdir():
+        m = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
+        if m:
+            found.append((int(m.group(1)), m.group(2), entry.read_text()))
+    return tuple(sorted(found))

@@ -1,0 +1,105 @@
+-- name: insert
+INSERT INTO pigeon_jobs (id, task, queue, priority, state, envelope, max_attempts, unique_key, run_at, enqueued_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING
+
+-- name: pending_by_key
+SELECT id FROM pigeon_jobs
+WHERE unique_key = ? AND state IN ('queued', 'scheduled', 'running')
+
+-- name: promote
+UPDATE pigeon_jobs SET state = 'queued'
+WHERE state = 'scheduled' AND run_at <= ?
+
+-- name: claim
+UPDATE pigeon_jobs
+SET state = 'running', attempts = attempts + 1, token = ?, worker_id = ?, started_at = ?, lease_until = ?
+WHERE seq IN (
+    SELECT seq FROM pigeon_jobs
+    WHERE state = 'queued' AND queue IN ({queues})
+    ORDER BY priority DESC, seq
+    LIMIT ?
+)
+RETURNING priority, seq, envelope, attempts
+
+-- name: complete
+UPDATE pigeon_jobs
+SET state = 'succeeded', result = ?, error = NULL, finished_at = ?, expires_at = ?, token = NULL, lease_until = NULL
+WHERE id = ? AND token = ? AND state = 'running'
+
+-- name: fail
+UPDATE pigeon_jobs
+SET state = 'failed', error = ?, finished_at = ?, expires_at = ?, token = NULL, lease_until = NULL
+WHERE id = ? AND token = ? AND state = 'running'
+
+-- name: retry
+UPDATE pigeon_jobs
+SET state = ?, run_at = ?, error = ?, token = NULL, lease_until = NULL
+WHERE id = ? AND token = ? AND state = 'running'
+
+-- name: release
+UPDATE pigeon_jobs
+SET state = 'queued', attempts = attempts - 1, token = NULL, lease_until = NULL
+WHERE id = ? AND token = ? AND state = 'running'
+
+-- name: extend
+UPDATE pigeon_jobs SET lease_until = ?
+WHERE id = ? AND token = ? AND state = 'running'
+
+-- name: upsert_worker
+INSERT INTO pigeon_workers (id, info, last_seen) VALUES (?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET info = excluded.info, last_seen = excluded.last_seen
+
+-- name: delete_worker
+DELETE FROM pigeon_workers WHERE id = ?
+
+-- name: workers
+SELECT info, last_seen FROM pigeon_workers ORDER BY id
+
+-- name: recoverable
+-- Expired leases, and jobs of registered workers that went silent.
+SELECT j.id, j.attempts, j.max_attempts FROM pigeon_jobs j
+LEFT JOIN pigeon_workers w ON w.id = j.worker_id
+WHERE j.state = 'running' AND (j.lease_until < ? OR (w.id IS NOT NULL AND w.last_seen < ?))
+
+-- name: recover_requeue
+UPDATE pigeon_jobs SET state = 'queued', token = NULL, lease_until = NULL
+WHERE id = ? AND state = 'running'
+
+-- name: recover_fail
+UPDATE pigeon_jobs
+SET state = 'failed', error = ?, finished_at = ?, expires_at = NULL, token = NULL, lease_until = NULL
+WHERE id = ? AND state = 'running'
+
+-- name: forget_silent_workers
+DELETE FROM pigeon_workers WHERE last_seen < ?
+
+-- name: prune
+DELETE FROM pigeon_jobs
+WHERE expires_at <= ? AND state IN ('succeeded', 'failed', 'cancelled')
+
+-- name: get
+SELECT envelope, state, attempts, result, error, worker_id, started_at, finished_at, lease_until
+FROM pigeon_jobs WHERE id = ?
+
+-- name: list
+SELECT envelope, state, attempts, result, error, worker_id, started_at, finished_at, lease_until
+FROM pigeon_jobs
+WHERE (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR task = ?3)
+ORDER BY seq DESC LIMIT ?4
+
+-- name: stats
+SELECT queue, state, count(*) FROM pigeon_jobs GROUP BY queue, state ORDER BY queue
+
+-- name: cancel
+UPDATE pigeon_jobs
+SET state = 'cancelled', finished_at = ?, expires_at = ?
+WHERE id = ? AND state IN ('queued', 'scheduled')
+
+-- name: requeue
+UPDATE pigeon_jobs
+SET state = 'queued', attempts = 0, run_at = ?, finished_at = NULL, expires_at = NULL, error = NULL
+WHERE id = ? AND state IN ('failed', 'cancelled')
+
+-- name: purge
+DELETE FROM pigeon_jobs WHERE state IN ({states}) AND (?1 IS NULL OR queue = ?1)

@@ -1,0 +1,334 @@
+"""``sqlite:///path`` — the embedded default: one file, no server.
+
+WAL mode lets one writer and many readers work at once, and a busy timeout
+makes several processes (the web app, workers) share the file safely. Every
+write is one ``BEGIN IMMEDIATE`` transaction; claims and settles are batched,
+so throughput is bound by commits, not by rows.
+
+The sqlite3 module blocks, so each broker instance owns one connection and one
+thread that runs every statement. Another process's commits are noticed by
+polling ``PRAGMA data_version``, which reads shared memory, not the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Self, TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+
+from pigeon.brokers.base import BrokerBase, Capabilities
+from pigeon.brokers.sql import migrations, queries
+from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
+from pigeon.job import (
+    Claim,
+    ErrorInfo,
+    Job,
+    JobRecord,
+    JobState,
+    Outcome,
+    OutcomeKind,
+    QueueStats,
+    WorkerInfo,
+)
+
+T = TypeVar("T")
+
+_WATCH_EVERY = 0.004
+_LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
+_error_decoder = msgspec.json.Decoder(ErrorInfo)
+_worker_decoder = msgspec.json.Decoder(WorkerInfo)
+
+
+class SqliteBroker(BrokerBase):
+    """The embedded broker: a SQLite file in WAL mode."""
+
+    capabilities = Capabilities()
+
+    def __init__(self, path: str, *, busy_timeout: float = 10.0) -> None:
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        self._busy_timeout = busy_timeout
+        self._db: sqlite3.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        self._q = queries("sqlite")
+
+    @classmethod
+    def from_url(cls, url: str, shared: dict[str, Any]) -> Self:
+        parts = urlsplit(url)
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if parts.netloc or not path or path == ":memory:":
+            raise ConfigurationError(
+                f"{url!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            )
+        return cls(path)
+
+    # -- plumbing ------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._thread is None:
+            raise BrokerConnectionError("the SQLite broker is not open (use `async with broker:`)")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._thread, functools.partial(fn, *args))
+        except sqlite3.Error as exc:
+            raise BrokerError(f"SQLite ({self.path}): {exc}") from exc
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        db = self._db
+        assert db is not None
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            out = fn(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return out
+
+    def _connect(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=self._busy_timeout, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+        self._db = db
+        self._write(_migrate)
+
+    async def open(self) -> None:
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="pigeon-sqlite")
+        try:
+            await self._run(self._connect)
+        except BrokerError as exc:
+            await self.close()
+            raise BrokerConnectionError(str(exc)) from exc
+
+    async def close(self) -> None:
+        if self._thread is None:
+            return
+        if self._db is not None:
+            db = self._db
+            await asyncio.get_running_loop().run_in_executor(self._thread, db.close)
+            self._db = None
+        self._thread.shutdown(wait=True)
+        self._thread = None
+
+    # -- producing -----------------------------------------------------------
+
+    async def enqueue(self, jobs: Sequence[Job]) -> list[str]:
+        now = time.time()
+        rows = [
+            (
+                j.id,
+                j.task,
+                j.queue,
+                j.priority,
+                "scheduled" if j.run_at is not None and j.run_at > now else "queued",
+                j.encode(),
+                j.max_attempts,
+                j.unique_key,
+                j.run_at if j.run_at is not None else now,
+                j.enqueued_at or now,
+            )
+            for j in jobs
+        ]
+
+        def insert(db: sqlite3.Connection) -> list[str]:
+            if not any(j.unique_key for j in jobs):
+                db.executemany(self._q["insert"], rows)
+                return [j.id for j in jobs]
+            ids = []
+            for job, row in zip(jobs, rows, strict=True):
+                if db.execute(self._q["insert"], row).rowcount == 0 and job.unique_key is not None:
+                    found = db.execute(self._q["pending_by_key"], (job.unique_key,)).fetchone()
+                    ids.append(found[0] if found else job.id)
+                else:
+                    ids.append(job.id)
+            return ids
+
+        return await self._run(self._write, insert)
+
+    # -- consuming -----------------------------------------------------------
+
+    async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
+        if limit <= 0 or not queues:
+            return []
+        sql = self._q["claim"].replace("{queues}", ",".join("?" * len(queues)))
+        token = os.urandom(8).hex()
+
+        def claim(db: sqlite3.Connection) -> list[tuple[int, int, bytes, int]]:
+            now = time.time()
+            db.execute(self._q["promote"], (now,))
+            return db.execute(sql, (token, worker_id, now, now + lease, *queues, limit)).fetchall()
+
+        rows = await self._run(self._write, claim)
+        rows.sort(key=lambda r: (-r[0], r[1]))
+        return [Claim(Job.decode(env), token, attempts) for _, _, env, attempts in rows]
+
+    async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        q = self._q
+
+        def settle(db: sqlite3.Connection) -> list[bool]:
+            now = time.time()
+            done = []
+            for o in outcomes:
+                err = None if o.error is None else msgspec.json.encode(o.error)
+                if o.kind is OutcomeKind.COMPLETE:
+                    cur = db.execute(q["complete"], (o.result, now, o.expires_at, o.job_id, o.token))
+                elif o.kind is OutcomeKind.FAIL:
+                    cur = db.execute(q["fail"], (err, now, o.expires_at, o.job_id, o.token))
+                elif o.kind is OutcomeKind.RETRY:
+                    run_at = o.run_at or now
+                    state = "scheduled" if run_at > now else "queued"
+                    cur = db.execute(q["retry"], (state, run_at, err, o.job_id, o.token))
+                else:
+                    cur = db.execute(q["release"], (o.job_id, o.token))
+                done.append(cur.rowcount == 1)
+            return done
+
+        return await self._run(self._write, settle)
+
+    async def heartbeat(self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float) -> list[str]:
+        def beat(db: sqlite3.Connection) -> list[str]:
+            now = time.time()
+            db.execute(self._q["upsert_worker"], (worker.id, msgspec.json.encode(worker), now))
+            return [
+                jid
+                for jid, token in leases
+                if db.execute(self._q["extend"], (now + lease, jid, token)).rowcount == 0
+            ]
+
+        return await self._run(self._write, beat)
+
+    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+        def version() -> int:
+            assert self._db is not None
+            row = self._db.execute("PRAGMA data_version").fetchone()
+            return int(row[0])
+
+        deadline = time.monotonic() + timeout
+        first = await self._run(version)
+        while time.monotonic() < deadline:
+            await asyncio.sleep(_WATCH_EVERY)
+            if await self._run(version) != first:
+                return
+
+    async def recover(self, dead_after: float) -> int:
+        q = self._q
+
+        def recover(db: sqlite3.Connection) -> int:
+            now = time.time()
+            rows = db.execute(q["recoverable"], (now, now - dead_after)).fetchall()
+            for job_id, attempts, max_attempts in rows:
+                if attempts >= max_attempts:
+                    db.execute(q["recover_fail"], (_LOST, now, job_id))
+                else:
+                    db.execute(q["recover_requeue"], (job_id,))
+            db.execute(q["forget_silent_workers"], (now - dead_after,))
+            return len(rows)
+
+        return await self._run(self._write, recover)
+
+    async def prune(self) -> int:
+        return await self._run(self._write, lambda db: db.execute(self._q["prune"], (time.time(),)).rowcount)
+
+    # -- inspecting ----------------------------------------------------------
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        assert self._db is not None
+        return self._db.execute(sql, params).fetchall()
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        rows = await self._run(self._read, self._q["get"], (job_id,))
+        return _record(rows[0]) if rows else None
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        params = (queue, None if state is None else state.value, task, limit)
+        return [_record(r) for r in await self._run(self._read, self._q["list"], params)]
+
+    async def stats(self) -> list[QueueStats]:
+        counts: dict[str, dict[str, int]] = {}
+        for queue, state, n in await self._run(self._read, self._q["stats"], ()):
+            counts.setdefault(queue, {})[state] = n
+        return [QueueStats(q, c) for q, c in counts.items()]
+
+    async def cancel(self, job_id: str, expires_at: float) -> bool:
+        def cancel(db: sqlite3.Connection) -> bool:
+            return db.execute(self._q["cancel"], (time.time(), expires_at, job_id)).rowcount == 1
+
+        return await self._run(self._write, cancel)
+
+    async def requeue(self, job_id: str) -> bool:
+        def requeue(db: sqlite3.Connection) -> bool:
+            try:
+                return db.execute(self._q["requeue"], (time.time(), job_id)).rowcount == 1
+            except sqlite3.IntegrityError:  # its unique key is taken by a newer pending job
+                return False
+
+        return await self._run(self._write, requeue)
+
+    async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
+        wanted = [s.value for s in (states or [s for s in JobState if s.is_final])]
+        sql = self._q["purge"].replace("{states}", ",".join(f"'{s}'" for s in wanted))
+        return await self._run(self._write, lambda db: db.execute(sql, (queue,)).rowcount)
+
+    async def register_worker(self, info: WorkerInfo) -> None:
+        row = (info.id, msgspec.json.encode(info), time.time())
+        await self._run(self._write, lambda db: db.execute(self._q["upsert_worker"], row))
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        await self._run(self._write, lambda db: db.execute(self._q["delete_worker"], (worker_id,)))
+
+    async def workers(self) -> list[WorkerInfo]:
+        rows = await self._run(self._read, self._q["workers"], ())
+        return [msgspec.structs.replace(_worker_decoder.decode(info), last_seen=seen) for info, seen in rows]
+
+
+def _record(row: tuple[Any, ...]) -> JobRecord:
+    envelope, state, attempts, result, error, worker_id, started, finished, lease = row
+    return JobRecord(
+        job=Job.decode(envelope),
+        state=JobState(state),
+        attempts=attempts,
+        result=result,
+        error=None if error is None else _error_decoder.decode(error),
+        worker_id=worker_id,
+        started_at=started,
+        finished_at=finished,
+        lease_until=lease,
+    )
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    current = db.execute("PRAGMA user_version").fetchone()[0]
+    known = migrations("sqlite")
+    latest = known[-1][0] if known else 0
+    if current > latest:
+        raise ConfigurationError(
+            f"the database schema is version {current}, newer than this pigeon knows ({latest}): upgrade pigeon"
+        )
+    for version, _, sql in known:
+        if version > current:
+            for statement in _statements(sql):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version={version}")
+
+
+def _statements(sql: str) -> list[str]:
+    body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]

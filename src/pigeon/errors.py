@@ -1,0 +1,108 @@
+"""Every error pigeon raises, under one root.
+
+::
+
+    PigeonError
+    ├── ConfigurationError          bad URL, bad option, schema behind
+    ├── BrokerError                 the broker failed an operation
+    │   ├── BrokerConnectionError   the broker cannot be reached
+    │   └── UnsupportedFeature      the broker cannot do what was asked
+    ├── JobError
+    │   ├── JobNotFound             no such job (never existed, or pruned)
+    │   ├── JobFailed               the job ended failed; carries the task's error
+    │   ├── JobCancelled            the job was cancelled before it succeeded
+    │   ├── UnknownTask             a job names a task this process does not know
+    │   └── DecodeError             a job's payload or result cannot be decoded
+    └── TaskError
+        └── InvalidTask             a task definition that cannot work
+
+    Retry                           control flow, raised inside a task (not an error)
+
+Argument errors at send time are plain ``TypeError`` so they read like any
+other bad call in the caller's code.
+"""
+
+from __future__ import annotations
+
+
+class PigeonError(Exception):
+    """Root of every pigeon error."""
+
+
+class ConfigurationError(PigeonError):
+    """Invalid configuration: a bad URL, an unknown option, a schema that is behind."""
+
+
+class BrokerError(PigeonError):
+    """The broker failed an operation."""
+
+
+class BrokerConnectionError(BrokerError):
+    """The broker cannot be reached."""
+
+
+class UnsupportedFeature(BrokerError):
+    """The broker declares it cannot do what was asked."""
+
+
+class JobError(PigeonError):
+    """Something about one job."""
+
+
+class JobNotFound(JobError):
+    """No such job: it never existed, or it finished and was pruned."""
+
+
+class JobFailed(JobError):
+    """The job ended failed; carries the error the task raised.
+
+    Attributes:
+        job_id: the failed job.
+        error_type: the dotted class path of the task's exception.
+        error_message: ``str()`` of the task's exception.
+        traceback: the formatted traceback, as the worker saw it.
+    """
+
+    def __init__(self, job_id: str, error_type: str, error_message: str, traceback: str) -> None:
+        super().__init__(f"job {job_id} failed: {error_type}: {error_message}")
+        self.job_id = job_id
+        self.error_type = error_type
+        self.error_message = error_message
+        self.traceback = traceback
+
+
+class JobCancelled(JobError):
+    """The job was cancelled before it succeeded."""
+
+
+class UnknownTask(JobError):
+    """A job names a task that is not registered in this process."""
+
+
+class DecodeError(JobError):
+    """A job's payload or result cannot be decoded."""
+
+
+class TaskError(PigeonError):
+    """Something about a task definition."""
+
+
+class InvalidTask(TaskError):
+    """A task definition that cannot work (e.g. a lambda on the process executor)."""
+
+
+class Retry(Exception):  # noqa: N818 - control flow, named for what the task asks
+    """Raise inside a task to run it again later.
+
+    The retry spends an attempt; when none are left the job fails.
+
+    Args:
+        delay: seconds to wait before the next attempt; ``None`` uses the
+            task's back-off policy.
+        reason: a note kept in the job's error field and the log.
+    """
+
+    def __init__(self, delay: float | None = None, reason: str = "") -> None:
+        super().__init__(reason or "retry requested")
+        self.delay = delay
+        self.reason = reason

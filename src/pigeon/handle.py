@@ -1,0 +1,112 @@
+"""JobHandle: what a send returns; looks the job up in the broker on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pigeon import codec
+from pigeon.errors import JobCancelled, JobFailed, JobNotFound
+from pigeon.job import JobRecord, JobState
+
+if TYPE_CHECKING:
+    from pigeon.app import App
+
+R = TypeVar("R")
+
+# Result polling backs off from quick (a job that is about to finish) to patient.
+_FIRST_POLL = 0.001
+_MAX_POLL = 0.1
+
+
+class JobHandle(Generic[R]):
+    """A reference to one job, by id; every property reads the broker afresh."""
+
+    __slots__ = ("app", "id", "task")
+
+    def __init__(self, app: App, job_id: str, task: str | None = None) -> None:
+        self.app = app
+        self.id = job_id
+        self.task = task
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.id} {self.task or ''}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JobHandle) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def record(self) -> JobRecord:
+        """The broker's current record of the job.
+
+        Raises:
+            JobNotFound: unknown id, or the job was pruned.
+        """
+        return self.app.portal_call(self.arecord())
+
+    async def arecord(self) -> JobRecord:
+        """Asynchronous :meth:`record`."""
+        broker = await self.app.connection()
+        rec = await broker.get(self.id)
+        if rec is None:
+            raise JobNotFound(f"no job {self.id} (never sent, or pruned after its retention)")
+        return rec
+
+    @property
+    def status(self) -> JobState:
+        """The job's state now (queued, scheduled, running, succeeded, failed, cancelled)."""
+        return self.record().state
+
+    def result(self, timeout: float | None = None) -> R:
+        """Wait for the job to finish and return its result.
+
+        Raises:
+            TimeoutError: the job did not finish within ``timeout`` seconds.
+            JobFailed: the job failed; carries the task's error type, message, traceback.
+            JobCancelled: the job was cancelled.
+            JobNotFound: unknown id, or pruned.
+        """
+        return self.app.portal_call(self.aresult(timeout))
+
+    async def aresult(self, timeout: float | None = None) -> R:
+        """Asynchronous :meth:`result`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = _FIRST_POLL
+        while True:
+            rec = await self.arecord()
+            if rec.state.is_final:
+                return self._outcome(rec)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {self.id} still {rec.state} after {timeout} s")
+            wait = pause if deadline is None else min(pause, max(0.0, deadline - time.monotonic()))
+            await asyncio.sleep(wait)
+            pause = min(pause * 2, _MAX_POLL)
+
+    def _outcome(self, rec: JobRecord) -> R:
+        if rec.state is JobState.SUCCEEDED:
+            data = rec.result if rec.result is not None else b"null"
+            task = self.app.tasks.get(rec.job.task)
+            value: Any = task.decode_result(data) if task is not None else codec.decode_any(data)
+            return value  # type: ignore[no-any-return]
+        if rec.state is JobState.CANCELLED:
+            raise JobCancelled(f"job {self.id} was cancelled")
+        err = rec.error
+        raise JobFailed(
+            self.id,
+            err.type if err else "unknown",
+            err.message if err else "",
+            err.traceback if err else "",
+        )
+
+    def cancel(self) -> bool:
+        """Cancel the job if it has not started; True if it was cancelled."""
+        return self.app.cancel(self.id)
+
+    @property
+    def finished_at(self) -> datetime | None:
+        ts = self.record().finished_at
+        return None if ts is None else datetime.fromtimestamp(ts, UTC)

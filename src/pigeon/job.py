@@ -1,0 +1,171 @@
+"""The job: an immutable envelope, and its life cycle.
+
+A :class:`Job` is built once, when a task is sent, and encoded once; no part of
+pigeon changes it afterwards. What changes is the broker's record of it
+(:class:`JobRecord`): its state, attempts, lease, result.
+
+The state machine, the only place it is written down::
+
+                 enqueue (run_at in the future)
+                ┌──────────────► SCHEDULED ──────┐ due
+                │                    ▲           ▼
+    enqueue ────┴──────────────► QUEUED ◄────────┘
+                                  │  ▲  ▲
+                           claim  │  │  │ release (shutdown, attempt given back)
+                                  ▼  │  │ recover (lease expired / worker dead,
+                               RUNNING ─┘            attempts left)
+                 complete ┌──────┼──────────┐ fail, or retry/recover
+                          ▼      │ retry    ▼ with no attempts left
+                    SUCCEEDED    │ (delay)  FAILED
+                                 └──► SCHEDULED
+
+    QUEUED / SCHEDULED ── cancel ──► CANCELLED
+    FAILED / CANCELLED ── retry (by an operator) ──► QUEUED, attempts reset
+
+SUCCEEDED, FAILED and CANCELLED are final; a final job keeps its result or error
+until the retention expires and the pruner deletes it.
+
+Every claim carries a fresh ``token``; every settle (complete, retry, fail,
+release) and every lease extension names that token and is refused if the job
+is no longer RUNNING under it. A worker that stalled past its lease cannot
+settle a job another worker now owns (fencing).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+
+import msgspec
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in its life cycle (see the module docstring)."""
+
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL
+
+
+_FINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+PENDING_STATES = (JobState.QUEUED, JobState.SCHEDULED, JobState.RUNNING)
+
+MIN_PRIORITY = -100
+MAX_PRIORITY = 100
+
+
+def new_id() -> str:
+    """A job id: time-ordered (milliseconds) then random, 32 hex digits like a UUID."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One invocation of a task: the immutable envelope every broker stores.
+
+    ``payload`` is the arguments, already encoded (JSON) when the job was built;
+    brokers store and return it untouched.
+    """
+
+    id: str
+    task: str
+    queue: str = "default"
+    payload: msgspec.Raw = msgspec.Raw(b"{}")
+    priority: int = 0
+    max_attempts: int = 3
+    timeout: float | None = None
+    run_at: float | None = None
+    unique_key: str | None = None
+    enqueued_at: float = 0.0
+
+    def encode(self) -> bytes:
+        return _ENCODER.encode(self)
+
+    @staticmethod
+    def decode(data: bytes) -> Job:
+        return _JOB_DECODER.decode(data)
+
+
+_ENCODER = msgspec.json.Encoder()
+_JOB_DECODER = msgspec.json.Decoder(Job)
+
+
+class ErrorInfo(msgspec.Struct, frozen=True):
+    """What a failed attempt left behind: the exception's class path, message, traceback."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
+class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A broker's view of one job: the envelope plus its mutable life cycle."""
+
+    job: Job
+    state: JobState
+    attempts: int = 0
+    result: bytes | None = None
+    error: ErrorInfo | None = None
+    worker_id: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    lease_until: float | None = None
+
+
+class Claim(msgspec.Struct, frozen=True):
+    """A job handed to a worker: valid while the lease under ``token`` holds."""
+
+    job: Job
+    token: str
+    attempt: int
+
+
+class OutcomeKind(enum.StrEnum):
+    COMPLETE = "complete"
+    RETRY = "retry"
+    FAIL = "fail"
+    RELEASE = "release"
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """How one claimed job ended; brokers apply a batch of these in one round trip.
+
+    - COMPLETE: SUCCEEDED with ``result``.
+    - RETRY: SCHEDULED at ``run_at`` (or QUEUED when due), ``error`` kept.
+    - FAIL: FAILED with ``error``.
+    - RELEASE: QUEUED again and the attempt given back (graceful shutdown).
+    """
+
+    job_id: str
+    token: str
+    kind: OutcomeKind
+    result: bytes | None = None
+    error: ErrorInfo | None = None
+    run_at: float | None = None
+    expires_at: float | None = None
+
+
+class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A registered worker, as ``pigeon status`` shows it."""
+
+    id: str
+    hostname: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    started_at: float
+    last_seen: float
+
+
+class QueueStats(msgspec.Struct, frozen=True):
+    """Job counts of one queue, by state."""
+
+    queue: str
+    counts: dict[str, int]

@@ -1,0 +1,245 @@
+"""Task: a registered function with its options; sending it makes a Job."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import sys
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
+
+import msgspec
+
+from pigeon.codec import Signature
+from pigeon.errors import InvalidTask
+from pigeon.job import MAX_PRIORITY, MIN_PRIORITY, Job, new_id
+from pigeon.retry import Backoff, BackoffPolicy
+
+if TYPE_CHECKING:
+    from pigeon.app import App
+    from pigeon.handle import JobHandle
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Executor = Literal["async", "thread", "process"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a running job knows about itself.
+
+    A task receives it when its first parameter is annotated ``JobContext``.
+    """
+
+    job_id: str
+    task: str
+    queue: str
+    attempt: int
+    max_attempts: int
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """A task's defaults; every job of the task starts from these."""
+
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: int = 3
+    timeout: float | None = None
+    executor: Executor = "async"
+    backoff: BackoffPolicy = Backoff()
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        _check_priority(self.priority)
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, not {self.max_attempts}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError(f"timeout must be positive, not {self.timeout}")
+
+
+@dataclass(frozen=True, slots=True)
+class SendOptions:
+    """Per-send overrides, made by :meth:`Task.options`."""
+
+    queue: str | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+    timeout: float | None = None
+    delay: float | None = None
+    run_at: datetime | None = None
+    unique_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.priority is not None:
+            _check_priority(self.priority)
+        if self.run_at is not None and self.run_at.tzinfo is None:
+            raise ValueError("run_at must be an aware datetime (e.g. datetime.now(UTC))")
+        if self.delay is not None and self.run_at is not None:
+            raise ValueError("give delay or run_at, not both")
+
+
+def _check_priority(priority: int) -> None:
+    if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise ValueError(f"priority must be within {MIN_PRIORITY}..{MAX_PRIORITY}, not {priority}")
+
+
+def default_name(fn: Callable[..., Any]) -> str:
+    """``module.qualname``, with ``__main__`` replaced by the script's module name.
+
+    A script that both defines and sends tasks names them as a worker importing
+    it as a module would.
+    """
+    module = fn.__module__
+    if module == "__main__":
+        main = sys.modules["__main__"]
+        spec = getattr(main, "__spec__", None)
+        if spec is not None and spec.name:
+            module = spec.name
+        elif getattr(main, "__file__", None):
+            module = Path(main.__file__).stem  # type: ignore[arg-type]
+    return f"{module}.{fn.__qualname__}"
+
+
+def _takes_context(fn: Callable[..., Any]) -> bool:
+    params = list(inspect.signature(fn).parameters.values())
+    if not params:
+        return False
+    ann = params[0].annotation
+    return ann is JobContext or ann == "JobContext"
+
+
+class Task(Generic[P, R]):
+    """A function registered with an app. Call it to run it here; ``send`` to run it on a worker."""
+
+    def __init__(
+        self,
+        app: App,
+        fn: Callable[P, R] | Callable[P, Coroutine[Any, Any, R]],
+        name: str,
+        options: TaskOptions,
+        send_options: SendOptions | None = None,
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.defaults = options
+        self.send_defaults = send_options or SendOptions()
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.takes_context = _takes_context(fn)
+        self.signature = Signature(fn, skip_first=self.takes_context)
+        if options.executor == "async" and not self.is_async:
+            raise InvalidTask(f"{name}: executor='async' needs an async def function")
+        if options.executor == "process":
+            if self.is_async:
+                raise InvalidTask(f"{name}: executor='process' runs plain functions, not coroutines")
+            if "<lambda>" in fn.__qualname__ or "<locals>" in fn.__qualname__:
+                raise InvalidTask(f"{name}: executor='process' needs a module-level function")
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """Run the function directly, in this process (no broker, no retries)."""
+        return self.fn(*args, **kwargs)
+
+    def options(
+        self,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        unique_key: str | None = None,
+    ) -> Task[P, R]:
+        """A copy of this task whose sends use these options.
+
+        Args:
+            queue: the queue to send to.
+            priority: -100..100, higher runs first.
+            max_attempts: attempts before the job fails.
+            timeout: seconds one attempt may run.
+            delay: seconds from now before the job may start.
+            run_at: an aware datetime before which the job may not start.
+            unique_key: while a job with this key is pending, sends return it instead.
+        """
+        given = {
+            k: v
+            for k, v in dict(
+                queue=queue,
+                priority=priority,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                delay=delay,
+                run_at=run_at,
+                unique_key=unique_key,
+            ).items()
+            if v is not None
+        }
+        merged = dataclasses.replace(self.send_defaults, **given)
+        return Task(self.app, self.fn, self.name, self.defaults, merged)
+
+    def make_job(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
+        """The job this send would enqueue; arguments are checked and encoded here.
+
+        Raises:
+            TypeError: the arguments do not fit the function's signature.
+        """
+        payload = self.signature.encode_args(args, kwargs)
+        o, d = self.send_defaults, self.defaults
+        now = time.time()
+        run_at: float | None = None
+        if o.delay is not None:
+            run_at = now + o.delay
+        elif o.run_at is not None:
+            run_at = o.run_at.timestamp()
+        return Job(
+            id=new_id(),
+            task=self.name,
+            queue=o.queue or d.queue,
+            payload=msgspec.Raw(payload),
+            priority=o.priority if o.priority is not None else d.priority,
+            max_attempts=o.max_attempts or d.max_attempts,
+            timeout=o.timeout or d.timeout,
+            run_at=run_at,
+            unique_key=o.unique_key,
+            enqueued_at=now,
+        )
+
+    def send(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
+        """Enqueue one job from synchronous code.
+
+        Raises:
+            TypeError: the arguments do not fit the signature or cannot be encoded.
+            BrokerError: the broker did not store the job.
+        """
+        job = self.make_job(args, kwargs)
+        return self.app.enqueue([job])[0]
+
+    async def asend(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
+        """Enqueue one job from asynchronous code. Raises as :meth:`send`."""
+        job = self.make_job(args, kwargs)
+        return (await self.app.aenqueue([job]))[0]
+
+    def send_many(self, calls: Iterable[tuple[Any, ...]]) -> list[JobHandle[R]]:
+        """Enqueue many jobs in one round trip; each item is a tuple of positional arguments."""
+        return self.app.enqueue([self.make_job(tuple(c), {}) for c in calls])
+
+    async def asend_many(self, calls: Iterable[tuple[Any, ...]]) -> list[JobHandle[R]]:
+        """Asynchronous :meth:`send_many`."""
+        return await self.app.aenqueue([self.make_job(tuple(c), {}) for c in calls])
+
+    def decode_result(self, data: bytes) -> R:
+        result: R = self.signature.decode_result(data)
+        return result
+

@@ -1,0 +1,95 @@
+"""WorkerConfig: every knob of a worker, in one frozen value."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+
+from pigeon.errors import ConfigurationError
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """How a worker claims and runs jobs.
+
+    Attributes:
+        queues: the queues to take jobs from.
+        concurrency: jobs in flight at once, across all executors.
+        threads: the thread pool for plain-function tasks (default: up to ``concurrency``, at most 64).
+        processes: the process pool for ``executor="process"`` tasks (default: CPU count).
+        batch: the most jobs one claim takes.
+        lease: seconds a claim is valid without a heartbeat.
+        heartbeat: seconds between heartbeats (lease extension, liveness).
+        dead_after: seconds of silence after which a worker's jobs are recovered.
+        grace: seconds running jobs get to finish at shutdown before they are handed back.
+        poll: the longest an idle worker waits before looking for due jobs again.
+        recover_every: seconds between lease-recovery sweeps.
+        prune_every: seconds between prunes of expired finished jobs.
+        burst: exit when nothing is left to do.
+    """
+
+    queues: tuple[str, ...] = ("default",)
+    concurrency: int = 32
+    threads: int | None = None
+    processes: int | None = None
+    batch: int = 200
+    lease: float = 30.0
+    heartbeat: float = 2.0
+    dead_after: float = 10.0
+    grace: float = 10.0
+    poll: float = 0.5
+    recover_every: float = 5.0
+    prune_every: float = 60.0
+    burst: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.queues:
+            raise ConfigurationError("a worker needs at least one queue")
+        if self.concurrency < 1:
+            raise ConfigurationError(f"concurrency must be at least 1, not {self.concurrency}")
+        if self.heartbeat >= self.lease:
+            raise ConfigurationError("heartbeat must be shorter than the lease")
+        if self.dead_after <= self.heartbeat:
+            raise ConfigurationError("dead_after must be longer than the heartbeat")
+
+    @property
+    def thread_count(self) -> int:
+        return self.threads or min(self.concurrency, 64)
+
+    @property
+    def process_count(self) -> int:
+        return self.processes or os.cpu_count() or 1
+
+    def replace(self, **changes: Any) -> Self:
+        if "queues" in changes and isinstance(changes["queues"], str):
+            changes["queues"] = tuple(q.strip() for q in changes["queues"].split(",") if q.strip())
+        elif "queues" in changes:
+            changes["queues"] = tuple(changes["queues"])
+        try:
+            return dataclasses.replace(self, **changes)
+        except TypeError as exc:
+            raise ConfigurationError(f"unknown worker option: {exc}") from None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Self:
+        """A config from ``PIGEON_<FIELD>`` variables (e.g. ``PIGEON_CONCURRENCY=64``)."""
+        changes: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(f"PIGEON_{f.name.upper()}")
+            if raw is None:
+                continue
+            try:
+                if f.name == "queues":
+                    changes[f.name] = raw
+                elif f.name == "burst":
+                    changes[f.name] = raw.lower() in ("1", "true", "yes", "on")
+                elif f.name in ("concurrency", "threads", "processes", "batch"):
+                    changes[f.name] = int(raw)
+                else:
+                    changes[f.name] = float(raw)
+            except ValueError:
+                raise ConfigurationError(f"PIGEON_{f.name.upper()}={raw!r} is not a valid value") from None
+        return cls().replace(**changes)

@@ -1,0 +1,378 @@
+"""The worker: claim → run → settle, on one event loop, under one task group.
+
+One :class:`asyncio.TaskGroup` owns the worker's loops (heartbeat, lifeline,
+settler, watcher) and a second one owns the running jobs. Shutdown stops
+claiming, gives running jobs ``grace`` seconds, cancels the rest and hands
+them back without spending an attempt, flushes every settle, then cancels the
+loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from pigeon.errors import BrokerError, DecodeError, Retry, UnknownTask
+from pigeon.job import Claim, ErrorInfo, Outcome, OutcomeKind, WorkerInfo
+from pigeon.task import JobContext
+from pigeon.worker.config import WorkerConfig
+from pigeon.worker.executors import Executors, error_info
+from pigeon.worker.seam import InstrumentedBroker
+
+if TYPE_CHECKING:
+    from pigeon.app import App
+
+log = logging.getLogger("pigeon.worker")
+
+
+class Worker:
+    """Runs jobs of one app. Use ``await worker.run()``, ``app.worker()`` or ``app.run_worker_in_thread()``."""
+
+    def __init__(self, app: App, config: WorkerConfig) -> None:
+        self.app = app
+        self.config = config
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+        self.started = asyncio.Event()
+        self.stopped = threading.Event()
+        self.processed = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._hard = asyncio.Event()
+        self._starved = False
+        self._running: dict[str, tuple[Claim, asyncio.Task[None]]] = {}
+        self._lost: set[str] = set()
+        self._outbox: list[Outcome] = []
+        self._outbox_ready = asyncio.Event()
+        self._executors = Executors(config.thread_count, config.process_count)
+        self._broker: InstrumentedBroker | None = None
+        self._started_at = time.time()
+
+    # -- control -------------------------------------------------------------
+
+    def stop(self, *, hard: bool = False) -> None:
+        """Ask the worker to stop (graceful; ``hard`` skips the grace period). Thread-safe."""
+        loop = self._loop
+        if loop is None:
+            self._stopping = True
+            return
+        if _on_loop(loop):
+            self._request_stop(hard)
+        else:
+            loop.call_soon_threadsafe(self._request_stop, hard)
+
+    def _request_stop(self, hard: bool) -> None:
+        if self._stopping or hard:
+            self._hard.set()
+        self._stopping = True
+        self._wake.set()
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self._stopping:
+            log.warning("%s again: stopping now, handing running jobs back", name)
+        else:
+            log.info("%s: finishing running jobs (up to %s s), then stopping", name, self.config.grace)
+        self._request_stop(hard=False)
+
+    def info(self) -> WorkerInfo:
+        return WorkerInfo(
+            id=self.id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            queues=self.config.queues,
+            concurrency=self.config.concurrency,
+            started_at=self._started_at,
+            last_seen=time.time(),
+        )
+
+    # -- the run -------------------------------------------------------------
+
+    async def run(self, *, install_signals: bool = True) -> None:
+        """Run until stopped (or, in burst mode, until nothing is left to do)."""
+        self._loop = asyncio.get_running_loop()
+        self._broker = InstrumentedBroker(await self.app.connection())
+        wake = self.app.notifier.subscribe()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._loop.add_signal_handler(sig, self._on_signal, sig)
+        cfg = self.config
+        log.info("worker %s up: queues %s, concurrency %d", self.id, ",".join(cfg.queues), cfg.concurrency)
+        try:
+            await self._broker.register_worker(self.info())
+            async with asyncio.TaskGroup() as loops:
+                background = [
+                    loops.create_task(self._forward(wake), name="pigeon-wake"),
+                    loops.create_task(self._watch(), name="pigeon-watch"),
+                    loops.create_task(self._heartbeat(), name="pigeon-heartbeat"),
+                    loops.create_task(self._lifeline(), name="pigeon-lifeline"),
+                ]
+                settler = loops.create_task(self._settler(), name="pigeon-settler")
+                self.started.set()
+                async with asyncio.TaskGroup() as jobs:
+                    await self._claim_loop(jobs)
+                    await self._drain()
+                self._outbox_ready.set()
+                self._stopping = True
+                await settler
+                for t in background:
+                    t.cancel()
+        finally:
+            self.app.notifier.unsubscribe(self._loop, wake)
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    self._loop.remove_signal_handler(sig)
+            await self._executors.close()
+            try:
+                await self._broker.unregister_worker(self.id)
+            except BrokerError as exc:
+                log.warning("could not unregister worker %s: %s", self.id, exc)
+            log.info("worker %s stopped after %d jobs", self.id, self.processed)
+            self.stopped.set()
+
+    async def _claim_loop(self, jobs: asyncio.TaskGroup) -> None:
+        assert self._broker is not None
+        cfg = self.config
+        while not self._stopping:
+            self._wake.clear()
+            free = cfg.concurrency - len(self._running)
+            if free > 0:
+                want = min(free, cfg.batch)
+                try:
+                    claims = await self._broker.claim(self.id, cfg.queues, want, cfg.lease)
+                except BrokerError as exc:
+                    log.error("claim failed, retrying: %s", exc)
+                    await self._pause(min(cfg.poll * 4, 5.0))
+                    continue
+                for claim in claims:
+                    task = jobs.create_task(self._run_job(claim), name=f"pigeon-job-{claim.job.id}")
+                    self._running[claim.job.id] = (claim, task)
+                if len(claims) == want:
+                    self._starved = False
+                    continue
+                self._starved = True
+                if cfg.burst and not self._running:
+                    return
+            else:
+                self._starved = False
+            await self._wake.wait()
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    async def _drain(self) -> None:
+        if not self._running:
+            return
+        tasks = [t for _, t in self._running.values()]
+        hard = asyncio.ensure_future(self._hard.wait())
+        try:
+            await asyncio.wait([*tasks, hard], timeout=self.config.grace, return_when=asyncio.FIRST_COMPLETED)
+            pending = [t for t in tasks if not t.done()]
+            if pending and not self._hard.is_set():
+                await asyncio.wait([*pending, hard], timeout=self.config.grace, return_when=asyncio.ALL_COMPLETED)
+        finally:
+            hard.cancel()
+        left = [t for _, t in self._running.values() if not t.done()]
+        if left:
+            log.warning("handing %d unfinished jobs back", len(left))
+            for t in left:
+                t.cancel()
+
+    # -- one job -------------------------------------------------------------
+
+    async def _run_job(self, claim: Claim) -> None:
+        job = claim.job
+        extra = {"job_id": job.id, "task": job.task, "attempt": claim.attempt}
+        outcome: Outcome | None = None
+        try:
+            outcome = await self._attempt(claim, extra)
+        except asyncio.CancelledError:
+            if job.id not in self._lost:
+                outcome = Outcome(job_id=job.id, token=claim.token, kind=OutcomeKind.RELEASE)
+                log.info("job handed back unfinished", extra=extra)
+        finally:
+            self._running.pop(job.id, None)
+            self._lost.discard(job.id)
+            self.processed += 1
+            if outcome is not None:
+                self._outbox.append(outcome)
+                self._outbox_ready.set()
+            if not self._starved or self.config.burst or self._stopping:
+                self._wake.set()
+
+    async def _attempt(self, claim: Claim, extra: dict[str, Any]) -> Outcome:
+        job = claim.job
+        task = self.app.tasks.get(job.task)
+        if task is None:
+            log.error("unknown task %r", job.task, extra=extra)
+            exc = UnknownTask(f"no task named {job.task!r} is registered with this worker's app")
+            return self._fail(claim, error_info(exc))
+        ctx = JobContext(job.id, job.task, job.queue, claim.attempt, job.max_attempts, self.id)
+        started = time.perf_counter()
+        try:
+            result = await self._executors.run(task, ctx, bytes(job.payload), job.timeout)
+        except asyncio.CancelledError:
+            task_self = asyncio.current_task()
+            if task_self is not None and task_self.cancelling():
+                raise  # the worker is stopping or lost the lease
+            return self._settle_error(claim, task.defaults, asyncio.CancelledError("the task cancelled itself"), extra)
+        except DecodeError as exc:
+            log.error("undecodable job: %s", exc, extra=extra)
+            return self._fail(claim, error_info(exc))
+        except Retry as exc:
+            return self._retry(claim, task.defaults, exc.delay, error_info(exc), extra)
+        except TimeoutError as exc:
+            if job.timeout is not None and time.perf_counter() - started >= job.timeout * 0.99:
+                exc = TimeoutError(f"attempt exceeded its timeout of {job.timeout} s")
+            return self._settle_error(claim, task.defaults, exc, extra)
+        except BaseException as exc:  # noqa: BLE001 - a bad job must never kill the worker
+            return self._settle_error(claim, task.defaults, exc, extra)
+        log.debug("job succeeded in %.3f s", time.perf_counter() - started, extra=extra)
+        return Outcome(
+            job_id=job.id,
+            token=claim.token,
+            kind=OutcomeKind.COMPLETE,
+            result=result,
+            expires_at=time.time() + self.app.result_ttl,
+        )
+
+    def _settle_error(self, claim: Claim, defaults: Any, exc: BaseException, extra: dict[str, Any]) -> Outcome:
+        info = error_info(exc)
+        retryable = isinstance(exc, defaults.retry_on) or info.type == "pigeon.ProcessDied"
+        if retryable and claim.attempt < claim.job.max_attempts:
+            return self._retry(claim, defaults, None, info, extra)
+        log.error("job failed: %s: %s", info.type, info.message, extra=extra)
+        return self._fail(claim, info)
+
+    def _retry(
+        self, claim: Claim, defaults: Any, delay: float | None, info: ErrorInfo, extra: dict[str, Any]
+    ) -> Outcome:
+        if claim.attempt >= claim.job.max_attempts:
+            log.error("job failed: no attempts left after %s", info.message, extra=extra)
+            return self._fail(claim, info)
+        wait = defaults.backoff.delay(claim.attempt) if delay is None else delay
+        if wait < self.config.poll and self._loop is not None:
+            # Our own retry may fall due before the next poll: look again then.
+            self._loop.call_later(wait, self._wake.set)
+        log.warning("attempt failed (%s: %s); retrying in %.2f s", info.type, info.message, wait, extra=extra)
+        return Outcome(
+            job_id=claim.job.id,
+            token=claim.token,
+            kind=OutcomeKind.RETRY,
+            error=info,
+            run_at=time.time() + wait,
+        )
+
+    def _fail(self, claim: Claim, info: ErrorInfo) -> Outcome:
+        return Outcome(
+            job_id=claim.job.id,
+            token=claim.token,
+            kind=OutcomeKind.FAIL,
+            error=info,
+            expires_at=time.time() + self.app.failed_ttl,
+        )
+
+    # -- background loops ----------------------------------------------------
+
+    async def _forward(self, wake: asyncio.Event) -> None:
+        """Wake the claim loop when this process enqueues."""
+        while True:
+            await wake.wait()
+            wake.clear()
+            if self._starved:
+                self._wake.set()
+
+    async def _watch(self) -> None:
+        """Wake the claim loop when another process may have enqueued, or a delay fell due."""
+        assert self._broker is not None
+        while True:
+            try:
+                await self._broker.wait(self.config.queues, self.config.poll)
+            except BrokerError as exc:
+                log.warning("wake-up watch failed: %s", exc)
+                await asyncio.sleep(self.config.poll)
+            if self._starved:
+                self._wake.set()
+
+    async def _settler(self) -> None:
+        """Flush outcomes in batches; keep them until the broker takes them."""
+        assert self._broker is not None
+        pause = 0.05
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            while self._outbox:
+                batch, self._outbox = self._outbox, []
+                try:
+                    accepted = await self._broker.settle(batch)
+                except BrokerError as exc:
+                    log.error("settle failed, will retry: %s", exc)
+                    self._outbox = batch + self._outbox
+                    if self._hard.is_set() and self._stopping:
+                        log.error("stopping with %d unsettled outcomes; their leases will expire", len(batch))
+                        return
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 5.0)
+                    continue
+                pause = 0.05
+                for outcome, ok in zip(batch, accepted, strict=True):
+                    if not ok:
+                        log.warning(
+                            "job %s was no longer ours to %s (its lease expired)", outcome.job_id, outcome.kind
+                        )
+            if self._stopping and not self._running:
+                return
+
+    async def _heartbeat(self) -> None:
+        assert self._broker is not None
+        while True:
+            await asyncio.sleep(self.config.heartbeat)
+            leases = [(jid, claim.token) for jid, (claim, _) in self._running.items()]
+            try:
+                lost = await self._broker.heartbeat(self.info(), leases, self.config.lease)
+            except BrokerError as exc:
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            for jid in lost:
+                entry = self._running.get(jid)
+                if entry is not None:
+                    log.warning("lease lost (another worker owns the job now); abandoning it", extra={"job_id": jid})
+                    self._lost.add(jid)
+                    entry[1].cancel()
+
+    async def _lifeline(self) -> None:
+        """Recover jobs of dead workers and prune expired ones, jittered so workers spread out."""
+        assert self._broker is not None
+        cfg = self.config
+        next_prune = time.monotonic() + random.uniform(0, cfg.prune_every)
+        while True:
+            await asyncio.sleep(cfg.recover_every * random.uniform(0.5, 1.0))
+            try:
+                n = await self._broker.recover(cfg.dead_after)
+                if n:
+                    log.warning("recovered %d jobs from lost workers", n)
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + cfg.prune_every
+                    pruned = await self._broker.prune()
+                    if pruned:
+                        log.info("pruned %d expired jobs", pruned)
+            except BrokerError as exc:
+                log.warning("lifeline sweep failed: %s", exc)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
