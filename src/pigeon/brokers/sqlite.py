@@ -242,7 +242,7 @@ class SqliteBroker(BrokerBase):
 
     # -- inspecting ----------------------------------------------------------
 
-    def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
+    def _read(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> list[Any]:
         assert self._db is not None
         return self._db.execute(sql, params).fetchall()
 
@@ -258,7 +258,7 @@ class SqliteBroker(BrokerBase):
         task: str | None = None,
         limit: int = 100,
     ) -> list[JobRecord]:
-        params = (queue, None if state is None else state.value, task, limit)
+        params = {"queue": queue, "state": None if state is None else state.value, "task": task, "limit": limit}
         return [_record(r) for r in await self._run(self._read, self._q["list"], params)]
 
     async def stats(self) -> list[QueueStats]:
@@ -285,7 +285,7 @@ class SqliteBroker(BrokerBase):
     async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
         wanted = [s.value for s in (states or [s for s in JobState if s.is_final])]
         sql = self._q["purge"].replace("{states}", ",".join(f"'{s}'" for s in wanted))
-        return await self._run(self._write, lambda db: db.execute(sql, (queue,)).rowcount)
+        return await self._run(self._write, lambda db: db.execute(sql, {"queue": queue}).rowcount)
 
     async def register_worker(self, info: WorkerInfo) -> None:
         row = (info.id, msgspec.json.encode(info), time.time())

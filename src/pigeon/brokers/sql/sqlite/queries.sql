@@ -85,8 +85,8 @@ FROM pigeon_jobs WHERE id = ?
 -- name: list
 SELECT envelope, state, attempts, result, error, worker_id, started_at, finished_at, lease_until
 FROM pigeon_jobs
-WHERE (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR task = ?3)
-ORDER BY seq DESC LIMIT ?4
+WHERE (:queue IS NULL OR queue = :queue) AND (:state IS NULL OR state = :state) AND (:task IS NULL OR task = :task)
+ORDER BY seq DESC LIMIT :limit
 
 -- name: stats
 SELECT queue, state, count(*) FROM pigeon_jobs GROUP BY queue, state ORDER BY queue
@@ -102,4 +102,4 @@ SET state = 'queued', attempts = 0, run_at = ?, finished_at = NULL, expires_at =
 WHERE id = ? AND state IN ('failed', 'cancelled')
 
 -- name: purge
-DELETE FROM pigeon_jobs WHERE state IN ({states}) AND (?1 IS NULL OR queue = ?1)
+DELETE FROM pigeon_jobs WHERE state IN ({states}) AND (:queue IS NULL OR queue = :queue)

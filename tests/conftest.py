@@ -1,0 +1,77 @@
+"""Shared fixtures: broker URLs for every broker, real servers from `make test`."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import pytest
+
+from pigeon.brokers.base import Broker, create_broker
+
+BROKERS = ("memory", "sqlite", "postgres", "redis")
+SERVER_BROKERS = ("postgres", "redis")
+
+
+def with_namespace(url: str, namespace: str) -> str:
+    parts = urlsplit(url)
+    query = [*parse_qsl(parts.query), ("namespace", namespace)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def server_url(kind: str) -> str:
+    """The URL of a real server started by scripts/servers, or a skip (a failure under CI)."""
+    var = f"PIGEON_TEST_{kind.upper()}_URL"
+    url = os.environ.get(var)
+    if not url:
+        reason = f"no {kind} server: {var} is not set (`make test` starts one)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}; under CI a missing server is a failure")
+        pytest.skip(reason)
+    return url
+
+
+def url_for(kind: str, tmp_path: Path) -> str:
+    if kind == "memory":
+        return "memory://"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path}/jobs.db"
+    return with_namespace(server_url(kind), f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(params=BROKERS)
+def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return url_for(request.param, tmp_path)
+
+
+async def open_broker(url: str, shared: dict[str, object]) -> Broker:
+    broker = create_broker(url, shared)
+    migrate = getattr(broker, "migrate", None)
+    if migrate is not None:
+        await migrate()
+    await broker.__aenter__()
+    return broker
+
+
+@pytest.fixture
+async def broker_factory(broker_url: str) -> AsyncIterator[object]:
+    """Opens as many brokers on the same store as a test asks for (as separate processes would)."""
+    shared: dict[str, object] = {}
+    opened: list[Broker] = []
+
+    async def make() -> Broker:
+        b = await open_broker(broker_url, shared)
+        opened.append(b)
+        return b
+
+    yield make
+    for b in opened:
+        await b.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def broker(broker_factory: object) -> Broker:
+    return await broker_factory()  # type: ignore[operator, no-any-return]
