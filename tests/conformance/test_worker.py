@@ -1,0 +1,297 @@
+"""Tasks through a real worker, on every broker: results, errors, retries, timeouts, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any
+
+import msgspec
+import pytest
+
+from pigeon import App, JobContext, JobFailed, JobState, Retry
+from pigeon.retry import Fixed
+from tests.conftest import open_broker
+from tests.helpers import make_job
+
+
+class Point(msgspec.Struct, frozen=True):
+    x: int
+    y: int
+
+
+@pytest.fixture
+async def app(broker_url: str) -> AsyncIterator[App]:
+    b = await open_broker(broker_url, {})  # creates the schema where a broker needs migrating
+    await b.__aexit__(None, None, None)
+    app = App(broker_url)
+    yield app
+    await app.aclose()
+
+
+FAST = {"poll": 0.05, "heartbeat": 0.2, "lease": 5.0, "recover_every": 0.5, "dead_after": 1.0}
+
+
+async def test_async_task_result_with_typed_arguments(app: App) -> None:
+    @app.task
+    async def describe(when: datetime, amount: Decimal, ident: uuid.UUID, p: Point) -> dict[str, Any]:
+        assert isinstance(when, datetime) and isinstance(amount, Decimal)
+        assert isinstance(ident, uuid.UUID) and isinstance(p, Point)
+        return {"day": when.day, "amount": str(amount * 2), "x": p.x}
+
+    async with app.worker(**FAST):
+        h = await describe.asend(datetime(2026, 1, 5, tzinfo=UTC), Decimal("1.25"), uuid.uuid4(), Point(3, 4))
+        assert await h.aresult(timeout=10) == {"day": 5, "amount": "2.50", "x": 3}
+        rec = await h.arecord()
+        assert rec.state is JobState.SUCCEEDED and rec.attempts == 1
+
+
+async def test_sync_task_gets_a_deep_frozen_copy(app: App) -> None:
+    seen: list[Any] = []
+
+    @app.task
+    def inspect_args(items: list[int], meta: dict[str, list[str]]) -> int:
+        seen.append((items, meta))
+        with pytest.raises(TypeError):
+            meta["new"] = []  # type: ignore[index]
+        return len(items)
+
+    items = [1, 2, 3]
+    meta = {"tags": ["a", "b"]}
+    async with app.worker(**FAST):
+        h = await inspect_args.asend(items, meta)
+        items.append(4)  # the caller's later change is not seen by the job
+        assert await h.aresult(timeout=10) == 3
+    got_items, got_meta = seen[0]
+    assert got_items == (1, 2, 3)
+    assert isinstance(got_meta, MappingProxyType) and got_meta["tags"] == ("a", "b")
+
+
+async def test_failure_keeps_type_message_traceback(app: App) -> None:
+    @app.task(max_attempts=2, backoff=Fixed(0.01))
+    async def explode(n: int) -> None:
+        raise ValueError(f"bad {n}")
+
+    async with app.worker(**FAST):
+        h = await explode.asend(7)
+        with pytest.raises(JobFailed) as info:
+            await h.aresult(timeout=10)
+    assert info.value.error_type == "builtins.ValueError"
+    assert info.value.error_message == "bad 7"
+    assert "explode" in info.value.traceback
+    assert (await h.arecord()).attempts == 2
+
+
+async def test_retry_requested_then_succeeds(app: App) -> None:
+    @app.task(max_attempts=3)
+    async def flaky(ctx: JobContext, word: str) -> str:
+        if ctx.attempt < 3:
+            raise Retry(delay=0.05)
+        return f"{word} on attempt {ctx.attempt}"
+
+    async with app.worker(**FAST):
+        h = await flaky.asend("done")
+        assert await h.aresult(timeout=10) == "done on attempt 3"
+
+
+async def test_exception_outside_retry_on_fails_at_once(app: App) -> None:
+    @app.task(max_attempts=5, retry_on=(ConnectionError,))
+    async def strict() -> None:
+        raise KeyError("no")
+
+    async with app.worker(**FAST):
+        h = await strict.asend()
+        with pytest.raises(JobFailed):
+            await h.aresult(timeout=10)
+    assert (await h.arecord()).attempts == 1
+
+
+async def test_async_timeout_cancels_the_task(app: App) -> None:
+    cancelled = asyncio.Event()
+
+    @app.task(timeout=0.1, max_attempts=1)
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async with app.worker(**FAST):
+        h = await slow.asend()
+        with pytest.raises(JobFailed) as info:
+            await h.aresult(timeout=10)
+    assert info.value.error_type == "builtins.TimeoutError"
+    assert cancelled.is_set()
+
+
+async def test_thread_timeout_fails_the_job(app: App) -> None:
+    import threading
+
+    release = threading.Event()
+
+    @app.task(timeout=0.1, max_attempts=1)
+    def stuck() -> None:
+        release.wait(10)
+
+    async with app.worker(**FAST):
+        h = await stuck.asend()
+        with pytest.raises(JobFailed) as info:
+            await h.aresult(timeout=10)
+        release.set()
+    assert info.value.error_type == "builtins.TimeoutError"
+
+
+async def test_bad_jobs_fail_and_the_worker_survives(app: App) -> None:
+    @app.task(max_attempts=1)
+    async def takes_int(n: int) -> int:
+        return n
+
+    @app.task(max_attempts=1)
+    async def exits() -> None:
+        raise SystemExit(3)
+
+    @app.task(max_attempts=1)
+    def interrupts() -> None:
+        raise KeyboardInterrupt
+
+    unknown = make_job("nobody.registered.this")
+    garbage = make_job(takes_int.name, payload=b'{"n": "not a number"}')
+    async with app.worker(**FAST):
+        await app.aenqueue([unknown, garbage])
+        h_exit = await exits.asend()
+        h_int = await interrupts.asend()
+        h_ok = await takes_int.asend(5)
+        assert await h_ok.aresult(timeout=10) == 5
+        for handle, kind in [
+            (app.job(unknown.id), "pigeon.errors.UnknownTask"),
+            (app.job(garbage.id), "pigeon.errors.DecodeError"),
+            (h_exit, "builtins.SystemExit"),
+            (h_int, "builtins.KeyboardInterrupt"),
+        ]:
+            with pytest.raises(JobFailed) as info:
+                await handle.aresult(timeout=10)
+            assert info.value.error_type == kind
+
+
+async def test_unencodable_result_fails_clearly(app: App) -> None:
+    @app.task(max_attempts=1)
+    async def returns_object() -> object:
+        return object()
+
+    async with app.worker(**FAST):
+        h = await returns_object.asend()
+        with pytest.raises(JobFailed) as info:
+            await h.aresult(timeout=10)
+    assert "cannot be encoded" in info.value.error_message
+
+
+async def test_shutdown_hands_unfinished_jobs_back(app: App) -> None:
+    started = asyncio.Event()
+
+    @app.task
+    async def long_job() -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    async with app.worker(**{**FAST, "grace": 0.2}):
+        h = await long_job.asend()
+        await asyncio.wait_for(started.wait(), 10)
+    rec = await h.arecord()
+    assert rec.state is JobState.QUEUED and rec.attempts == 0
+
+
+async def test_graceful_shutdown_lets_short_jobs_finish(app: App) -> None:
+    started = asyncio.Event()
+
+    @app.task
+    async def short_job() -> str:
+        started.set()
+        await asyncio.sleep(0.3)
+        return "finished"
+
+    async with app.worker(**{**FAST, "grace": 10}):
+        h = await short_job.asend()
+        await asyncio.wait_for(started.wait(), 10)
+    assert (await h.arecord()).state is JobState.SUCCEEDED
+
+
+async def test_unique_key_and_delay_through_the_api(app: App) -> None:
+    @app.task
+    async def once(n: int) -> int:
+        return n
+
+    h1 = await once.options(unique_key="k", delay=0.3).asend(1)
+    h2 = await once.options(unique_key="k").asend(2)
+    assert h1 == h2
+    assert (await h1.arecord()).state is JobState.SCHEDULED
+    async with app.worker(**FAST):
+        assert await h1.aresult(timeout=10) == 1
+
+
+async def test_run_at_and_priority_through_the_api(app: App) -> None:
+    order: list[str] = []
+
+    @app.task
+    async def record(name: str) -> None:
+        order.append(name)
+
+    later = await record.options(run_at=datetime.now(UTC) + timedelta(seconds=0.3)).asend("later")
+    await record.options(priority=-10).asend("low")
+    await record.options(priority=10).asend("high")
+    async with app.worker(**{**FAST, "concurrency": 1}):
+        await later.aresult(timeout=10)
+    assert order == ["high", "low", "later"]
+
+
+async def test_burst_worker_exits_when_idle(app: App) -> None:
+    @app.task
+    async def noop(i: int) -> int:
+        return i
+
+    handles = await noop.asend_many([(i,) for i in range(50)])
+    worker = app.make_worker(burst=True, **FAST)
+    await asyncio.wait_for(worker.run(install_signals=False), 20)
+    assert [await h.aresult(timeout=1) for h in handles] == list(range(50))
+
+
+async def test_lost_worker_job_runs_again(app: App) -> None:
+    """A job claimed by a worker that vanished is recovered by a live one."""
+    @app.task
+    async def survivor() -> str:
+        return "ran"
+
+    h = await survivor.asend()
+    broker = await app.connection()
+    await broker.claim("vanished-worker", ("default",), 1, 0.3)
+    async with app.worker(**FAST):
+        assert await h.aresult(timeout=15) == "ran"
+    assert (await h.arecord()).attempts == 2
+
+
+async def test_worker_in_thread_with_sync_sends(app: App) -> None:
+    @app.task
+    def double(n: int) -> int:
+        return n * 2
+
+    def scenario() -> list[int]:
+        with app.run_worker_in_thread(**FAST):
+            handles = [double.send(i) for i in range(5)]
+            return [h.result(timeout=10) for h in handles]
+
+    assert await asyncio.to_thread(scenario) == [0, 2, 4, 6, 8]
+    app.close()
+
+
+async def test_jobs_are_counted_in_stats(app: App) -> None:
+    @app.task
+    async def idle() -> None: ...
+
+    await idle.asend_many([(), (), ()])
+    broker = await app.connection()
+    counts = {s.queue: s.counts for s in await broker.stats()}
+    assert counts["default"]["queued"] == 3
