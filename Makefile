@@ -1,0 +1,31 @@
+# The single entry point: make demo, make test, make bench, make lint.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: env demo test lint format bench clean
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/bootstrap
+	scripts/bootstrap
+
+demo: env
+	$(PY) -m pigeon demo
+
+test: env
+	scripts/test
+
+lint: env
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/mypy
+
+format: env
+	$(VENV)/bin/ruff check --fix src tests benchmarks examples
+	$(VENV)/bin/ruff format src tests benchmarks examples
+
+bench: env
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .servers .mypy_cache .ruff_cache .pytest_cache

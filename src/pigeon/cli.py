@@ -1,0 +1,375 @@
+"""The ``pigeon`` command: run workers, send jobs, inspect queues.
+
+APP is ``module:attribute`` (the current directory is importable) or, for the
+inspection commands, a broker URL. Errors print one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from pigeon.app import App
+from pigeon.errors import PigeonError
+from pigeon.job import JobRecord, JobState
+
+T = TypeVar("T")
+console = Console()
+
+
+class _Failure(click.ClickException):
+    def show(self, file: Any = None) -> None:
+        Console(stderr=True).print(f"[bold red]error:[/] {self.message}", highlight=False)
+
+
+def _one_line_errors(fn: Callable[..., T]) -> Callable[..., T]:
+    @wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except (PigeonError, TypeError, ValueError, ImportError, OSError) as exc:
+            raise _Failure(str(exc) or type(exc).__name__) from exc
+
+    return run
+
+
+def load_app(target: str) -> App:
+    """An App from ``module:attribute``, or a bare one for a broker URL."""
+    if "://" in target:
+        return App(target)
+    module_name, _, attr = target.partition(":")
+    if not attr:
+        raise ValueError(f"{target!r}: write MODULE:APP (e.g. myproject.jobs:app) or a broker URL")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module = importlib.import_module(module_name)
+    app = getattr(module, attr, None)
+    if not isinstance(app, App):
+        raise ValueError(f"{target!r} is not a pigeon App (found {type(app).__name__})")
+    return app
+
+
+def _run(app: App, coro_fn: Callable[[App], Coroutine[Any, Any, T]]) -> T:
+    async def main() -> T:
+        try:
+            return await coro_fn(app)
+        finally:
+            await app.aclose()
+
+    return asyncio.run(main())
+
+
+class _JobFormatter(logging.Formatter):
+    """Adds ``[job=… task=… attempt=…]`` to records that carry them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        job = getattr(record, "job_id", None)
+        if job is None:
+            return line
+        return f"{line} [job={job} task={getattr(record, 'task', '?')} attempt={getattr(record, 'attempt', '?')}]"
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(_JobFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger("pigeon")
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+@click.group()
+@click.version_option(package_name="pigeon")
+def main() -> None:
+    """pigeon: background jobs and message passing."""
+
+
+@main.command()
+@click.argument("app_path", metavar="APP")
+@click.option("--queues", "-Q", default=None, help="Comma-separated queues (default: default).")
+@click.option("--concurrency", "-c", type=int, default=None, help="Jobs in flight per process.")
+@click.option("--processes", "-p", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--burst", is_flag=True, help="Exit when nothing is left to do.")
+@click.option("--grace", type=float, default=None, help="Seconds running jobs get at shutdown.")
+@click.option("--log-level", "-l", default="info", show_default=True)
+@_one_line_errors
+def worker(
+    app_path: str,
+    queues: str | None,
+    concurrency: int | None,
+    processes: int,
+    burst: bool,
+    grace: float | None,
+    log_level: str,
+) -> None:
+    """Run a worker for APP (module:app). SIGTERM/SIGINT stop gracefully; a second one stops at once."""
+    from pigeon.worker.config import WorkerConfig
+
+    _setup_logging(log_level)
+    if processes > 1:
+        from pigeon.worker.supervisor import supervise
+
+        argv = [a for a in sys.argv[1:]]
+        sys.exit(supervise(argv, processes))
+    app = load_app(app_path)
+    changes: dict[str, Any] = {"burst": burst}
+    if queues:
+        changes["queues"] = queues
+    if concurrency:
+        changes["concurrency"] = concurrency
+    if grace is not None:
+        changes["grace"] = grace
+    config = WorkerConfig.from_env().replace(**changes)
+
+    async def run(app: App) -> None:
+        await app.make_worker(config).run()
+
+    _run(app, run)
+
+
+@main.command()
+@click.argument("app_path", metavar="APP")
+@click.argument("task_name", metavar="TASK")
+@click.option("--args", "args_json", default="[]", help="JSON list of positional arguments.")
+@click.option("--kwargs", "kwargs_json", default="{}", help="JSON object of keyword arguments.")
+@click.option("--queue", default=None)
+@click.option("--priority", type=int, default=None)
+@click.option("--delay", type=float, default=None, help="Seconds before the job may start.")
+@click.option("--unique-key", default=None)
+@click.option("--wait", "wait_for", type=float, default=None, help="Wait this many seconds for the result.")
+@_one_line_errors
+def enqueue(
+    app_path: str,
+    task_name: str,
+    args_json: str,
+    kwargs_json: str,
+    queue: str | None,
+    priority: int | None,
+    delay: float | None,
+    unique_key: str | None,
+    wait_for: float | None,
+) -> None:
+    """Send TASK (its full name, or the last part of it) with JSON arguments."""
+    app = load_app(app_path)
+    task = app.tasks.get(task_name) or next(
+        (t for n, t in app.tasks.items() if n.rsplit(".", 1)[-1] == task_name), None
+    )
+    if task is None:
+        known = ", ".join(sorted(app.tasks)) or "none"
+        raise ValueError(f"no task {task_name!r} in {app_path} (known: {known})")
+    try:
+        args, kwargs = json.loads(args_json), json.loads(kwargs_json)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--args/--kwargs must be JSON: {exc}") from None
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise ValueError("--args must be a JSON list and --kwargs a JSON object")
+    sender = task.options(queue=queue, priority=priority, delay=delay, unique_key=unique_key)
+
+    async def send(app: App) -> None:
+        handle = await sender.asend(*args, **kwargs)
+        console.print(handle.id)
+        if wait_for is not None:
+            console.print_json(json.dumps(await handle.aresult(timeout=wait_for), default=str))
+
+    _run(app, send)
+
+
+@main.command()
+@click.argument("app_path", metavar="APP")
+@_one_line_errors
+def status(app_path: str) -> None:
+    """Queues with job counts by state, and the workers alive."""
+
+    async def show(app: App) -> None:
+        broker = await app.connection()
+        stats, workers = await broker.stats(), await broker.workers()
+        table = Table(title=f"queues — {app.url}")
+        table.add_column("queue")
+        for state in JobState:
+            table.add_column(state.value, justify="right")
+        for s in stats:
+            table.add_row(s.queue, *(str(s.counts.get(state.value, 0)) for state in JobState))
+        console.print(table if stats else "no jobs")
+        wt = Table(title="workers")
+        for col in ("id", "queues", "concurrency", "up", "last seen"):
+            wt.add_column(col)
+        now = time.time()
+        for w in workers:
+            wt.add_row(
+                w.id, ",".join(w.queues), str(w.concurrency), _ago(now - w.started_at), _ago(now - w.last_seen)
+            )
+        console.print(wt if workers else "no workers")
+
+    _run(load_app(app_path), show)
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _when(ts: float | None) -> str:
+    return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+@main.group()
+def jobs() -> None:
+    """List, show, retry, cancel and purge jobs."""
+
+
+@jobs.command("list")
+@click.argument("app_path", metavar="APP")
+@click.option("--queue", default=None)
+@click.option("--state", type=click.Choice([s.value for s in JobState]), default=None)
+@click.option("--task", default=None)
+@click.option("--limit", type=int, default=50, show_default=True)
+@_one_line_errors
+def jobs_list(app_path: str, queue: str | None, state: str | None, task: str | None, limit: int) -> None:
+    """Jobs, newest first."""
+
+    async def show(app: App) -> None:
+        broker = await app.connection()
+        records = await broker.list_jobs(
+            queue=queue, state=JobState(state) if state else None, task=task, limit=limit
+        )
+        table = Table()
+        table.add_column("id", no_wrap=True)
+        for col in ("task", "queue", "state", "attempts", "enqueued"):
+            table.add_column(col)
+        for r in records:
+            table.add_row(
+                r.job.id,
+                r.job.task,
+                r.job.queue,
+                r.state.value,
+                f"{r.attempts}/{r.job.max_attempts}",
+                _when(r.job.enqueued_at),
+            )
+        console.print(table if records else "no jobs")
+
+    _run(load_app(app_path), show)
+
+
+@jobs.command("show")
+@click.argument("app_path", metavar="APP")
+@click.argument("job_id")
+@_one_line_errors
+def jobs_show(app_path: str, job_id: str) -> None:
+    """Everything about one job: arguments, state, result or error with traceback."""
+
+    async def show(app: App) -> JobRecord:
+        rec = await (await app.connection()).get(job_id)
+        if rec is None:
+            raise PigeonError(f"no job {job_id}")
+        return rec
+
+    r = _run(load_app(app_path), show)
+    j = r.job
+    rows = [
+        ("id", j.id),
+        ("task", j.task),
+        ("queue", j.queue),
+        ("state", r.state.value),
+        ("attempts", f"{r.attempts}/{j.max_attempts}"),
+        ("priority", str(j.priority)),
+        ("unique key", j.unique_key or ""),
+        ("enqueued", _when(j.enqueued_at)),
+        ("run at", _when(j.run_at)),
+        ("started", _when(r.started_at)),
+        ("finished", _when(r.finished_at)),
+        ("worker", r.worker_id or ""),
+        ("arguments", bytes(j.payload).decode()),
+        ("result", "" if r.result is None else r.result.decode(errors="replace")),
+    ]
+    for key, value in rows:
+        console.print(f"[bold]{key:>11}[/] {value}", highlight=False)
+    if r.error is not None:
+        console.print(f"[bold]{'error':>11}[/] {r.error.type}: {r.error.message}", highlight=False)
+        if r.error.traceback:
+            console.print(r.error.traceback, highlight=False, markup=False)
+
+
+def _job_action(name: str, doc: str, action: Callable[[App, str], Coroutine[Any, Any, bool]]) -> None:
+    @jobs.command(name, help=doc)
+    @click.argument("app_path", metavar="APP")
+    @click.argument("job_id")
+    @_one_line_errors
+    def command(app_path: str, job_id: str) -> None:
+        done = _run(load_app(app_path), lambda app: action(app, job_id))
+        if not done:
+            raise PigeonError(f"job {job_id} was not {name.rstrip('e')}ed (unknown, or not in a state that allows it)")
+        console.print(f"{name}: {job_id}")
+
+
+async def _retry(app: App, job_id: str) -> bool:
+    broker = await app.connection()
+    done = await broker.requeue(job_id)
+    app.notifier.notify()
+    return done
+
+
+_job_action("retry", "Queue a failed or cancelled job again, with fresh attempts.", _retry)
+_job_action("cancel", "Cancel a job that has not started.", lambda app, job_id: app.acancel(job_id))
+
+
+@jobs.command("purge")
+@click.argument("app_path", metavar="APP")
+@click.option("--queue", default=None)
+@click.option(
+    "--state", "states", multiple=True, type=click.Choice([s.value for s in JobState]),
+    help="States to delete (default: succeeded, failed, cancelled).",
+)
+@_one_line_errors
+def jobs_purge(app_path: str, queue: str | None, states: tuple[str, ...]) -> None:
+    """Delete jobs (finished ones unless --state says otherwise)."""
+
+    async def purge(app: App) -> int:
+        broker = await app.connection()
+        return await broker.purge(queue=queue, states=[JobState(s) for s in states])
+
+    console.print(f"purged {_run(load_app(app_path), purge)} jobs")
+
+
+@main.command()
+@_one_line_errors
+def demo() -> None:
+    """A tour of pigeon on the embedded SQLite default, worker in this process."""
+    from pigeon.demo import tour
+
+    tour.main()
+
+
+@main.command()
+@click.argument("app_path", metavar="APP")
+@_one_line_errors
+def migrate(app_path: str) -> None:
+    """Create or upgrade the broker's schema (brokers that have one)."""
+    from pigeon.brokers.base import create_broker
+
+    async def run(app: App) -> list[str]:
+        broker = create_broker(app.url, {})
+        fn = getattr(broker, "migrate", None)
+        return [] if fn is None else list(await fn())
+
+    applied = _run(load_app(app_path), run)
+    console.print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

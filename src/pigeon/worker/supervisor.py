@@ -1,0 +1,86 @@
+"""Several worker processes under one supervisor (``pigeon worker --processes N``).
+
+Each child is a full ``pigeon worker`` with its own event loop. Children run
+in their own session so a terminal's Ctrl-C reaches only the supervisor, which
+forwards one SIGTERM per signal it gets: the first asks for a graceful stop,
+the second for an immediate one. A child that dies while the supervisor is
+running is restarted with exponential back-off; one that exits 0 (``--burst``)
+is not.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+
+log = logging.getLogger("pigeon.supervisor")
+
+_TICK = 0.1
+
+
+@dataclass
+class _Child:
+    argv: list[str]
+    proc: subprocess.Popen[bytes] = field(init=False)
+    failures: int = 0
+    restart_at: float | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "pigeon", *self.argv], start_new_session=True)
+        self.restart_at = None
+
+
+def supervise(argv: list[str], processes: int) -> int:
+    """Run ``processes`` workers with ``argv`` until they all exit; return the worst exit code."""
+    child_argv = [*argv, "--processes", "1"]
+    children = [_Child(child_argv) for _ in range(processes)]
+    signals: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        signals.append(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for c in children:
+            c.start()
+        log.info("supervising %d worker processes: %s", processes, ", ".join(str(c.proc.pid) for c in children))
+        forwarded = 0
+        worst = 0
+        while True:
+            while len(signals) > forwarded:
+                forwarded += 1
+                for c in children:
+                    if c.proc.poll() is None:
+                        c.proc.send_signal(signal.SIGTERM)
+            stopping = forwarded > 0
+            alive = False
+            for c in children:
+                code = c.proc.poll()
+                if code is None:
+                    alive = True
+                    continue
+                worst = max(worst, abs(code))
+                if stopping or code == 0:
+                    continue
+                if c.restart_at is None:
+                    c.failures += 1
+                    delay = min(30.0, 2.0 ** (c.failures - 1))
+                    log.error("worker %d exited with %d; restarting in %.0f s", c.proc.pid, code, delay)
+                    c.restart_at = time.monotonic() + delay
+                    alive = True
+                elif time.monotonic() >= c.restart_at:
+                    c.start()
+                    alive = True
+                else:
+                    alive = True
+            if not alive:
+                return 0 if stopping else worst
+            time.sleep(_TICK)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
