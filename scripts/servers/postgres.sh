@@ -16,7 +16,6 @@ DIR="$STATE/postgres"
 DATA_LINK="$DIR/datadir"  # where the data directory is, when it is not "$DIR/data"
 ENV_FILE="$STATE/postgres.env"
 PID_FILE="$STATE/postgres.pid"
-LOG="$DIR/server.log"
 DB=pigeon_test
 
 die() { echo "postgres.sh: $*" >&2; exit 1; }
@@ -74,7 +73,7 @@ start() {
     bindir="$(find_bindir)" || { install_postgres; bindir="$(find_bindir)" || die "PostgreSQL installed but pg_ctl not found"; }
     remove_data
     mkdir -p "$DIR"
-    local DATA="$DIR/data" SOCKETS="$DIR"
+    local DATA="$DIR/data" SOCKETS="$DIR" LOG
     if [[ $(id -u) -eq 0 ]]; then
         id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' user to own the cluster"
         SOCKETS="$(mktemp -d /tmp/pigeon-postgres.XXXXXX)"
@@ -84,7 +83,7 @@ start() {
     fi
     as_owner "$bindir/initdb" -D "$DATA" -U postgres --auth=trust --encoding=UTF8 --no-sync >"$DIR/initdb.log" 2>&1 \
         || { cat "$DIR/initdb.log" >&2; die "initdb failed"; }
-    touch "$LOG" && [[ $(id -u) -ne 0 ]] || chown postgres: "$LOG"
+    LOG="$(dirname "$DATA")/server.log"
     port="$(free_port)"
     cat >>"$DATA/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'

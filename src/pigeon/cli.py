@@ -138,6 +138,22 @@ def worker(
         await app.make_worker(config).run()
 
     _run(app, run)
+    _exit_past_stuck_threads()
+
+
+def _exit_past_stuck_threads() -> None:
+    """Exit now if job threads outlived the worker (Python would wait for them at exit)."""
+    import threading
+
+    stuck = [t for t in threading.enumerate() if t.name.startswith("pigeon-job") and t.is_alive()]
+    if stuck:
+        logging.getLogger("pigeon.worker").warning(
+            "%d job threads are still running; exiting without them (their jobs were handed back)", len(stuck)
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @main.command()

@@ -1,0 +1,32 @@
+-- ARGV: prefix, now, then per job: id, task, queue, priority, max_attempts, unique_key, run_at, envelope.
+-- Returns, per job, the id that stands for it (a pending job's when the unique key is held).
+local now = tonumber(ARGV[2])
+local out = {}
+for i = 3, #ARGV, 8 do
+  local id, q, ukey, run_at = ARGV[i], ARGV[i + 2], ARGV[i + 5], ARGV[i + 6]
+  local held = false
+  if ukey ~= '' then
+    held = redis.call('GET', P .. 'unique:' .. ukey)
+  end
+  if held then
+    out[#out + 1] = held
+  else
+    out[#out + 1] = id
+    if redis.call('EXISTS', jkey(id)) == 0 then
+      local seq = redis.call('INCR', P .. 'seq')
+      redis.call('HSET', jkey(id), 'env', ARGV[i + 7], 'task', ARGV[i + 1], 'q', q, 'prio', ARGV[i + 3],
+        'seq', seq, 'max', ARGV[i + 4], 'ukey', ukey, 'att', 0)
+      redis.call('SADD', P .. 'queues', q)
+      if ukey ~= '' then
+        redis.call('SET', P .. 'unique:' .. ukey, id)
+      end
+      if run_at ~= '' and tonumber(run_at) > now then
+        schedule(id, q, seq, run_at, nil)
+      else
+        push_ready(id, q, ARGV[i + 3], seq, nil)
+      end
+    end
+  end
+end
+publish()
+return out

@@ -1,0 +1,101 @@
+-- Helpers prepended to every script. ARGV[1] is the key prefix ("<namespace>:").
+--
+-- Keys, all under the prefix:
+--   job:<id>              hash: env task q prio seq max ukey state att tok wid start fin lease exp res err
+--   ready:<queue>         zset, score -priority * 2^40 + seq: the lowest score is claimed first
+--   sched:<queue>         zset by run_at: scheduled jobs, promoted by claim when due
+--   running               zset by lease_until
+--   idx:<queue>:<state>   zset by seq: listing newest first, and counts for stats
+--   final                 zset by expires_at: what prune deletes
+--   unique:<key>          the id of the pending job holding the key
+--   queues                set of queue names; seq: the enqueue counter
+--   workers, seen         hash id -> WorkerInfo, zset id -> last_seen
+-- Channel wake:<queue> tells waiting workers that a job became ready.
+-- Times arrive as strings and are stored untouched: Lua numbers would round them.
+local P = ARGV[1]
+local BIG = 1099511627776 -- 2^40: any priority step outranks every sequence number
+local FINAL = { succeeded = true, failed = true, cancelled = true }
+local woken = {}
+
+local function jkey(id)
+  return P .. 'job:' .. id
+end
+
+local function move(id, q, seq, from, to)
+  if from then
+    redis.call('ZREM', P .. 'idx:' .. q .. ':' .. from, id)
+  end
+  redis.call('ZADD', P .. 'idx:' .. q .. ':' .. to, seq, id)
+  redis.call('HSET', jkey(id), 'state', to)
+end
+
+local function push_ready(id, q, prio, seq, from)
+  local score = -tonumber(prio) * BIG + tonumber(seq)
+  redis.call('ZADD', P .. 'ready:' .. q, string.format('%.17g', score), id)
+  move(id, q, seq, from, 'queued')
+  woken[q] = true
+end
+
+local function schedule(id, q, seq, run_at, from)
+  redis.call('ZADD', P .. 'sched:' .. q, run_at, id)
+  move(id, q, seq, from, 'scheduled')
+end
+
+local function free_unique(id, ukey)
+  if ukey and ukey ~= '' and redis.call('GET', P .. 'unique:' .. ukey) == id then
+    redis.call('DEL', P .. 'unique:' .. ukey)
+  end
+end
+
+local function set_error(key, err)
+  if err == '' then
+    redis.call('HDEL', key, 'err')
+  else
+    redis.call('HSET', key, 'err', err)
+  end
+end
+
+-- RUNNING or pending -> a final state; the caller has removed it from ready/sched/running.
+local function finish(id, h, to, now, expires)
+  local key = jkey(id)
+  move(id, h.q, h.seq, h.state, to)
+  redis.call('HSET', key, 'fin', now)
+  redis.call('HDEL', key, 'tok', 'lease')
+  if expires ~= '' then
+    redis.call('HSET', key, 'exp', expires)
+    redis.call('ZADD', P .. 'final', expires, id)
+  end
+  free_unique(id, h.ukey)
+end
+
+local function load(id)
+  local v = redis.call('HMGET', jkey(id), 'state', 'q', 'seq', 'prio', 'ukey', 'att', 'max', 'tok')
+  if not v[1] then
+    return nil
+  end
+  return { state = v[1], q = v[2], seq = v[3], prio = v[4], ukey = v[5], att = v[6], max = v[7], tok = v[8] }
+end
+
+local function delete_job(id)
+  local h = load(id)
+  if not h then
+    return 0
+  end
+  redis.call('ZREM', P .. 'idx:' .. h.q .. ':' .. h.state, id)
+  redis.call('ZREM', P .. 'ready:' .. h.q, id)
+  redis.call('ZREM', P .. 'sched:' .. h.q, id)
+  redis.call('ZREM', P .. 'running', id)
+  redis.call('ZREM', P .. 'final', id)
+  if not FINAL[h.state] then
+    free_unique(id, h.ukey)
+  end
+  redis.call('DEL', jkey(id))
+  return 1
+end
+
+local function publish()
+  for q in pairs(woken) do
+    redis.call('PUBLISH', P .. 'wake:' .. q, '')
+  end
+end
+

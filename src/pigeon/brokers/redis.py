@@ -1,0 +1,455 @@
+"""``redis://host:6379/0`` — Redis as the broker.
+
+Every state change that touches more than one key is a Lua script (in
+``pigeon/brokers/lua``), so each is atomic; the key layout is described in
+``lib.lua``. Enqueues and settles of many jobs go out as one pipeline of
+script calls. Idle workers block on a Pub/Sub subscription to the queues'
+wake channels, which the scripts publish to whenever a job becomes ready.
+
+The query parameter ``namespace`` (default ``pigeon``) prefixes every key, so
+several apps can share one database: ``redis://host:6379/0?namespace=shop``.
+The scripts build key names themselves, so Redis Cluster is not supported.
+
+Durability: the at-least-once promise holds only for what Redis keeps. Run
+the server with ``appendonly yes`` and ``appendfsync everysec`` (a crash can
+lose the last second of enqueues, claims and settles: a lost settle runs a
+job again; a lost enqueue is gone) or ``appendfsync always`` (nothing
+acknowledged is lost, at the cost of an fsync per write). With RDB snapshots
+alone, a crash loses everything since the last snapshot; with no persistence
+a restart loses every job. An eviction policy other than ``noeviction`` lets
+Redis silently drop jobs under memory pressure, so :meth:`RedisBroker.open`
+refuses to start on one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import heapq
+import itertools
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from importlib.resources import files
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from pigeon.brokers.base import BrokerBase, Capabilities
+from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
+from pigeon.job import (
+    Claim,
+    ErrorInfo,
+    Job,
+    JobRecord,
+    JobState,
+    Outcome,
+    QueueStats,
+    WorkerInfo,
+)
+
+log = logging.getLogger("pigeon.broker.redis")
+
+_SCRIPTS = ("enqueue", "claim", "settle", "heartbeat", "recover", "prune", "cancel", "requeue", "purge")
+_CHUNK = 1000
+"""Jobs per script call: long scripts block every other client of the server."""
+_FIELDS = ("env", "state", "att", "res", "err", "wid", "start", "fin", "lease")
+_LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
+_error_decoder = msgspec.json.Decoder(ErrorInfo)
+_worker_decoder = msgspec.json.Decoder(WorkerInfo)
+
+
+@functools.cache
+def _source(name: str) -> str:
+    lua = files("pigeon.brokers.lua")
+    return lua.joinpath("lib.lua").read_text() + lua.joinpath(f"{name}.lua").read_text()
+
+
+def _time(t: float | None) -> str:
+    return "" if t is None else repr(t)
+
+
+class RedisBroker(BrokerBase):
+    """A broker on one Redis server (or a Sentinel-managed primary)."""
+
+    capabilities = Capabilities()
+
+    def __init__(self, url: str, *, namespace: str = "pigeon", retries: int = 8) -> None:
+        """Args:
+        url: the server, as redis-py's ``from_url`` reads it (no ``namespace`` parameter).
+        namespace: the prefix of every key.
+        retries: reconnection attempts per command, with exponential back-off.
+        """
+        self.url = url
+        self._server = url
+        self._prefix = f"{namespace}:"
+        self._retries = retries
+        self._client: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self._pubsub: PubSub | None = None
+        self._subscribed: set[bytes] = set()
+        self._seen: defaultdict[bytes, int] = defaultdict(int)
+        self._reading = asyncio.Lock()
+        self._turn = asyncio.Event()
+
+    @classmethod
+    def from_url(cls, url: str, shared: dict[str, Any]) -> Self:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        namespace = next((v for k, v in query if k == "namespace"), "pigeon")
+        if not namespace or any(c in namespace for c in " *?[]{}"):
+            raise ConfigurationError(f"{url!r}: namespace must be a non-empty plain word")
+        rest = urlencode([(k, v) for k, v in query if k != "namespace"])
+        broker = cls(urlunsplit(parts._replace(query=rest)), namespace=namespace)
+        broker.url = url
+        return broker
+
+    # -- plumbing ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise BrokerConnectionError(f"Redis ({self._where}): {exc}") from exc
+        except RedisError as exc:
+            raise BrokerError(f"Redis ({self._where}): {exc}") from exc
+
+    @property
+    def _where(self) -> str:
+        parts = urlsplit(self._server)
+        return f"{parts.hostname}:{parts.port or 6379}{parts.path}, namespace {self._prefix[:-1]!r}"
+
+    @property
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            raise BrokerConnectionError("the Redis broker is not open (use `async with broker:`)")
+        return self._client
+
+    async def _script(self, name: str, *args: Any, client: Any = None) -> Any:
+        return await self._scripts[name](args=[self._prefix, *args], client=client)
+
+    async def open(self) -> None:
+        """Connect, and check the server will not evict jobs.
+
+        Raises:
+            ConfigurationError: the server's ``maxmemory-policy`` is not ``noeviction``.
+            BrokerConnectionError: the server cannot be reached.
+        """
+        client = aioredis.Redis.from_url(
+            self._server,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.02), self._retries),
+            socket_connect_timeout=5.0,
+            socket_timeout=30.0,
+            socket_keepalive=True,
+        )
+        try:
+            with self._translated():
+                await self._check_eviction(client)
+        except BaseException:
+            await client.aclose()
+            raise
+        self._client = client
+        self._scripts = {name: client.register_script(_source(name)) for name in _SCRIPTS}
+
+    async def _check_eviction(self, client: aioredis.Redis) -> None:
+        try:
+            found = await client.config_get("maxmemory-policy")
+        except ResponseError as exc:  # CONFIG renamed or disabled, as on some hosted services
+            log.warning("cannot read maxmemory-policy (%s); make sure it is noeviction", exc)
+            return
+        policy = found.get(b"maxmemory-policy", found.get("maxmemory-policy", b"noeviction"))
+        policy = policy.decode() if isinstance(policy, bytes) else str(policy)
+        if policy != "noeviction":
+            raise ConfigurationError(
+                f"Redis ({self._where}) has maxmemory-policy {policy!r}: it may evict jobs under memory "
+                "pressure. Set `maxmemory-policy noeviction` (CONFIG SET or redis.conf) and restart."
+            )
+
+    async def close(self) -> None:
+        await self._drop_subscription()
+        if self._client is not None:
+            client, self._client = self._client, None
+            with contextlib.suppress(RedisError, OSError):
+                await client.aclose()
+
+    # -- producing -----------------------------------------------------------
+
+    async def enqueue(self, jobs: Sequence[Job]) -> list[str]:
+        rows = [
+            [j.id, j.task, j.queue, j.priority, j.max_attempts, j.unique_key or "", _time(j.run_at), j.encode()]
+            for j in jobs
+        ]
+        return [i.decode() for i in await self._batched("enqueue", repr(time.time()), rows)]
+
+    async def _batched(self, name: str, now: str, rows: Sequence[list[Any]]) -> list[Any]:
+        """Run a script over rows in chunks: one call, or one pipeline of calls when there are many."""
+        chunks = [[now, *itertools.chain.from_iterable(c)] for c in itertools.batched(rows, _CHUNK)]
+        if not chunks:
+            return []
+        with self._translated():
+            if len(chunks) == 1:  # a pipeline with scripts costs an extra SCRIPT EXISTS round trip
+                return list(await self._script(name, *chunks[0]))
+            pipe = self._redis.pipeline(transaction=False)
+            for args in chunks:
+                await self._script(name, *args, client=pipe)
+            return [x for reply in await pipe.execute() for x in reply]
+
+    # -- consuming -----------------------------------------------------------
+
+    async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
+        if limit <= 0 or not queues:
+            return []
+        token = os.urandom(8).hex()
+        now = time.time()
+        with self._translated():
+            reply = await self._script("claim", repr(now), token, worker_id, repr(now + lease), limit, *queues)
+        return [Claim(Job.decode(env), token, int(n)) for env, n in zip(reply[::2], reply[1::2], strict=True)]
+
+    async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        rows = [
+            [
+                o.job_id,
+                o.token,
+                o.kind.value,
+                "0" if o.result is None else "1",
+                o.result or b"",
+                b"" if o.error is None else msgspec.json.encode(o.error),
+                _time(o.run_at),
+                _time(o.expires_at),
+            ]
+            for o in outcomes
+        ]
+        return [bool(n) for n in await self._batched("settle", repr(time.time()), rows)]
+
+    async def heartbeat(self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float) -> list[str]:
+        now = time.time()
+        info = msgspec.json.encode(worker)
+        flat = [x for pair in leases for x in pair]
+        with self._translated():
+            lost = await self._script("heartbeat", repr(now), worker.id, info, repr(now + lease), *flat)
+        return [i.decode() for i in lost]
+
+    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+        """Block until a wake channel of ``queues`` fires, a scheduled job falls due, or ``timeout``.
+
+        One subscription serves every concurrent waiter of this broker: whoever
+        holds ``_reading`` reads it and counts messages per channel; the others
+        watch the counts. A message missed while reconnecting costs at most
+        ``timeout``, since the worker claims again after each wait.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        channels = [f"{self._prefix}wake:{q}".encode() for q in queues]
+        with self._translated():
+            pipe = self._redis.pipeline(transaction=False)
+            for q in queues:
+                pipe.zrange(f"{self._prefix}sched:{q}", 0, 0, withscores=True)
+            heads = await pipe.execute()
+            pubsub = await self._subscription(channels)
+        now = time.time()
+        due = [score for head in heads for _, score in head if score > now]
+        if due:
+            deadline = min(deadline, loop.time() + min(due) - now)
+        start = [self._seen[c] for c in channels]
+        while [self._seen[c] for c in channels] == start:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            if self._reading.locked():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await self._turn.wait()
+                continue
+            async with self._reading:
+                try:
+                    await self._read(pubsub, remaining)
+                finally:
+                    self._turn.set()
+                    self._turn = asyncio.Event()
+
+    async def _read(self, pubsub: PubSub, timeout: float) -> None:
+        try:
+            with self._translated():
+                async with asyncio.timeout(timeout + 5.0):  # a read that hangs on a dead socket
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+                    # Drain what else arrived, so a burst of enqueues does not wake us once per job.
+                    for _ in range(64):
+                        if msg is not None and msg["type"] == "message":
+                            self._seen[msg["channel"]] += 1
+                        msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
+                        if msg is None:
+                            break
+        except BaseException:
+            # The connection may be mid-reply; start over with a fresh subscription.
+            await self._drop_subscription()
+            raise
+
+    async def _subscription(self, channels: list[bytes]) -> PubSub:
+        if self._pubsub is None:
+            self._pubsub = self._redis.pubsub()
+            self._subscribed = set()
+        new = [c for c in channels if c not in self._subscribed]
+        if new:
+            await self._pubsub.subscribe(*new)
+            self._subscribed.update(new)
+        return self._pubsub
+
+    async def _drop_subscription(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        self._subscribed = set()
+        if pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
+
+    async def recover(self, dead_after: float) -> int:
+        now = time.time()
+        with self._translated():
+            return int(await self._script("recover", repr(now), repr(now - dead_after), _LOST))
+
+    async def prune(self) -> int:
+        total = 0
+        with self._translated():
+            while True:
+                deleted, seen = await self._script("prune", repr(time.time()), _CHUNK)
+                total += int(deleted)
+                if int(seen) < _CHUNK:
+                    return total
+
+    # -- inspecting ----------------------------------------------------------
+
+    async def _records(self, ids: Sequence[bytes | str]) -> list[JobRecord | None]:
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in ids:
+            key = self._prefix.encode() + b"job:" + (job_id if isinstance(job_id, bytes) else job_id.encode())
+            pipe.hmget(key, _FIELDS)
+        return [_record(values) for values in await pipe.execute()]
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        with self._translated():
+            return (await self._records([job_id]))[0]
+
+    async def _queues(self) -> list[str]:
+        return sorted(q.decode() for q in await self._redis.smembers(f"{self._prefix}queues"))
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        if limit <= 0:
+            return []
+        states = list(JobState) if state is None else [state]
+        with self._translated():
+            queues = [queue] if queue is not None else await self._queues()
+            keys = [f"{self._prefix}idx:{q}:{s.value}" for q in queues for s in states]
+            window = limit
+            while True:
+                # Each index is newest first; merge them, and widen the window while a
+                # task filter leaves too few.
+                pipe = self._redis.pipeline(transaction=False)
+                for key in keys:
+                    pipe.zrevrange(key, 0, window - 1, withscores=True)
+                heads = await pipe.execute()
+                merged = heapq.merge(*heads, key=lambda pair: -pair[1])
+                ids = list(dict.fromkeys(job_id for job_id, _ in merged))
+                found = [
+                    r
+                    for r in await self._records(ids)
+                    if r is not None
+                    and (state is None or r.state is state)
+                    and (task is None or r.job.task == task)
+                ]
+                if len(found) >= limit or all(len(h) < window for h in heads):
+                    return found[:limit]
+                window *= 4
+
+    async def stats(self) -> list[QueueStats]:
+        with self._translated():
+            queues = await self._queues()
+            pipe = self._redis.pipeline(transaction=False)
+            for q in queues:
+                for s in JobState:
+                    pipe.zcard(f"{self._prefix}idx:{q}:{s.value}")
+            counts = await pipe.execute()
+        out = []
+        for i, q in enumerate(queues):
+            per = {s.value: n for s, n in zip(JobState, counts[i * 6 : i * 6 + 6], strict=True) if n}
+            if per:
+                out.append(QueueStats(q, per))
+        return out
+
+    async def cancel(self, job_id: str, expires_at: float) -> bool:
+        with self._translated():
+            return bool(await self._script("cancel", repr(time.time()), job_id, repr(expires_at)))
+
+    async def requeue(self, job_id: str) -> bool:
+        with self._translated():
+            return bool(await self._script("requeue", repr(time.time()), job_id))
+
+    async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
+        wanted = [s.value for s in (states or [s for s in JobState if s.is_final])]
+        total = 0
+        with self._translated():
+            while True:
+                n = int(await self._script("purge", queue or "", _CHUNK, *wanted))
+                total += n
+                if n < _CHUNK:
+                    return total
+
+    async def register_worker(self, info: WorkerInfo) -> None:
+        with self._translated():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(f"{self._prefix}workers", info.id, msgspec.json.encode(info))
+            pipe.zadd(f"{self._prefix}seen", {info.id: time.time()})
+            await pipe.execute()
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        with self._translated():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hdel(f"{self._prefix}workers", worker_id)
+            pipe.zrem(f"{self._prefix}seen", worker_id)
+            await pipe.execute()
+
+    async def workers(self) -> list[WorkerInfo]:
+        with self._translated():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hgetall(f"{self._prefix}workers")
+            pipe.zrange(f"{self._prefix}seen", 0, -1, withscores=True)
+            infos, seen = await pipe.execute()
+        last = {wid: score for wid, score in seen}
+        return [
+            msgspec.structs.replace(_worker_decoder.decode(info), last_seen=last.get(wid, 0.0))
+            for wid, info in sorted(infos.items())
+        ]
+
+
+def _record(values: list[bytes | None]) -> JobRecord | None:
+    env, state, attempts, result, error, worker_id, started, finished, lease = values
+    if env is None or state is None:
+        return None
+    return JobRecord(
+        job=Job.decode(env),
+        state=JobState(state.decode()),
+        attempts=int(attempts or 0),
+        result=result,
+        error=None if error is None else _error_decoder.decode(error),
+        worker_id=None if worker_id is None else worker_id.decode(),
+        started_at=None if started is None else float(started),
+        finished_at=None if finished is None else float(finished),
+        lease_until=None if lease is None else float(lease),
+    )

@@ -1,0 +1,182 @@
+-- {ns} is the schema (a validated identifier); everything else is a bound parameter.
+-- Statements that make jobs QUEUED send pg_notify(%(channel)s, queue) for the queues
+-- concerned from a CTE; a CTE only runs when referenced, hence "(SELECT count(*) FROM woke)".
+
+-- name: enqueue
+WITH ins AS (
+    INSERT INTO {ns}.jobs (id, task, queue, priority, state, envelope, max_attempts, unique_key, run_at, enqueued_at)
+    SELECT id, task, queue, priority, state, envelope, max_attempts, unique_key, run_at, enqueued_at
+    FROM unnest(
+        %(id)s::text[], %(task)s::text[], %(queue)s::text[], %(priority)s::int[], %(state)s::text[],
+        %(envelope)s::bytea[], %(max_attempts)s::int[], %(unique_key)s::text[], %(run_at)s::float8[],
+        %(enqueued_at)s::float8[]
+    ) WITH ORDINALITY AS t(id, task, queue, priority, state, envelope, max_attempts, unique_key, run_at, enqueued_at, n)
+    ORDER BY n
+    ON CONFLICT DO NOTHING
+    RETURNING id, queue, state
+), woke AS (
+    SELECT pg_notify(%(channel)s, queue) FROM ins WHERE state = 'queued' GROUP BY queue
+)
+SELECT id FROM ins WHERE (SELECT count(*) FROM woke) >= 0
+
+-- name: pending_by_key
+SELECT unique_key, id FROM {ns}.jobs
+WHERE unique_key = ANY(%(keys)s) AND state IN ('queued', 'scheduled', 'running')
+
+-- name: claim
+-- Due scheduled jobs compete with queued ones; those not taken now become QUEUED.
+-- Both updates touch disjoint rows, as PostgreSQL requires within one statement.
+WITH due AS (
+    SELECT seq, queue, priority FROM {ns}.jobs
+    WHERE state = 'scheduled' AND run_at <= %(now)s
+    ORDER BY run_at LIMIT 1000
+    FOR UPDATE SKIP LOCKED
+), ready AS (
+    SELECT j.seq, j.priority FROM unnest(%(queues)s::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT seq, priority FROM {ns}.jobs
+        WHERE state = 'queued' AND queue = q.name
+        ORDER BY priority DESC, seq
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) j
+), chosen AS (
+    SELECT seq FROM (
+        SELECT seq, priority FROM ready
+        UNION ALL
+        SELECT seq, priority FROM due WHERE queue = ANY(%(queues)s)
+    ) c
+    ORDER BY priority DESC, seq
+    LIMIT %(limit)s
+), promoted AS (
+    UPDATE {ns}.jobs SET state = 'queued'
+    WHERE seq IN (SELECT seq FROM due) AND seq NOT IN (SELECT seq FROM chosen)
+)
+UPDATE {ns}.jobs
+SET state = 'running', attempts = attempts + 1, token = %(token)s, worker_id = %(worker_id)s,
+    started_at = %(now)s, lease_until = %(lease_until)s
+WHERE seq IN (SELECT seq FROM chosen)
+RETURNING priority, seq, envelope, attempts
+
+-- name: settle
+-- Rows are locked in id order so a settle and a heartbeat of the same jobs cannot deadlock.
+WITH o AS (
+    SELECT * FROM unnest(
+        %(id)s::text[], %(token)s::text[], %(state)s::text[], %(result)s::bytea[], %(error)s::bytea[],
+        %(keep_error)s::bool[], %(release)s::bool[], %(run_at)s::float8[], %(finished_at)s::float8[],
+        %(expires_at)s::float8[]
+    ) AS o(id, token, state, result, error, keep_error, release, run_at, finished_at, expires_at)
+), locked AS (
+    SELECT j.id FROM {ns}.jobs j JOIN o ON o.id = j.id AND o.token = j.token
+    WHERE j.state = 'running'
+    ORDER BY j.id
+    FOR UPDATE OF j
+), done AS (
+    UPDATE {ns}.jobs j
+    SET state = o.state,
+        result = CASE WHEN o.state = 'succeeded' THEN o.result ELSE j.result END,
+        error = CASE WHEN o.keep_error THEN j.error ELSE o.error END,
+        attempts = j.attempts - o.release::int,
+        run_at = coalesce(o.run_at, j.run_at),
+        finished_at = coalesce(o.finished_at, j.finished_at),
+        expires_at = CASE WHEN o.finished_at IS NULL THEN j.expires_at ELSE o.expires_at END,
+        token = NULL, lease_until = NULL
+    FROM o
+    WHERE j.id = o.id AND j.token = o.token AND j.state = 'running' AND j.id IN (SELECT id FROM locked)
+    RETURNING j.id, j.queue, j.state
+), woke AS (
+    SELECT pg_notify(%(channel)s, queue) FROM done WHERE state = 'queued' GROUP BY queue
+)
+SELECT id FROM done WHERE (SELECT count(*) FROM woke) >= 0
+
+-- name: heartbeat
+WITH beat AS (
+    INSERT INTO {ns}.workers (id, info, last_seen) VALUES (%(worker_id)s, %(info)s, %(now)s)
+    ON CONFLICT (id) DO UPDATE SET info = excluded.info, last_seen = excluded.last_seen
+), locked AS (
+    SELECT j.id FROM {ns}.jobs j
+    JOIN unnest(%(id)s::text[], %(token)s::text[]) AS l(id, token) ON l.id = j.id AND l.token = j.token
+    WHERE j.state = 'running'
+    ORDER BY j.id
+    FOR UPDATE OF j
+)
+UPDATE {ns}.jobs SET lease_until = %(lease_until)s
+WHERE id IN (SELECT id FROM locked)
+RETURNING id
+
+-- name: upsert_worker
+INSERT INTO {ns}.workers (id, info, last_seen) VALUES (%(worker_id)s, %(info)s, %(now)s)
+ON CONFLICT (id) DO UPDATE SET info = excluded.info, last_seen = excluded.last_seen
+
+-- name: delete_worker
+DELETE FROM {ns}.workers WHERE id = %(worker_id)s
+
+-- name: workers
+SELECT info, last_seen FROM {ns}.workers ORDER BY id
+
+-- name: recover
+-- Expired leases, and jobs of registered workers that went silent. SKIP LOCKED makes
+-- racing sweeps split the jobs between them, and passes over jobs being settled.
+WITH lost AS (
+    SELECT j.seq, j.attempts >= j.max_attempts AS spent FROM {ns}.jobs j
+    LEFT JOIN {ns}.workers w ON w.id = j.worker_id
+    WHERE j.state = 'running' AND (j.lease_until < %(now)s OR (w.id IS NOT NULL AND w.last_seen < %(silent)s))
+    FOR UPDATE OF j SKIP LOCKED
+), done AS (
+    UPDATE {ns}.jobs j
+    SET state = CASE WHEN lost.spent THEN 'failed' ELSE 'queued' END,
+        error = CASE WHEN lost.spent THEN %(lost_error)s ELSE j.error END,
+        finished_at = CASE WHEN lost.spent THEN %(now)s ELSE j.finished_at END,
+        expires_at = CASE WHEN lost.spent THEN NULL ELSE j.expires_at END,
+        token = NULL, lease_until = NULL
+    FROM lost
+    WHERE j.seq = lost.seq
+    RETURNING j.queue, j.state
+), forget AS (
+    DELETE FROM {ns}.workers WHERE last_seen < %(silent)s
+), woke AS (
+    SELECT pg_notify(%(channel)s, queue) FROM done WHERE state = 'queued' GROUP BY queue
+)
+SELECT count(*) FROM done WHERE (SELECT count(*) FROM woke) >= 0
+
+-- name: prune
+DELETE FROM {ns}.jobs
+WHERE expires_at <= %(now)s AND state IN ('succeeded', 'failed', 'cancelled')
+
+-- name: get
+SELECT envelope, state, attempts, result, error, worker_id, started_at, finished_at, lease_until
+FROM {ns}.jobs WHERE id = %(id)s
+
+-- name: list
+SELECT envelope, state, attempts, result, error, worker_id, started_at, finished_at, lease_until
+FROM {ns}.jobs
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(state)s::text IS NULL OR state = %(state)s)
+  AND (%(task)s::text IS NULL OR task = %(task)s)
+ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: stats
+SELECT queue, state, count(*) FROM {ns}.jobs GROUP BY queue, state ORDER BY queue
+
+-- name: cancel
+UPDATE {ns}.jobs
+SET state = 'cancelled', finished_at = %(now)s, expires_at = %(expires_at)s
+WHERE id = %(id)s AND state IN ('queued', 'scheduled')
+
+-- name: requeue
+WITH done AS (
+    UPDATE {ns}.jobs
+    SET state = 'queued', attempts = 0, run_at = %(now)s, finished_at = NULL, expires_at = NULL, error = NULL
+    WHERE id = %(id)s AND state IN ('failed', 'cancelled')
+    RETURNING queue
+), woke AS (
+    SELECT pg_notify(%(channel)s, queue) FROM done
+)
+SELECT count(*) FROM done WHERE (SELECT count(*) FROM woke) >= 0
+
+-- name: purge
+DELETE FROM {ns}.jobs WHERE state = ANY(%(states)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+
+-- name: queued_in
+-- After LISTEN starts: which of these queues already had work before it did.
+SELECT DISTINCT queue FROM {ns}.jobs WHERE state = 'queued' AND queue = ANY(%(queues)s)

@@ -1,0 +1,187 @@
+"""The CLI and real worker processes, end to end on the SQLite file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pigeon import App, JobFailed, JobState
+from tests.helpers import wait_until
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent.parent
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PIGEON_URL": f"sqlite:///{tmp_path}/jobs.db",
+        "PYTHONPATH": str(ROOT),
+        "PIGEON_POLL": "0.05",
+        "PIGEON_HEARTBEAT": "0.2",
+        "PIGEON_DEAD_AFTER": "1",
+        "PIGEON_RECOVER_EVERY": "0.3",
+    }
+
+
+@pytest.fixture
+def app(env: dict[str, str]) -> Iterator[App]:
+    from tests.acceptance import jobs_app
+
+    jobs_app.app.url = env["PIGEON_URL"]  # the module's app, pointed at this test's file
+    yield jobs_app.app
+    jobs_app.app.close()
+
+
+def pigeon(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pigeon", *args], env=env, cwd=ROOT, capture_output=True, text=True,
+        check=check, timeout=60,
+    )
+
+
+class Workers:
+    """Worker processes started by a test, their output in files, all stopped at teardown."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env, self.logs = env, logs
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        log = self.logs / f"worker-{len(self.procs)}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pigeon", "worker", "tests.acceptance.jobs_app:app", *args],
+                env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def output(self, proc: subprocess.Popen[bytes]) -> str:
+        return (self.logs / f"worker-{self.procs.index(proc)}.log").read_text()
+
+    def stop_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait(10)
+
+
+@pytest.fixture
+def workers(env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
+    w = Workers(env, tmp_path)
+    yield w
+    w.stop_all()
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def test_kill_9_job_runs_again_on_another_worker(app: App, workers: Workers, tmp_path: Path) -> None:
+    from tests.acceptance.jobs_app import mark
+
+    record = tmp_path / "ran"
+    victim = workers.start()
+    h = mark.send(str(record), 60.0)
+    wait_until(lambda: lines(record), what="the first worker started the job")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    survivor = workers.start()
+    # The dead worker's heartbeat stops; its job comes back well before the 30 s lease ends.
+    wait_until(lambda: len(lines(record)) == 2, timeout=20, what="the job ran again")
+    assert lines(record) == [str(victim.pid), str(survivor.pid)]
+    assert h.record().attempts == 2
+
+
+def test_sigterm_finishes_running_jobs_then_exits(app: App, workers: Workers, tmp_path: Path) -> None:
+    from tests.acceptance.jobs_app import mark
+
+    record = tmp_path / "ran"
+    worker = workers.start("--grace", "30")
+    h = mark.send(str(record), 0.5)
+    wait_until(lambda: lines(record), what="the job started")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, workers.output(worker)
+    assert h.status is JobState.SUCCEEDED
+
+
+def test_second_sigterm_hands_job_back(app: App, workers: Workers, tmp_path: Path) -> None:
+    from tests.acceptance.jobs_app import mark
+
+    record = tmp_path / "ran"
+    worker = workers.start("--grace", "60")
+    h = mark.send(str(record), 60.0)
+    wait_until(lambda: lines(record), what="the job started")
+    worker.send_signal(signal.SIGTERM)
+    wait_until(lambda: "finishing running jobs" in workers.output(worker), what="the worker heard SIGTERM")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, workers.output(worker)
+    rec = h.record()
+    assert rec.state is JobState.QUEUED and rec.attempts == 0, workers.output(worker)
+
+
+def test_processes_and_burst(app: App, env: dict[str, str], tmp_path: Path) -> None:
+    from tests.acceptance.jobs_app import mark
+
+    record = tmp_path / "ran"
+    handles = mark.send_many([(str(record), 0.05)] * 40)
+    done = pigeon(env, "worker", "tests.acceptance.jobs_app:app", "--processes", "2", "--burst", "-c", "4")
+    assert done.returncode == 0, done.stderr
+    assert all(h.status is JobState.SUCCEEDED for h in handles)
+    assert len(lines(record)) == 40
+    assert len(set(lines(record))) == 2  # two worker processes shared the work
+
+
+def test_process_executor_and_timeout_kill(app: App, workers: Workers) -> None:
+    from tests.acceptance.jobs_app import spin, square
+
+    runaway = spin.send(30.0)
+    handles = square.send_many([(i,) for i in range(6)])
+    workers.start("-c", "4")
+    assert [h.result(timeout=60) for h in handles] == [i * i for i in range(6)]
+    with pytest.raises(JobFailed) as info:
+        runaway.result(timeout=30)
+    assert info.value.error_type == "builtins.TimeoutError"
+    assert square.send(9).result(timeout=30) == 81  # the pool recovered
+
+
+def test_enqueue_status_and_jobs_commands(app: App, env: dict[str, str]) -> None:
+    sent = pigeon(env, "enqueue", "tests.acceptance.jobs_app:app", "add", "--args", "[2, 3]")
+    job_id = sent.stdout.strip()
+    assert app.job(job_id).status is JobState.QUEUED
+    status = pigeon(env, "status", env["PIGEON_URL"])
+    assert "default" in status.stdout and "queued" in status.stdout
+    assert job_id in pigeon(env, "jobs", "list", env["PIGEON_URL"]).stdout
+    assert "cancel: " + job_id in pigeon(env, "jobs", "cancel", env["PIGEON_URL"], job_id).stdout
+    assert app.job(job_id).status is JobState.CANCELLED
+    pigeon(env, "jobs", "retry", env["PIGEON_URL"], job_id)
+    pigeon(env, "worker", "tests.acceptance.jobs_app:app", "--burst")
+    shown = pigeon(env, "jobs", "show", env["PIGEON_URL"], job_id).stdout
+    assert "succeeded" in shown and "5" in shown
+    assert "purged 1 jobs" in pigeon(env, "jobs", "purge", env["PIGEON_URL"]).stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["enqueue", "tests.acceptance.jobs_app:app", "add", "--args", "[1]"], "missing a required argument"),
+        (["enqueue", "tests.acceptance.jobs_app:app", "add", "--args", '["x", 1]'], "argument 'a'"),
+        (["enqueue", "tests.acceptance.jobs_app:app", "nope"], "no task 'nope'"),
+        (["enqueue", "tests.acceptance.jobs_app:app", "add", "--args", "[1,"], "must be JSON"),
+        (["worker", "no_such_module:app"], "No module named"),
+        (["status", "ftp://x"], "unknown broker URL scheme"),
+    ],
+)
+def test_errors_are_one_line(env: dict[str, str], args: list[str], message: str) -> None:
+    result = pigeon(env, *args, check=False)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
