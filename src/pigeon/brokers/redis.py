@@ -169,8 +169,8 @@ class RedisBroker(BrokerBase):
         except ResponseError as exc:  # CONFIG renamed or disabled, as on some hosted services
             log.warning("cannot read maxmemory-policy (%s); make sure it is noeviction", exc)
             return
-        policy = found.get(b"maxmemory-policy", found.get("maxmemory-policy", b"noeviction"))
-        policy = policy.decode() if isinstance(policy, bytes) else str(policy)
+        raw: Any = dict[Any, Any](found).get(b"maxmemory-policy", b"noeviction")
+        policy = raw.decode() if isinstance(raw, bytes) else str(raw)
         if policy != "noeviction":
             raise ConfigurationError(
                 f"Redis ({self._where}) has maxmemory-policy {policy!r}: it may evict jobs under memory "
@@ -188,7 +188,16 @@ class RedisBroker(BrokerBase):
 
     async def enqueue(self, jobs: Sequence[Job]) -> list[str]:
         rows = [
-            [j.id, j.task, j.queue, j.priority, j.max_attempts, j.unique_key or "", _time(j.run_at), j.encode()]
+            [
+                j.id,
+                j.task,
+                j.queue,
+                j.priority,
+                j.max_attempts,
+                j.unique_key or "",
+                _time(j.run_at),
+                j.encode(),
+            ]
             for j in jobs
         ]
         return [i.decode() for i in await self._batched("enqueue", repr(time.time()), rows)]
@@ -214,7 +223,9 @@ class RedisBroker(BrokerBase):
         token = os.urandom(8).hex()
         now = time.time()
         with self._translated():
-            reply = await self._script("claim", repr(now), token, worker_id, repr(now + lease), limit, *queues)
+            reply = await self._script(
+                "claim", repr(now), token, worker_id, repr(now + lease), limit, *queues
+            )
         return [Claim(Job.decode(env), token, int(n)) for env, n in zip(reply[::2], reply[1::2], strict=True)]
 
     async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
@@ -233,7 +244,9 @@ class RedisBroker(BrokerBase):
         ]
         return [bool(n) for n in await self._batched("settle", repr(time.time()), rows)]
 
-    async def heartbeat(self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float) -> list[str]:
+    async def heartbeat(
+        self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float
+    ) -> list[str]:
         now = time.time()
         info = msgspec.json.encode(worker)
         flat = [x for pair in leases for x in pair]
@@ -241,7 +254,7 @@ class RedisBroker(BrokerBase):
             lost = await self._script("heartbeat", repr(now), worker.id, info, repr(now + lease), *flat)
         return [i.decode() for i in lost]
 
-    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+    async def wait(self, queues: Sequence[str], timeout: float) -> None:  # noqa: ASYNC109 - the protocol's
         """Block until a wake channel of ``queues`` fires, a scheduled job falls due, or ``timeout``.
 
         One subscription serves every concurrent waiter of this broker: whoever
@@ -279,11 +292,11 @@ class RedisBroker(BrokerBase):
                     self._turn.set()
                     self._turn = asyncio.Event()
 
-    async def _read(self, pubsub: PubSub, timeout: float) -> None:
+    async def _read(self, pubsub: PubSub, seconds: float) -> None:
         try:
             with self._translated():
-                async with asyncio.timeout(timeout + 5.0):  # a read that hangs on a dead socket
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+                async with asyncio.timeout(seconds + 5.0):  # a read that hangs on a dead socket
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=seconds)
                     # Drain what else arrived, so a burst of enqueues does not wake us once per job.
                     for _ in range(64):
                         if msg is not None and msg["type"] == "message":
@@ -311,7 +324,7 @@ class RedisBroker(BrokerBase):
         self._subscribed = set()
         if pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def recover(self, dead_after: float) -> int:
         now = time.time()
@@ -341,7 +354,8 @@ class RedisBroker(BrokerBase):
             return (await self._records([job_id]))[0]
 
     async def _queues(self) -> list[str]:
-        return sorted(q.decode() for q in await self._redis.smembers(f"{self._prefix}queues"))
+        members = await self._redis.smembers(f"{self._prefix}queues")
+        return sorted(q.decode() if isinstance(q, bytes) else q for q in members)
 
     async def list_jobs(
         self,
