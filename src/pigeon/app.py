@@ -9,7 +9,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from pigeon._portal import Portal
 from pigeon.brokers.base import Broker, Notifier, create_broker
@@ -17,7 +17,7 @@ from pigeon.errors import ConfigurationError
 from pigeon.handle import JobHandle
 from pigeon.job import Job
 from pigeon.retry import Backoff, BackoffPolicy
-from pigeon.task import Executor, Task, TaskOptions, default_name
+from pigeon.task import Executor, JobContext, Task, TaskOptions, default_name
 
 if TYPE_CHECKING:
     from pigeon.worker.config import WorkerConfig
@@ -28,6 +28,22 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_URL = "sqlite:///pigeon.db"
+
+
+class _TaskDecorator(Protocol):
+    """What ``app.task(...)`` returns: a decorator typed like ``app.task`` itself."""
+
+    @overload
+    def __call__(self, fn: Callable[Concatenate[JobContext, P], Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[Concatenate[JobContext, P], R], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
 
 class App:
@@ -58,7 +74,9 @@ class App:
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.notifier = Notifier()
         self._shared: dict[str, Any] = {}
-        self._brokers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Broker] = weakref.WeakKeyDictionary()
+        self._brokers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Broker] = (
+            weakref.WeakKeyDictionary()
+        )
         self._brokers_lock = threading.Lock()
         self._portal = Portal("pigeon-portal")
 
@@ -66,6 +84,12 @@ class App:
         return f"<App {self.url}>"
 
     # -- registration --------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[Concatenate[JobContext, P], Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
+    @overload
+    def task(self, fn: Callable[Concatenate[JobContext, P], R], /) -> Task[P, R]: ...
 
     @overload
     def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
@@ -85,9 +109,9 @@ class App:
         executor: Executor | None = None,
         backoff: BackoffPolicy = Backoff(),
         retry_on: tuple[type[BaseException], ...] = (Exception,),
-    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+    ) -> _TaskDecorator: ...
 
-    def task(
+    def task(  # type: ignore[misc]  # mypy cannot match the keyword-only overload
         self,
         fn: Callable[..., Any] | None = None,
         /,

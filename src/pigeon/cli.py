@@ -80,7 +80,8 @@ class _JobFormatter(logging.Formatter):
         job = getattr(record, "job_id", None)
         if job is None:
             return line
-        return f"{line} [job={job} task={getattr(record, 'task', '?')} attempt={getattr(record, 'attempt', '?')}]"
+        task, attempt = getattr(record, "task", "?"), getattr(record, "attempt", "?")
+        return f"{line} [job={job} task={task} attempt={attempt}]"
 
 
 def _setup_logging(level: str) -> None:
@@ -225,7 +226,11 @@ def status(app_path: str) -> None:
         now = time.time()
         for w in workers:
             wt.add_row(
-                w.id, ",".join(w.queues), str(w.concurrency), _ago(now - w.started_at), _ago(now - w.last_seen)
+                w.id,
+                ",".join(w.queues),
+                str(w.concurrency),
+                _ago(now - w.started_at),
+                _ago(now - w.last_seen),
             )
         console.print(wt if workers else "no workers")
 
@@ -329,7 +334,9 @@ def _job_action(name: str, doc: str, action: Callable[[App, str], Coroutine[Any,
     def command(app_path: str, job_id: str) -> None:
         done = _run(load_app(app_path), lambda app: action(app, job_id))
         if not done:
-            raise PigeonError(f"job {job_id} was not {name.rstrip('e')}ed (unknown, or not in a state that allows it)")
+            raise PigeonError(
+                f"job {job_id} was not {name.rstrip('e')}ed (unknown, or not in a state that allows it)"
+            )
         console.print(f"{name}: {job_id}")
 
 
@@ -348,7 +355,10 @@ _job_action("cancel", "Cancel a job that has not started.", lambda app, job_id: 
 @click.argument("app_path", metavar="APP")
 @click.option("--queue", default=None)
 @click.option(
-    "--state", "states", multiple=True, type=click.Choice([s.value for s in JobState]),
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice([s.value for s in JobState]),
     help="States to delete (default: succeeded, failed, cancelled).",
 )
 @_one_line_errors

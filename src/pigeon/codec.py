@@ -160,7 +160,7 @@ class Signature:
 def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(fn)
-    except Exception:  # unresolvable forward references: decode as plain JSON
+    except Exception:  # noqa: BLE001 - unresolvable forward references: decode as plain JSON
         return {}
 
 

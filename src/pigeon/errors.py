@@ -91,7 +91,7 @@ class InvalidTask(TaskError):
     """A task definition that cannot work (e.g. a lambda on the process executor)."""
 
 
-class Retry(Exception):  # noqa: N818 - control flow, named for what the task asks
+class Retry(Exception):
     """Raise inside a task to run it again later.
 
     The retry spends an attempt; when none are left the job fails.

@@ -173,7 +173,7 @@ class Task(Generic[P, R]):
             run_at: an aware datetime before which the job may not start.
             unique_key: while a job with this key is pending, sends return it instead.
         """
-        given = {
+        given: dict[str, Any] = {
             k: v
             for k, v in dict(
                 queue=queue,
@@ -242,4 +242,3 @@ class Task(Generic[P, R]):
     def decode_result(self, data: bytes) -> R:
         result: R = self.signature.decode_result(data)
         return result
-

@@ -42,8 +42,13 @@ def app(env: dict[str, str]) -> Iterator[App]:
 
 def pigeon(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pigeon", *args], env=env, cwd=ROOT, capture_output=True, text=True,
-        check=check, timeout=60,
+        [sys.executable, "-m", "pigeon", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=60,
     )
 
 
@@ -59,7 +64,10 @@ class Workers:
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "pigeon", "worker", "tests.acceptance.jobs_app:app", *args],
-                env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         self.procs.append(proc)
         return proc

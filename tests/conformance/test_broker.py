@@ -97,7 +97,9 @@ async def test_retry_with_backoff_spends_attempts(broker: Broker) -> None:
     await broker.enqueue([job])
     (c1,) = await broker.claim("w", Q, 1, 30)
     err = ErrorInfo("builtins.ValueError", "boom", "Traceback ...")
-    retry = Outcome(job_id=job.id, token=c1.token, kind=OutcomeKind.RETRY, error=err, run_at=time.time() + 0.3)
+    retry = Outcome(
+        job_id=job.id, token=c1.token, kind=OutcomeKind.RETRY, error=err, run_at=time.time() + 0.3
+    )
     assert await broker.settle([retry]) == [True]
     rec = await broker.get(job.id)
     assert rec is not None and rec.state is JobState.SCHEDULED and rec.error == err and rec.attempts == 1
@@ -115,7 +117,9 @@ async def test_fail_keeps_error(broker: Broker) -> None:
     await broker.enqueue([job])
     (c,) = await broker.claim("w", Q, 1, 30)
     err = ErrorInfo("app.Boom", "it broke", "Traceback (most recent call last): ...")
-    fail = Outcome(job_id=job.id, token=c.token, kind=OutcomeKind.FAIL, error=err, expires_at=time.time() + 60)
+    fail = Outcome(
+        job_id=job.id, token=c.token, kind=OutcomeKind.FAIL, error=err, expires_at=time.time() + 60
+    )
     assert await broker.settle([fail]) == [True]
     rec = await broker.get(job.id)
     assert rec is not None and rec.state is JobState.FAILED and rec.error == err
@@ -140,7 +144,9 @@ async def test_mixed_settle_batch(broker: Broker) -> None:
     outcomes = [
         complete(cs[0].job.id, cs[0].token),
         Outcome(job_id=cs[1].job.id, token=cs[1].token, kind=OutcomeKind.FAIL, error=err),
-        Outcome(job_id=cs[2].job.id, token=cs[2].token, kind=OutcomeKind.RETRY, error=err, run_at=time.time()),
+        Outcome(
+            job_id=cs[2].job.id, token=cs[2].token, kind=OutcomeKind.RETRY, error=err, run_at=time.time()
+        ),
         Outcome(job_id=cs[3].job.id, token="not-the-token", kind=OutcomeKind.RELEASE),
     ]
     assert await broker.settle(outcomes) == [True, True, True, False]
@@ -184,7 +190,7 @@ async def test_silent_worker_jobs_recovered_before_lease_ends(broker: Broker) ->
     job = make_job()
     await broker.enqueue([job])
     await broker.register_worker(worker_info("ghost"))
-    (c,) = await broker.claim("ghost", Q, 1, 3600)
+    assert len(await broker.claim("ghost", Q, 1, 3600)) == 1
     assert await broker.recover(60) == 0
     await eventually(lambda: broker.recover(0.2), lambda n: n == 1, what="silent worker's job recovered")
     assert (await broker.get(job.id)).state is JobState.QUEUED  # type: ignore[union-attr]
@@ -280,7 +286,9 @@ async def test_cancel_and_requeue(broker: Broker) -> None:
     assert await broker.cancel("0" * 32, expires) is False
     assert (await broker.get(queued.id)).state is JobState.CANCELLED  # type: ignore[union-attr]
     assert await broker.claim("w", Q, 5, 30) == []
-    await broker.settle([Outcome(job_id=running.id, token=c.token, kind=OutcomeKind.FAIL, error=ErrorInfo("E", "m"))])
+    await broker.settle(
+        [Outcome(job_id=running.id, token=c.token, kind=OutcomeKind.FAIL, error=ErrorInfo("E", "m"))]
+    )
     assert await broker.requeue(running.id) is True
     assert await broker.requeue(running.id) is False  # already queued
     rec = await broker.get(running.id)

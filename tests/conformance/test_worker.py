@@ -261,6 +261,7 @@ async def test_burst_worker_exits_when_idle(app: App) -> None:
 
 async def test_lost_worker_job_runs_again(app: App) -> None:
     """A job claimed by a worker that vanished is recovered by a live one."""
+
     @app.task
     async def survivor() -> str:
         return "ran"

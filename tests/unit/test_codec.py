@@ -27,7 +27,9 @@ class Badge(msgspec.Struct, frozen=True):
     tags: tuple[str, ...] = ()
 
 
-def order(customer: int, when: datetime, amount: Decimal, ref: UUID, to: Address, *notes: str, **meta: int) -> None: ...
+def order(
+    customer: int, when: datetime, amount: Decimal, ref: UUID, to: Address, *notes: str, **meta: int
+) -> None: ...
 
 
 def test_round_trip_restores_types() -> None:
@@ -162,5 +164,5 @@ def test_bad_urls() -> None:
         App("jobs.db")
     app = App("ftp://nowhere")
     with pytest.raises(ConfigurationError, match="unknown broker URL scheme"):
-        app.job("x").status
+        _ = app.job("x").status
     app.close()

@@ -61,9 +61,7 @@ class Broker(Protocol):
         """
         ...
 
-    async def claim(
-        self, worker_id: str, queues: Sequence[str], limit: int, lease: float
-    ) -> list[Claim]:
+    async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
         """Move up to ``limit`` due jobs to RUNNING under a fresh token, leased for ``lease`` s.
 
         Highest priority first, FIFO (by enqueue order) within a priority.

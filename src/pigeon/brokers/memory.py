@@ -205,7 +205,9 @@ class MemoryBroker(BrokerBase):
                         self._push_ready(row)
         return done
 
-    async def heartbeat(self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float) -> list[str]:
+    async def heartbeat(
+        self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float
+    ) -> list[str]:
         now = time.time()
         lost: list[str] = []
         with self._s.lock:

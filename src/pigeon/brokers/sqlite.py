@@ -96,7 +96,9 @@ class SqliteBroker(BrokerBase):
 
     def _connect(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, timeout=self._busy_timeout, check_same_thread=False)
+        db = sqlite3.connect(
+            self.path, isolation_level=None, timeout=self._busy_timeout, check_same_thread=False
+        )
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
@@ -196,7 +198,9 @@ class SqliteBroker(BrokerBase):
 
         return await self._run(self._write, settle)
 
-    async def heartbeat(self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float) -> list[str]:
+    async def heartbeat(
+        self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float
+    ) -> list[str]:
         def beat(db: sqlite3.Connection) -> list[str]:
             now = time.time()
             db.execute(self._q["upsert_worker"], (worker.id, msgspec.json.encode(worker), now))
@@ -258,7 +262,12 @@ class SqliteBroker(BrokerBase):
         task: str | None = None,
         limit: int = 100,
     ) -> list[JobRecord]:
-        params = {"queue": queue, "state": None if state is None else state.value, "task": task, "limit": limit}
+        params = {
+            "queue": queue,
+            "state": None if state is None else state.value,
+            "task": task,
+            "limit": limit,
+        }
         return [_record(r) for r in await self._run(self._read, self._q["list"], params)]
 
     async def stats(self) -> list[QueueStats]:
@@ -320,7 +329,8 @@ def _migrate(db: sqlite3.Connection) -> None:
     latest = known[-1][0] if known else 0
     if current > latest:
         raise ConfigurationError(
-            f"the database schema is version {current}, newer than this pigeon knows ({latest}): upgrade pigeon"
+            f"the database schema is version {current}, newer than this pigeon knows ({latest}): "
+            "upgrade pigeon"
         )
     for version, _, sql in known:
         if version > current:

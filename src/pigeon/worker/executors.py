@@ -8,6 +8,7 @@ the thread is left to finish on its own, holding its pool slot until it does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import importlib
@@ -92,17 +93,20 @@ class _ProcessPool:
     def __init__(self, size: int) -> None:
         self._size = size
         self._idle: list[_Child] = []
-        self._count = 0
         self._free: asyncio.Semaphore | None = None
 
-    async def run(self, task: Task[Any, Any], ctx: JobContext, payload: bytes, timeout: float | None) -> bytes:
+    async def run(
+        self, task: Task[Any, Any], ctx: JobContext, payload: bytes, timeout: float | None
+    ) -> bytes:
         if self._free is None:
             self._free = asyncio.Semaphore(self._size)
         async with self._free:
             child = self._idle.pop() if self._idle else _Child()
             try:
                 async with asyncio.timeout(timeout):
-                    reply = await child.call((task.fn.__module__, task.fn.__qualname__, payload, _ctx_tuple(ctx)))
+                    reply = await child.call(
+                        (task.fn.__module__, task.fn.__qualname__, payload, _ctx_tuple(ctx))
+                    )
             except BaseException:
                 child.kill()  # overran, or the worker is stopping: a fresh process next time
                 raise
@@ -137,7 +141,12 @@ class _Child:
         self._conn.send(message)
         ready: asyncio.Future[None] = loop.create_future()
         fd = self._conn.fileno()
-        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+
+        def readable() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(fd, readable)
         try:
             await ready
         finally:
@@ -156,10 +165,8 @@ class _Child:
         self._conn.close()
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._conn.send(None)
-        except OSError:
-            pass
         self._proc.join(2)
         if self._proc.is_alive():
             self._proc.kill()
@@ -168,7 +175,9 @@ class _Child:
 
 
 def _resolve(module: str, qualname: str) -> tuple[Callable[..., Any], codec.Signature, bool]:
-    mod = sys.modules["__main__"] if module in ("__main__", "__mp_main__") else importlib.import_module(module)
+    mod = (
+        sys.modules["__main__"] if module in ("__main__", "__mp_main__") else importlib.import_module(module)
+    )
     obj: Any = mod
     for part in qualname.split("."):
         obj = getattr(obj, part)

@@ -33,7 +33,10 @@ log = logging.getLogger("pigeon.worker")
 
 
 class Worker:
-    """Runs jobs of one app. Use ``await worker.run()``, ``app.worker()`` or ``app.run_worker_in_thread()``."""
+    """Runs jobs of one app.
+
+    Start it with ``await worker.run()``, ``app.worker()`` or ``app.run_worker_in_thread()``.
+    """
 
     def __init__(self, app: App, config: WorkerConfig) -> None:
         self.app = app
@@ -180,7 +183,9 @@ class Worker:
             await asyncio.wait([*tasks, hard], timeout=self.config.grace, return_when=asyncio.FIRST_COMPLETED)
             pending = [t for t in tasks if not t.done()]
             if pending and not self._hard.is_set():
-                await asyncio.wait([*pending, hard], timeout=self.config.grace, return_when=asyncio.ALL_COMPLETED)
+                await asyncio.wait(
+                    [*pending, hard], timeout=self.config.grace, return_when=asyncio.ALL_COMPLETED
+                )
         finally:
             hard.cancel()
         left = [t for _, t in self._running.values() if not t.done()]
@@ -226,16 +231,19 @@ class Worker:
             task_self = asyncio.current_task()
             if task_self is not None and task_self.cancelling():
                 raise  # the worker is stopping or lost the lease
-            return self._settle_error(claim, task.defaults, asyncio.CancelledError("the task cancelled itself"), extra)
+            return self._settle_error(
+                claim, task.defaults, asyncio.CancelledError("the task cancelled itself"), extra
+            )
         except DecodeError as exc:
             log.error("undecodable job: %s", exc, extra=extra)
             return self._fail(claim, error_info(exc))
         except Retry as exc:
             return self._retry(claim, task.defaults, exc.delay, error_info(exc), extra)
         except TimeoutError as exc:
+            error: BaseException = exc
             if job.timeout is not None and time.perf_counter() - started >= job.timeout * 0.99:
-                exc = TimeoutError(f"attempt exceeded its timeout of {job.timeout} s")
-            return self._settle_error(claim, task.defaults, exc, extra)
+                error = TimeoutError(f"attempt exceeded its timeout of {job.timeout} s")
+            return self._settle_error(claim, task.defaults, error, extra)
         except BaseException as exc:  # noqa: BLE001 - a bad job must never kill the worker
             return self._settle_error(claim, task.defaults, exc, extra)
         log.debug("job succeeded in %.3f s", time.perf_counter() - started, extra=extra)
@@ -247,7 +255,9 @@ class Worker:
             expires_at=time.time() + self.app.result_ttl,
         )
 
-    def _settle_error(self, claim: Claim, defaults: Any, exc: BaseException, extra: dict[str, Any]) -> Outcome:
+    def _settle_error(
+        self, claim: Claim, defaults: Any, exc: BaseException, extra: dict[str, Any]
+    ) -> Outcome:
         info = error_info(exc)
         retryable = isinstance(exc, defaults.retry_on) or info.type == "pigeon.ProcessDied"
         if retryable and claim.attempt < claim.job.max_attempts:
@@ -329,7 +339,9 @@ class Worker:
                 for outcome, ok in zip(batch, accepted, strict=True):
                     if not ok:
                         log.warning(
-                            "job %s was no longer ours to %s (its lease expired)", outcome.job_id, outcome.kind
+                            "job %s was no longer ours to %s (its lease expired)",
+                            outcome.job_id,
+                            outcome.kind,
                         )
             if self._stopping and not self._running:
                 return
@@ -347,7 +359,9 @@ class Worker:
             for jid in lost:
                 entry = self._running.get(jid)
                 if entry is not None:
-                    log.warning("lease lost (another worker owns the job now); abandoning it", extra={"job_id": jid})
+                    log.warning(
+                        "lease lost (another worker owns the job now); abandoning it", extra={"job_id": jid}
+                    )
                     self._lost.add(jid)
                     entry[1].cancel()
 

@@ -48,7 +48,9 @@ def supervise(argv: list[str], processes: int) -> int:
     try:
         for c in children:
             c.start()
-        log.info("supervising %d worker processes: %s", processes, ", ".join(str(c.proc.pid) for c in children))
+        log.info(
+            "supervising %d worker processes: %s", processes, ", ".join(str(c.proc.pid) for c in children)
+        )
         forwarded = 0
         worst = 0
         while True:

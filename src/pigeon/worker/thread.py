@@ -24,7 +24,7 @@ class WorkerThread:
     def _main(self) -> None:
         try:
             asyncio.run(self.worker.run(install_signals=False))
-        except BaseException as exc:  # noqa: BLE001 - reported through .error and the log
+        except BaseException as exc:
             self.error = exc
             log.exception("the worker thread stopped on an error")
             self.worker.stopped.set()
