@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from pigeon._portal import Portal
 from pigeon.brokers.base import Broker, Notifier, create_broker
 from pigeon.errors import ConfigurationError
+from pigeon.events import fan_out, pattern_regex
 from pigeon.handle import JobHandle
 from pigeon.job import Job
 from pigeon.retry import Backoff, BackoffPolicy
+from pigeon.services import RestartPolicy, Service
 from pigeon.task import Executor, JobContext, Task, TaskOptions, default_name
 
 if TYPE_CHECKING:
@@ -72,6 +75,8 @@ class App:
         self.result_ttl = result_ttl
         self.failed_ttl = failed_ttl
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.handlers: list[tuple[str, Task[Any, Any]]] = []
+        self.services: list[tuple[Service, tuple[Any, ...]]] = []
         self.notifier = Notifier()
         self._shared: dict[str, Any] = {}
         self._brokers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Broker] = (
@@ -160,6 +165,90 @@ class App:
             return t
 
         return register(fn) if fn is not None else register
+
+    def on(
+        self,
+        pattern: str,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        max_attempts: int = 3,
+        timeout: float | None = None,
+        executor: Executor | None = None,
+        backoff: BackoffPolicy = Backoff(),
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+        """Register an event handler for a topic pattern (``nfc.tag_read``, ``nfc.*``, ``**``).
+
+        The handler is a task taking the event payload as its one parameter; each
+        publish runs it as its own job, with these task options.
+        """
+        pattern_regex(pattern)  # a bad pattern fails here, not at the first publish
+
+        def register(fn: Callable[P, R]) -> Task[P, R]:
+            t: Task[P, R] = self.task(
+                name=name or f"{default_name(fn)}@{pattern}",
+                queue=queue,
+                priority=priority,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                executor=executor,
+                backoff=backoff,
+                retry_on=retry_on,
+            )(fn)
+            self.handlers.append((pattern, t))
+            return t
+
+        return register
+
+    def publish(self, topic: str, payload: Any) -> list[JobHandle[Any]]:
+        """Publish an event: one job per matching handler, in one round trip.
+
+        Raises:
+            TypeError: the payload is a mutable object, cannot be encoded, or
+                does not fit a handler's parameter.
+        """
+        jobs = fan_out(self.handlers, topic, payload)
+        return self.enqueue(jobs) if jobs else []
+
+    async def apublish(self, topic: str, payload: Any) -> list[JobHandle[Any]]:
+        """Asynchronous :meth:`publish`."""
+        jobs = fan_out(self.handlers, topic, payload)
+        return await self.aenqueue(jobs) if jobs else []
+
+    def service(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, None]] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        restart: RestartPolicy = "always",
+        backoff: tuple[float, float] = (1.0, 30.0),
+    ) -> Any:
+        """Register a long-running ``async def`` the worker starts and supervises.
+
+        A service without parameters runs once per worker; give instances
+        arguments with :meth:`service_group`. ``restart`` is ``"always"``,
+        ``"on-failure"`` or ``"never"``; ``backoff`` the first and the longest
+        pause between restarts, doubling in between.
+        """
+
+        def register(f: Callable[..., Coroutine[Any, Any, None]]) -> Service:
+            if not asyncio.iscoroutinefunction(f):
+                raise ConfigurationError(f"{default_name(f)}: a service is an async def function")
+            svc = Service(f, name or default_name(f), restart, backoff)
+            params = [p for p in inspect.signature(f).parameters.values() if p.default is p.empty]
+            if not params:
+                self.services.append((svc, ()))
+            return svc
+
+        return register(fn) if fn is not None else register
+
+    def service_group(self, service: Service, args: Iterable[Any]) -> None:
+        """Run one instance of ``service`` per item of ``args`` (a tuple for several arguments)."""
+        for item in args:
+            self.services.append((service, item if isinstance(item, tuple) else (item,)))
 
     # -- the broker ----------------------------------------------------------
 

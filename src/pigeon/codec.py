@@ -67,6 +67,7 @@ class Signature:
         if skip_first:
             params = params[1:]
         self._sig = sig.replace(parameters=params)
+        self.first_param: str | None = params[0].name if params else None
         self._decoder: msgspec.json.Decoder[Any] | None = None
         self._result_decoder: msgspec.json.Decoder[Any] | None = None
 

@@ -195,7 +195,25 @@ class Task(Generic[P, R]):
         Raises:
             TypeError: the arguments do not fit the function's signature.
         """
-        payload = self.signature.encode_args(args, kwargs)
+        return self._job(self.signature.encode_args(args, kwargs))
+
+    def make_event_job(self, topic: str, body: bytes) -> Job:
+        """A handler's job for an event whose payload was encoded once as ``body``.
+
+        Raises:
+            TypeError: the payload does not fit the handler's event parameter.
+        """
+        param = self.signature.first_param
+        if param is None:
+            raise InvalidTask(f"{self.name}: an event handler takes the event as its parameter")
+        payload = b'{"' + param.encode() + b'":' + body + b"}"
+        try:
+            self.signature.decoder().decode(payload)
+        except msgspec.ValidationError as exc:
+            raise TypeError(f"{self.name} cannot take this {topic!r} event: {exc}") from None
+        return self._job(payload)
+
+    def _job(self, payload: bytes) -> Job:
         o, d = self.send_defaults, self.defaults
         now = time.time()
         run_at: float | None = None

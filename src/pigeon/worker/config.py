@@ -29,6 +29,7 @@ class WorkerConfig:
         recover_every: seconds between lease-recovery sweeps.
         prune_every: seconds between prunes of expired finished jobs.
         burst: exit when nothing is left to do.
+        services: run the app's services (one process of a ``--processes`` group does).
     """
 
     queues: tuple[str, ...] = ("default",)
@@ -44,6 +45,7 @@ class WorkerConfig:
     recover_every: float = 5.0
     prune_every: float = 60.0
     burst: bool = False
+    services: bool = True
 
     def __post_init__(self) -> None:
         if not self.queues:
@@ -84,7 +86,7 @@ class WorkerConfig:
             try:
                 if f.name == "queues":
                     changes[f.name] = raw
-                elif f.name == "burst":
+                elif f.name in ("burst", "services"):
                     changes[f.name] = raw.lower() in ("1", "true", "yes", "on")
                 elif f.name in ("concurrency", "threads", "processes", "batch"):
                     changes[f.name] = int(raw)

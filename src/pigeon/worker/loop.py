@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pigeon.errors import BrokerError, DecodeError, Retry, UnknownTask
 from pigeon.job import Claim, ErrorInfo, Outcome, OutcomeKind, WorkerInfo
+from pigeon.services import ServiceState, supervise
 from pigeon.task import JobContext
 from pigeon.worker.config import WorkerConfig
 from pigeon.worker.executors import Executors, error_info
@@ -57,6 +58,7 @@ class Worker:
         self._executors = Executors(config.thread_count, config.process_count)
         self._broker: InstrumentedBroker | None = None
         self._started_at = time.time()
+        self.services: dict[str, ServiceState] = {}
 
     # -- control -------------------------------------------------------------
 
@@ -117,10 +119,18 @@ class Worker:
                     loops.create_task(self._heartbeat(), name="pigeon-heartbeat"),
                     loops.create_task(self._lifeline(), name="pigeon-lifeline"),
                 ]
+                services = None
+                if cfg.services and self.app.services and not cfg.burst:
+                    services = loops.create_task(
+                        supervise(self.app.services, self.services), name="pigeon-services"
+                    )
                 settler = loops.create_task(self._settler(), name="pigeon-settler")
                 self.started.set()
                 async with asyncio.TaskGroup() as jobs:
                     await self._claim_loop(jobs)
+                    if services is not None:  # stop producers before draining what they produced
+                        services.cancel()
+                        await asyncio.wait([services])
                     await self._drain()
                 self._outbox_ready.set()
                 self._stopping = True

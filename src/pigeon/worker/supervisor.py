@@ -11,6 +11,7 @@ is not.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -30,15 +31,21 @@ class _Child:
     failures: int = 0
     restart_at: float | None = None
 
+    env: dict[str, str] | None = None
+
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "pigeon", *self.argv], start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pigeon", *self.argv], start_new_session=True, env=self.env
+        )
         self.restart_at = None
 
 
 def supervise(argv: list[str], processes: int) -> int:
     """Run ``processes`` workers with ``argv`` until they all exit; return the worst exit code."""
     child_argv = [*argv, "--processes", "1"]
-    children = [_Child(child_argv) for _ in range(processes)]
+    # Services (reader loops and the like) must run once, not once per process.
+    quiet = {**os.environ, "PIGEON_SERVICES": "false"}
+    children = [_Child(child_argv, env=None if i == 0 else quiet) for i in range(processes)]
     signals: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -1,0 +1,91 @@
+"""Events: a topic and an immutable payload, fanned out to every handler as its own job.
+
+Each handler is an ordinary task, so handlers run concurrently, retry
+independently and survive worker crashes like any job. The payload is encoded
+once at publish time; each handler decodes its own frozen copy, so one handler
+cannot change what another sees.
+
+Topic patterns are dot-separated: ``*`` matches one segment, ``**`` any number
+(``nfc.*`` matches ``nfc.tag_read``; ``**`` matches everything).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from pigeon import codec
+from pigeon.job import Job
+from pigeon.task import Task
+
+log = logging.getLogger("pigeon.events")
+
+_TOPIC = re.compile(r"^[\w-]+(\.[\w-]+)*$")
+
+
+@functools.cache
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """The regular expression a topic pattern stands for."""
+    parts = []
+    for segment in pattern.split("."):
+        if segment == "**":
+            parts.append(r"[\w.-]*")
+        elif segment == "*":
+            parts.append(r"[\w-]+")
+        elif _TOPIC.match(segment):
+            parts.append(re.escape(segment))
+        else:
+            raise ValueError(f"bad topic pattern {pattern!r}: segments are words, '*' or '**'")
+    return re.compile(r"\.".join(parts).replace(r"[\w.-]*\.", r"(?:[\w-]+\.)*") + "$")
+
+
+def check_topic(topic: str) -> None:
+    if not _TOPIC.match(topic):
+        raise ValueError(f"bad topic {topic!r}: dot-separated words, e.g. 'nfc.tag_read'")
+
+
+def check_immutable(payload: Any) -> None:
+    """Refuse payloads that are live mutable objects rather than data.
+
+    Plain data (dicts, lists, numbers, strings) is encoded at publish time, so
+    handlers get a snapshot; a mutable object (an ORM instance, a non-frozen
+    dataclass or Struct) is refused so nobody mistakes it for a shared reference.
+    """
+    if isinstance(payload, msgspec.Struct):
+        if not payload.__struct_config__.frozen:
+            raise TypeError(f"publish a frozen Struct: {type(payload).__qualname__} is not frozen=True")
+    elif dataclasses.is_dataclass(payload) and not isinstance(payload, type):
+        if not payload.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+            raise TypeError(f"publish a frozen dataclass: {type(payload).__qualname__} is not frozen=True")
+    elif not isinstance(payload, str | int | float | bool | bytes | Mapping | Sequence | None) and hasattr(
+        payload, "__dict__"
+    ):
+        raise TypeError(
+            f"cannot publish a live {type(payload).__name__} object: publish a frozen "
+            "msgspec Struct, a frozen dataclass or plain data (a snapshot)"
+        )
+
+
+def fan_out(handlers: Sequence[tuple[str, Task[Any, Any]]], topic: str, payload: Any) -> list[Job]:
+    """One job per handler whose pattern matches ``topic``; the payload encoded once.
+
+    Raises:
+        TypeError: the payload is mutable, cannot be encoded, or does not fit a handler.
+        ValueError: the topic is malformed.
+    """
+    check_topic(topic)
+    check_immutable(payload)
+    body = codec.encode(payload)
+    jobs = []
+    for pattern, handler in handlers:
+        if pattern_regex(pattern).match(topic):
+            jobs.append(handler.make_event_job(topic, body))
+    if not jobs:
+        log.info("event %s has no handlers", topic)
+    return jobs
