@@ -217,7 +217,19 @@ class App:
         jobs = fan_out(self.handlers, topic, payload)
         return await self.aenqueue(jobs) if jobs else []
 
+    @overload
+    def service(self, fn: Callable[..., Coroutine[Any, Any, None]], /) -> Service: ...
+
+    @overload
     def service(
+        self,
+        *,
+        name: str | None = None,
+        restart: RestartPolicy = "always",
+        backoff: tuple[float, float] = (1.0, 30.0),
+    ) -> Callable[[Callable[..., Coroutine[Any, Any, None]]], Service]: ...
+
+    def service(  # type: ignore[misc]  # mypy cannot match the keyword-only overload
         self,
         fn: Callable[..., Coroutine[Any, Any, None]] | None = None,
         /,

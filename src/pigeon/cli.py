@@ -373,12 +373,22 @@ def jobs_purge(app_path: str, queue: str | None, states: tuple[str, ...]) -> Non
 
 
 @main.command()
+@click.option("--stations", type=int, default=10, show_default=True, help="Simulated NFC readers.")
+@click.option("--seconds", type=float, default=10.0, show_default=True, help="How long the readers read.")
+@click.option("--interval", type=float, default=2.0, show_default=True, help="Mean seconds between reads.")
+@click.option("--tour", is_flag=True, help="A tour of the task API instead.")
 @_one_line_errors
-def demo() -> None:
-    """A tour of pigeon on the embedded SQLite default, worker in this process."""
-    from pigeon.demo import tour
+def demo(stations: int, seconds: float, interval: float, tour: bool) -> None:
+    """The NFC station demo on the embedded SQLite default, everything in this process."""
+    if tour:
+        from pigeon.demo import tour as tour_module
 
-    tour.main()
+        tour_module.main()
+        return
+    from pigeon.demo import nfc
+
+    if not nfc.main(stations, seconds, interval):
+        sys.exit(1)
 
 
 @main.command()
