@@ -43,11 +43,12 @@ start() {
     fi
     install_redis
     rm -rf "$base"
-    mkdir -p "$base/data"
-    local port
+    mkdir -p "$base"
+    local port data
     port="$(free_port)"
+    data="$(mktemp -d "$base/data.XXXXXX")"
     redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
-        --dir "$base/data" --daemonize yes --pidfile "$pidfile" --logfile "$base/redis.log" \
+        --dir "$data" --daemonize yes --pidfile "$pidfile" --logfile "$base/redis.log" \
         --maxmemory-policy noeviction
     for _ in $(seq 1 100); do
         if redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; then

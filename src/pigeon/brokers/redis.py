@@ -2,9 +2,15 @@
 
 Every state change that touches more than one key is a Lua script (in
 ``pigeon/brokers/lua``), so each is atomic; the key layout is described in
-``lib.lua``. Enqueues and settles of many jobs go out as one pipeline of
-script calls. Idle workers block on a Pub/Sub subscription to the queues'
-wake channels, which the scripts publish to whenever a job becomes ready.
+``lib.lua``. A batch of enqueues or settles is one script call per thousand
+jobs, pipelined. Idle workers block on a Pub/Sub subscription to the queues'
+wake channels, which the scripts publish to whenever a job becomes ready:
+unlike markers in a list, a message reaches every idle worker, and a busy
+worker reading its own copy takes nothing from the others.
+
+A command cut off by a dropped connection is retried with back-off. If the
+server had already run it, a retried claim leaves the first claim's jobs
+leased to nobody until the lease expires: delivery stays at-least-once.
 
 The query parameter ``namespace`` (default ``pigeon``) prefixes every key, so
 several apps can share one database: ``redis://host:6379/0?namespace=shop``.
@@ -76,21 +82,26 @@ def _source(name: str) -> str:
     return lua.joinpath("lib.lua").read_text() + lua.joinpath(f"{name}.lua").read_text()
 
 
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _time(t: float | None) -> str:
     return "" if t is None else repr(t)
 
 
 class RedisBroker(BrokerBase):
-    """A broker on one Redis server (or a Sentinel-managed primary)."""
+    """A broker on one Redis server.
+
+    Args:
+        url: the server, as redis-py's ``from_url`` reads it (without ``namespace``).
+        namespace: the prefix of every key.
+        retries: reconnection attempts per command, with exponential back-off.
+    """
 
     capabilities = Capabilities()
 
     def __init__(self, url: str, *, namespace: str = "pigeon", retries: int = 8) -> None:
-        """Args:
-        url: the server, as redis-py's ``from_url`` reads it (no ``namespace`` parameter).
-        namespace: the prefix of every key.
-        retries: reconnection attempts per command, with exponential back-off.
-        """
         self.url = url
         self._server = url
         self._prefix = f"{namespace}:"
@@ -147,13 +158,17 @@ class RedisBroker(BrokerBase):
             ConfigurationError: the server's ``maxmemory-policy`` is not ``noeviction``.
             BrokerConnectionError: the server cannot be reached.
         """
-        client = aioredis.Redis.from_url(
-            self._server,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.02), self._retries),
-            socket_connect_timeout=5.0,
-            socket_timeout=30.0,
-            socket_keepalive=True,
-        )
+        try:
+            client = aioredis.Redis.from_url(
+                self._server,
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.02), self._retries),
+                socket_connect_timeout=5.0,
+                socket_timeout=30.0,
+                socket_keepalive=True,
+                client_name=f"pigeon:{self._prefix[:-1]}",  # CLIENT LIST tells whose connections these are
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from exc
         try:
             with self._translated():
                 await self._check_eviction(client)
@@ -169,12 +184,13 @@ class RedisBroker(BrokerBase):
         except ResponseError as exc:  # CONFIG renamed or disabled, as on some hosted services
             log.warning("cannot read maxmemory-policy (%s); make sure it is noeviction", exc)
             return
-        raw: Any = dict[Any, Any](found).get(b"maxmemory-policy", b"noeviction")
-        policy = raw.decode() if isinstance(raw, bytes) else str(raw)
+        # redis-py has decoded this reply to str in some versions and not in others
+        decoded = {_text(k): _text(v) for k, v in dict[Any, Any](found).items()}
+        policy = decoded.get("maxmemory-policy", "noeviction")
         if policy != "noeviction":
             raise ConfigurationError(
                 f"Redis ({self._where}) has maxmemory-policy {policy!r}: it may evict jobs under memory "
-                "pressure. Set `maxmemory-policy noeviction` (CONFIG SET or redis.conf) and restart."
+                "pressure. Set `maxmemory-policy noeviction` (with CONFIG SET, and in redis.conf)."
             )
 
     async def close(self) -> None:
@@ -254,7 +270,7 @@ class RedisBroker(BrokerBase):
             lost = await self._script("heartbeat", repr(now), worker.id, info, repr(now + lease), *flat)
         return [i.decode() for i in lost]
 
-    async def wait(self, queues: Sequence[str], timeout: float) -> None:  # noqa: ASYNC109 - the protocol's
+    async def wait(self, queues: Sequence[str], timeout: float) -> None:
         """Block until a wake channel of ``queues`` fires, a scheduled job falls due, or ``timeout``.
 
         One subscription serves every concurrent waiter of this broker: whoever
@@ -270,7 +286,7 @@ class RedisBroker(BrokerBase):
             for q in queues:
                 pipe.zrange(f"{self._prefix}sched:{q}", 0, 0, withscores=True)
             heads = await pipe.execute()
-            pubsub = await self._subscription(channels)
+            await self._subscription(channels)
         now = time.time()
         due = [score for head in heads for _, score in head if score > now]
         if due:
@@ -287,14 +303,15 @@ class RedisBroker(BrokerBase):
                 continue
             async with self._reading:
                 try:
-                    await self._read(pubsub, remaining)
+                    await self._read(channels, remaining)
                 finally:
                     self._turn.set()
                     self._turn = asyncio.Event()
 
-    async def _read(self, pubsub: PubSub, seconds: float) -> None:
+    async def _read(self, channels: list[bytes], seconds: float) -> None:
         try:
             with self._translated():
+                pubsub = await self._subscription(channels)  # another waiter may have dropped it
                 async with asyncio.timeout(seconds + 5.0):  # a read that hangs on a dead socket
                     msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=seconds)
                     # Drain what else arrived, so a burst of enqueues does not wake us once per job.

@@ -4,7 +4,7 @@
 -- Jobs: the envelope as encoded once by the sender, plus the columns the
 -- queue needs to find, order, lease and settle it.
 CREATE TABLE {ns}.jobs (
-    seq          bigserial NOT NULL UNIQUE,
+    seq          bigserial NOT NULL,  -- enqueue order; not indexed on its own: each index slows enqueue
     id           text PRIMARY KEY,
     task         text NOT NULL,
     queue        text NOT NULL,
@@ -26,12 +26,12 @@ CREATE TABLE {ns}.jobs (
     error        bytea
 );
 
--- Claims read this index in order: highest priority, then oldest.
+-- Claims read this index in order: highest priority, then oldest. No other index may lead
+-- with state: on a table whose statistics lag its growth the planner would take it and sort.
 CREATE INDEX jobs_ready ON {ns}.jobs (queue, priority DESC, seq) WHERE state = 'queued';
 CREATE INDEX jobs_scheduled ON {ns}.jobs (run_at) WHERE state = 'scheduled';
 CREATE INDEX jobs_running ON {ns}.jobs (lease_until) WHERE state = 'running';
 CREATE INDEX jobs_expiry ON {ns}.jobs (expires_at) WHERE expires_at IS NOT NULL;
-CREATE INDEX jobs_state ON {ns}.jobs (state, queue);
 -- One pending job per unique key; finished jobs free the key.
 CREATE UNIQUE INDEX jobs_unique ON {ns}.jobs (unique_key)
     WHERE unique_key IS NOT NULL AND state IN ('queued', 'scheduled', 'running');

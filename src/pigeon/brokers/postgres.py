@@ -1,0 +1,592 @@
+"""``postgresql://user@host/db`` — the server broker: PostgreSQL through psycopg 3.
+
+Every operation is one statement on a pooled autocommit connection: claims lock
+their rows with ``FOR UPDATE SKIP LOCKED`` so workers never wait on each other,
+and settles apply a whole batch of outcomes through ``unnest`` arrays.
+Statements that make jobs QUEUED also ``pg_notify`` the queue's name on the
+namespace's channel; :meth:`PostgresBroker.wait` listens on a dedicated
+connection, so an idle worker starts a job a millisecond or so after its commit.
+
+The URL's ``namespace`` parameter names the schema that holds the tables
+(default ``pigeon``), so apps and test runs can share a server. The schema is
+created and upgraded by :meth:`PostgresBroker.migrate` (``pigeon migrate``);
+:meth:`PostgresBroker.open` refuses a schema that is behind.
+
+:meth:`PostgresBroker.enqueue_in` writes with the caller's own connection, so a
+job commits or rolls back with the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import select
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import msgspec
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool
+
+from pigeon.brokers.base import BrokerBase, Capabilities
+from pigeon.brokers.sql import migrations, queries
+from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
+from pigeon.job import (
+    Claim,
+    ErrorInfo,
+    Job,
+    JobRecord,
+    JobState,
+    Outcome,
+    OutcomeKind,
+    QueueStats,
+    WorkerInfo,
+)
+
+_NAMESPACE = re.compile(r"[a-z_][a-z0-9_]{0,47}")
+_CONNECTION_STATES = ("57P01", "57P02", "57P03")  # admin/crash shutdown, cannot connect now
+_POOL_TIMEOUT = 10.0
+_UNIQUE_RETRIES = 3
+_LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
+_error_decoder = msgspec.json.Decoder(ErrorInfo)
+_worker_decoder = msgspec.json.Decoder(WorkerInfo)
+
+AnyConnection = psycopg.AsyncConnection[Any] | psycopg.Connection[Any]
+
+
+class PostgresBroker(BrokerBase):
+    """The PostgreSQL broker: a pool for statements, one more connection to LISTEN."""
+
+    capabilities = Capabilities(transactional_enqueue=True)
+
+    def __init__(
+        self, conninfo: str, *, namespace: str = "pigeon", url: str = "", max_connections: int = 10
+    ) -> None:
+        if not _NAMESPACE.fullmatch(namespace):
+            raise ConfigurationError(
+                f"namespace {namespace!r}: use lower-case letters, digits and _ (a PostgreSQL schema name)"
+            )
+        params = conninfo_to_dict(conninfo)
+        params.setdefault("application_name", "pigeon")
+        self._conninfo = conninfo
+        self._kwargs: dict[str, Any] = {"application_name": params["application_name"]}
+        self.namespace = namespace
+        self.url = url or conninfo
+        self._where = (
+            f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
+        )
+        self._max = max_connections
+        self._q = {
+            name: text.replace("{ns}", namespace).encode() for name, text in queries("postgres").items()
+        }
+        self._channel = f"pigeon:{namespace}"
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._waiters: dict[asyncio.Event, frozenset[str]] = {}
+        self._pending: set[str] = set()
+
+    @classmethod
+    def from_url(cls, url: str, shared: dict[str, Any]) -> Self:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        namespace = next((v for k, v in query if k == "namespace"), "pigeon")
+        rest = urlencode([(k, v) for k, v in query if k != "namespace"])
+        conninfo = urlunsplit(parts._replace(scheme="postgresql", query=rest))
+        return cls(conninfo, namespace=namespace, url=url)
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _error(self, exc: psycopg.Error) -> BrokerError:
+        state = exc.sqlstate or ""
+        text = f"PostgreSQL ({self._where}): {exc}"
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and (
+            not state or state.startswith("08") or state in _CONNECTION_STATES
+        ):
+            return BrokerConnectionError(text)
+        return BrokerError(text)
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True, **self._kwargs)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        if self._pool is None:
+            raise BrokerConnectionError("the PostgreSQL broker is not open (use `async with broker:`)")
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise self._error(exc) from exc
+
+    async def _fetch(self, name: str, params: dict[str, Any]) -> list[Any]:
+        async with self._connection() as conn:
+            cur = await conn.execute(self._q[name], params)
+            return await cur.fetchall()
+
+    async def _execute(self, name: str, params: dict[str, Any]) -> int:
+        async with self._connection() as conn:
+            cur = await conn.execute(self._q[name], params)
+            return cur.rowcount
+
+    async def migrate(self) -> list[str]:
+        """Create or upgrade the namespace's schema; return the names of the migrations applied.
+
+        Safe to run from several processes at once: they queue on an advisory lock.
+
+        Raises:
+            ConfigurationError: the schema is newer than this pigeon knows.
+            BrokerError: PostgreSQL failed (BrokerConnectionError when unreachable).
+        """
+        ns = sql.Identifier(self.namespace)
+        versions = sql.SQL("{}.schema_version").format(ns)
+        applied: list[str] = []
+        try:
+            async with await self._connect() as conn, conn.transaction():
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('pigeon.migrate:' || %s))", [self.namespace]
+                )
+                await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ns))
+                await conn.execute(
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, name text NOT NULL,"
+                        " applied_at timestamptz NOT NULL DEFAULT now())"
+                    ).format(versions)
+                )
+                cur = await conn.execute(sql.SQL("SELECT version FROM {}").format(versions))
+                done = {v for (v,) in await cur.fetchall()}
+                _check_not_newer(self.namespace, max(done, default=0))
+                for version, name, text in migrations("postgres"):
+                    if version not in done:
+                        await conn.execute(text.replace("{ns}", self.namespace).encode())
+                        insert = sql.SQL("INSERT INTO {} (version, name) VALUES (%s, %s)").format(versions)
+                        await conn.execute(insert, [version, name])
+                        applied.append(f"{version:04d}_{name}")
+        except psycopg.Error as exc:
+            raise self._error(exc) from exc
+        return applied
+
+    async def open(self) -> None:
+        """Check the schema and open the pool.
+
+        Raises:
+            ConfigurationError: the schema is missing or behind (run ``pigeon migrate``), or newer.
+            BrokerConnectionError: PostgreSQL cannot be reached.
+        """
+        try:
+            async with await self._connect() as conn:
+                cur = await conn.execute(
+                    "SELECT to_regclass(format('%%I.schema_version', %s::text)) IS NOT NULL", [self.namespace]
+                )
+                row = await cur.fetchone()
+                version = 0
+                if row is not None and row[0]:
+                    table = sql.SQL("SELECT coalesce(max(version), 0) FROM {}.schema_version")
+                    cur = await conn.execute(table.format(sql.Identifier(self.namespace)))
+                    version = (await cur.fetchone() or [0])[0]
+        except psycopg.Error as exc:
+            raise self._error(exc) from exc
+        latest = migrations("postgres")[-1][0]
+        _check_not_newer(self.namespace, version)
+        if version < latest:
+            raise ConfigurationError(
+                f"the pigeon schema {self.namespace!r} on {self._where} is at version {version}, this pigeon"
+                f" needs {latest}: run `pigeon migrate`"
+            )
+        pool = AsyncConnectionPool(
+            self._conninfo,
+            min_size=1,
+            max_size=self._max,
+            kwargs={"autocommit": True, **self._kwargs},
+            check=_check_idle,
+            timeout=_POOL_TIMEOUT,
+            name=f"pigeon-{self.namespace}",
+            open=False,
+        )
+        await pool.open()
+        self._pool = pool
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    # -- producing -----------------------------------------------------------
+
+    async def enqueue(self, jobs: Sequence[Job]) -> list[str]:
+        async with self._connection() as conn:
+            return await self._enqueue_async(conn, jobs)
+
+    async def enqueue_in(self, connection: AnyConnection, jobs: Sequence[Job]) -> list[str]:
+        """Enqueue with the caller's connection, inside the caller's transaction.
+
+        The jobs become visible, and workers are notified, when that transaction
+        commits; a rollback discards them. The broker need not be open.
+
+        Raises:
+            BrokerError: the insert failed (the caller's transaction is then aborted).
+        """
+        if isinstance(connection, psycopg.Connection):
+            return await asyncio.to_thread(self.enqueue_in_sync, connection, jobs)
+        try:
+            return await self._enqueue_async(connection, jobs)
+        except psycopg.Error as exc:
+            raise self._error(exc) from exc
+
+    def enqueue_in_sync(self, connection: psycopg.Connection[Any], jobs: Sequence[Job]) -> list[str]:
+        """:meth:`enqueue_in` for a synchronous psycopg connection (a Django or Flask request).
+
+        Raises:
+            BrokerError: the insert failed (the caller's transaction is then aborted).
+        """
+        batch = _Batch(jobs, self._channel)
+        try:
+            while (params := batch.next_insert()) is not None:
+                keys = batch.inserted(connection.execute(self._q["enqueue"], params).fetchall())
+                if keys:
+                    found = connection.execute(self._q["pending_by_key"], {"keys": keys}).fetchall()
+                    batch.found(found)
+        except psycopg.Error as exc:
+            raise self._error(exc) from exc
+        return batch.ids()
+
+    async def _enqueue_async(self, conn: psycopg.AsyncConnection[Any], jobs: Sequence[Job]) -> list[str]:
+        batch = _Batch(jobs, self._channel)
+        while (params := batch.next_insert()) is not None:
+            keys = batch.inserted(await (await conn.execute(self._q["enqueue"], params)).fetchall())
+            if keys:
+                found = await (await conn.execute(self._q["pending_by_key"], {"keys": keys})).fetchall()
+                batch.found(found)
+        return batch.ids()
+
+    # -- consuming -----------------------------------------------------------
+
+    async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
+        if limit <= 0 or not queues:
+            return []
+        now = time.time()
+        token = os.urandom(8).hex()
+        params = {
+            "queues": list(queues),
+            "limit": limit,
+            "now": now,
+            "token": token,
+            "worker_id": worker_id,
+            "lease_until": now + lease,
+        }
+        rows = await self._fetch("claim", params)
+        rows.sort(key=lambda r: (-r[0], r[1]))
+        return [Claim(Job.decode(env), token, attempts) for _, _, env, attempts in rows]
+
+    async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        now = time.time()
+        cols: dict[str, list[Any]] = {k: [] for k in _SETTLE_COLUMNS}
+        first: set[str] = set()
+        for o in outcomes:
+            if o.job_id in first:
+                continue  # a second outcome for one job in one batch is refused, as it would be later
+            first.add(o.job_id)
+            for key, value in zip(_SETTLE_COLUMNS, _settle_row(o, now), strict=True):
+                cols[key].append(value)
+        done = {r[0] for r in await self._fetch("settle", {**cols, "channel": self._channel})}
+        accepted: list[bool] = []
+        for o in outcomes:
+            accepted.append(o.job_id in done)
+            done.discard(o.job_id)
+        return accepted
+
+    async def heartbeat(
+        self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float
+    ) -> list[str]:
+        now = time.time()
+        params = {
+            "worker_id": worker.id,
+            "info": msgspec.json.encode(worker),
+            "now": now,
+            "lease_until": now + lease,
+            "id": [jid for jid, _ in leases],
+            "token": [token for _, token in leases],
+        }
+        kept = {r[0] for r in await self._fetch("heartbeat", params)}
+        return [jid for jid, _ in leases if jid not in kept]
+
+    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+        wanted = frozenset(queues)
+        if self._pending & wanted:
+            self._pending -= wanted
+            return
+        if self._pool is None:
+            raise BrokerConnectionError("the PostgreSQL broker is not open (use `async with broker:`)")
+        if self._listener is None or self._listener.done():
+            # The broker owns this task and close() ends it: one listener serves every waiter.
+            self._listener = asyncio.create_task(self._listen(), name=f"pigeon-listen-{self.namespace}")
+        event = asyncio.Event()
+        self._waiters[event] = wanted
+        try:
+            async with asyncio.timeout(timeout):
+                await event.wait()
+        except TimeoutError:
+            pass
+        finally:
+            del self._waiters[event]
+
+    def _wake(self, queue: str) -> None:
+        woken = False
+        for event, wanted in self._waiters.items():
+            if queue in wanted:
+                event.set()
+                woken = True
+        if not woken:
+            self._pending.add(queue)  # for the next wait(), so a notice between two waits is not lost
+
+    async def _listen(self) -> None:
+        """Keep a LISTEN connection, reconnecting with back-off, and wake the waiters it concerns."""
+        pause = 0.05
+        listen = sql.SQL("LISTEN {}").format(sql.Identifier(self._channel))
+        while True:
+            try:
+                async with await self._connect() as conn:
+                    await conn.execute(listen)
+                    # Jobs queued before LISTEN took effect notified nobody; look for them once.
+                    wanted = sorted(set().union(*self._waiters.values()))
+                    if wanted:
+                        cur = await conn.execute(self._q["queued_in"], {"queues": wanted})
+                        for (queue,) in await cur.fetchall():
+                            self._wake(queue)
+                    pause = 0.05
+                    async for note in conn.notifies():
+                        self._wake(note.payload)
+            except psycopg.Error:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    async def recover(self, dead_after: float) -> int:
+        now = time.time()
+        params = {"now": now, "silent": now - dead_after, "lost_error": _LOST, "channel": self._channel}
+        rows = await self._fetch("recover", params)
+        return int(rows[0][0])
+
+    async def prune(self) -> int:
+        return await self._execute("prune", {"now": time.time()})
+
+    # -- inspecting ----------------------------------------------------------
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        rows = await self._fetch("get", {"id": job_id})
+        return _record(rows[0]) if rows else None
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        params = {
+            "queue": queue,
+            "state": None if state is None else state.value,
+            "task": task,
+            "limit": limit,
+        }
+        return [_record(r) for r in await self._fetch("list", params)]
+
+    async def stats(self) -> list[QueueStats]:
+        counts: dict[str, dict[str, int]] = {}
+        for queue, state, n in await self._fetch("stats", {}):
+            counts.setdefault(queue, {})[state] = n
+        return [QueueStats(q, c) for q, c in counts.items()]
+
+    async def cancel(self, job_id: str, expires_at: float) -> bool:
+        return (
+            await self._execute("cancel", {"id": job_id, "now": time.time(), "expires_at": expires_at}) == 1
+        )
+
+    async def requeue(self, job_id: str) -> bool:
+        params = {"id": job_id, "now": time.time(), "channel": self._channel}
+        try:
+            rows = await self._fetch("requeue", params)
+        except BrokerError as exc:
+            if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+                return False  # its unique key is taken by a newer pending job
+            raise
+        return bool(rows[0][0] == 1)
+
+    async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
+        wanted = [s.value for s in (states or [s for s in JobState if s.is_final])]
+        return await self._execute("purge", {"states": wanted, "queue": queue})
+
+    async def register_worker(self, info: WorkerInfo) -> None:
+        params = {"worker_id": info.id, "info": msgspec.json.encode(info), "now": time.time()}
+        await self._execute("upsert_worker", params)
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        await self._execute("delete_worker", {"worker_id": worker_id})
+
+    async def workers(self) -> list[WorkerInfo]:
+        rows = await self._fetch("workers", {})
+        return [msgspec.structs.replace(_worker_decoder.decode(info), last_seen=seen) for info, seen in rows]
+
+
+class _Batch:
+    """One enqueue: the insert's parameters, and which id stands for each job.
+
+    A job repeating an earlier job's unique key within the batch is not sent;
+    it gets that job's answer. A job whose key was taken gets the pending job's
+    id; if that job finished in between, the insert is tried again.
+    """
+
+    def __init__(self, jobs: Sequence[Job], channel: str) -> None:
+        self._jobs = jobs
+        self._channel = channel
+        self._answer: dict[int, str] = {}
+        self._alias: dict[int, int] = {}
+        self._todo: list[int] = []
+        self._by_key: dict[str, int] = {}
+        self._tries = 0
+        for i, job in enumerate(jobs):
+            key = job.unique_key
+            if key is not None and key in self._by_key:
+                self._alias[i] = self._by_key[key]
+            else:
+                if key is not None:
+                    self._by_key[key] = i
+                self._todo.append(i)
+
+    def next_insert(self) -> dict[str, Any] | None:
+        if not self._todo:
+            return None
+        self._tries += 1
+        if self._tries > _UNIQUE_RETRIES:
+            for i in self._todo:  # the key keeps changing hands; answer with the job's own id
+                self._answer[i] = self._jobs[i].id
+            self._todo = []
+            return None
+        now = time.time()
+        cols: dict[str, list[Any]] = {k: [] for k in _ENQUEUE_COLUMNS}
+        for i in self._todo:
+            j = self._jobs[i]
+            scheduled = j.run_at is not None and j.run_at > now
+            row = (
+                j.id,
+                j.task,
+                j.queue,
+                j.priority,
+                "scheduled" if scheduled else "queued",
+                j.encode(),
+                j.max_attempts,
+                j.unique_key,
+                j.run_at if j.run_at is not None else now,
+                j.enqueued_at or now,
+            )
+            for key, value in zip(_ENQUEUE_COLUMNS, row, strict=True):
+                cols[key].append(value)
+        return {**cols, "channel": self._channel}
+
+    def inserted(self, rows: list[Any]) -> list[str]:
+        """Record the inserted ids; return the unique keys whose pending job must be looked up."""
+        new = {r[0] for r in rows}
+        keys: list[str] = []
+        for i in self._todo:
+            job = self._jobs[i]
+            if job.id in new or job.unique_key is None:
+                self._answer[i] = job.id  # inserted, or a job with this id exists already
+            else:
+                keys.append(job.unique_key)
+        self._todo = [i for i in self._todo if i not in self._answer]
+        return keys
+
+    def found(self, rows: list[Any]) -> None:
+        pending = {key: job_id for key, job_id in rows}
+        for i in self._todo:
+            key = self._jobs[i].unique_key
+            if key in pending:
+                self._answer[i] = pending[key]
+        self._todo = [i for i in self._todo if i not in self._answer]
+
+    def ids(self) -> list[str]:
+        return [self._answer[self._alias.get(i, i)] for i in range(len(self._jobs))]
+
+
+_ENQUEUE_COLUMNS = (
+    "id",
+    "task",
+    "queue",
+    "priority",
+    "state",
+    "envelope",
+    "max_attempts",
+    "unique_key",
+    "run_at",
+    "enqueued_at",
+)
+_SETTLE_COLUMNS = (
+    "id",
+    "token",
+    "state",
+    "result",
+    "error",
+    "keep_error",
+    "release",
+    "run_at",
+    "finished_at",
+    "expires_at",
+)
+
+
+def _settle_row(o: Outcome, now: float) -> tuple[Any, ...]:
+    error = None if o.error is None else msgspec.json.encode(o.error)
+    if o.kind is OutcomeKind.COMPLETE:
+        return (o.job_id, o.token, "succeeded", o.result, None, False, False, None, now, o.expires_at)
+    if o.kind is OutcomeKind.FAIL:
+        return (o.job_id, o.token, "failed", None, error, False, False, None, now, o.expires_at)
+    if o.kind is OutcomeKind.RETRY:
+        run_at = o.run_at or now
+        state = "scheduled" if run_at > now else "queued"
+        return (o.job_id, o.token, state, None, error, False, False, run_at, None, None)
+    return (o.job_id, o.token, "queued", None, None, True, True, None, None, None)
+
+
+def _record(row: tuple[Any, ...]) -> JobRecord:
+    envelope, state, attempts, result, error, worker_id, started, finished, lease = row
+    return JobRecord(
+        job=Job.decode(envelope),
+        state=JobState(state),
+        attempts=attempts,
+        result=result,
+        error=None if error is None else _error_decoder.decode(error),
+        worker_id=worker_id,
+        started_at=started,
+        finished_at=finished,
+        lease_until=lease,
+    )
+
+
+def _check_not_newer(namespace: str, version: int) -> None:
+    latest = migrations("postgres")[-1][0]
+    if version > latest:
+        raise ConfigurationError(
+            f"the pigeon schema {namespace!r} is at version {version}, newer than this pigeon knows"
+            f" ({latest}): upgrade pigeon"
+        )
+
+
+async def _check_idle(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Refuse a pooled connection the server has closed (a restart, pg_terminate_backend).
+
+    An idle connection's socket only turns readable when the server says goodbye,
+    so the round trip of a real check is paid only then.
+    """
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        await AsyncConnectionPool.check_connection(conn)

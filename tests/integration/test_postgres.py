@@ -1,0 +1,276 @@
+"""PostgreSQL-only behaviour: transactional enqueue, migrations, lost connections, wake-ups.
+
+Needs a server from ``scripts/servers/postgres.sh start`` (``PIGEON_TEST_POSTGRES_URL``).
+Every test works in its own namespace (schema) and tags its connections with its
+own ``application_name``, so it can cut them without disturbing parallel tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from pigeon.brokers.base import create_broker
+from pigeon.brokers.postgres import PostgresBroker
+from pigeon.errors import BrokerConnectionError, ConfigurationError
+from pigeon.job import ErrorInfo, JobState, Outcome, OutcomeKind
+from tests.conftest import server_url, with_namespace
+from tests.helpers import eventually, make_job
+
+pytestmark = pytest.mark.server
+
+Q = ("default",)
+
+
+@pytest.fixture
+def base_url() -> str:
+    return server_url("postgres")
+
+
+@pytest.fixture
+def tag() -> str:
+    return f"pigeon_t_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def url(base_url: str, tag: str) -> str:
+    separator = "&" if urlsplit(base_url).query else "?"
+    return with_namespace(f"{base_url}{separator}application_name={tag}", tag)
+
+
+def new_broker(url: str) -> PostgresBroker:
+    broker = create_broker(url, {})
+    assert isinstance(broker, PostgresBroker)
+    return broker
+
+
+@pytest.fixture
+async def broker(url: str) -> AsyncIterator[PostgresBroker]:
+    b = new_broker(url)
+    await b.migrate()
+    async with b:
+        yield b
+
+
+async def terminate(base_url: str, application_name: str) -> int:
+    """Cut every server connection tagged ``application_name``, as a server restart would."""
+    async with await psycopg.AsyncConnection.connect(base_url, autocommit=True) as admin:
+        cur = await admin.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
+            " WHERE application_name = %s",
+            [application_name],
+        )
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+
+# -- transactional enqueue ---------------------------------------------------
+
+
+async def test_enqueue_in_is_invisible_until_commit(broker: PostgresBroker, base_url: str) -> None:
+    job = make_job()
+    waiting = asyncio.create_task(broker.wait(Q, 30))
+    async with await psycopg.AsyncConnection.connect(base_url) as conn:
+        async with conn.transaction():
+            assert await broker.enqueue_in(conn, [job]) == [job.id]
+            assert await broker.claim("w", Q, 10, 30) == []
+            assert await broker.get(job.id) is None
+        async with asyncio.timeout(10):
+            await waiting  # NOTIFY is delivered at commit
+    (claim,) = await broker.claim("w", Q, 10, 30)
+    assert claim.job == job
+
+
+async def test_enqueue_in_is_gone_on_rollback(broker: PostgresBroker, base_url: str) -> None:
+    job = make_job()
+    async with await psycopg.AsyncConnection.connect(base_url) as conn:
+        await broker.enqueue_in(conn, [job])
+        await conn.rollback()
+    assert await broker.get(job.id) is None
+    assert await broker.claim("w", Q, 10, 30) == []
+
+
+async def test_enqueue_in_sync_connection(broker: PostgresBroker, base_url: str) -> None:
+    kept, dropped, via_async = make_job(), make_job(), make_job()
+    with psycopg.connect(base_url) as conn:
+        assert broker.enqueue_in_sync(conn, [kept]) == [kept.id]
+        assert await broker.get(kept.id) is None
+        conn.commit()
+        broker.enqueue_in_sync(conn, [dropped])
+        conn.rollback()
+        assert await broker.enqueue_in(conn, [via_async]) == [via_async.id]
+        conn.commit()
+    assert (await broker.get(kept.id)).state is JobState.QUEUED  # type: ignore[union-attr]
+    assert await broker.get(dropped.id) is None
+    assert (await broker.get(via_async.id)).state is JobState.QUEUED  # type: ignore[union-attr]
+
+
+async def test_enqueue_in_answers_pending_job_for_taken_unique_key(
+    broker: PostgresBroker, base_url: str
+) -> None:
+    first = make_job(unique_key="report-1")
+    await broker.enqueue([first])
+    again, twin = make_job(unique_key="report-1"), make_job(unique_key="report-2")
+    same_batch = make_job(unique_key="report-2")
+    async with await psycopg.AsyncConnection.connect(base_url, autocommit=True) as conn:
+        ids = await broker.enqueue_in(conn, [again, twin, same_batch])
+    assert ids == [first.id, twin.id, twin.id]
+
+
+# -- schema ------------------------------------------------------------------
+
+
+async def test_open_refuses_a_schema_that_is_behind(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="run `pigeon migrate`"):
+        async with new_broker(url):
+            pass
+
+
+async def test_open_refuses_a_schema_that_is_newer(url: str, base_url: str, tag: str) -> None:
+    await new_broker(url).migrate()
+    async with await psycopg.AsyncConnection.connect(base_url, autocommit=True) as conn:
+        await conn.execute(f"INSERT INTO {tag}.schema_version (version, name) VALUES (9999, 'future')")
+    with pytest.raises(ConfigurationError, match="upgrade pigeon"):
+        async with new_broker(url):
+            pass
+
+
+async def test_migrate_is_idempotent_under_races(url: str) -> None:
+    brokers = [new_broker(url) for _ in range(4)]
+    applied = await asyncio.gather(*(b.migrate() for b in brokers))
+    assert sorted(applied, key=len) == [[], [], [], ["0001_initial"]]
+    assert await brokers[0].migrate() == []
+    async with brokers[0] as b:
+        await b.enqueue([make_job()])
+
+
+def test_bad_namespace_is_a_configuration_error(base_url: str) -> None:
+    with pytest.raises(ConfigurationError, match="namespace"):
+        create_broker(with_namespace(base_url, "Robert'); DROP TABLE"), {})
+
+
+async def test_namespaces_are_separate(broker: PostgresBroker, base_url: str) -> None:
+    other = new_broker(with_namespace(base_url, f"t_{uuid.uuid4().hex[:12]}"))
+    await other.migrate()
+    async with other:
+        await other.enqueue([make_job()])
+        assert await broker.claim("w", Q, 10, 30) == []
+        assert len(await other.claim("w", Q, 10, 30)) == 1
+
+
+# -- connections -------------------------------------------------------------
+
+
+async def test_unreachable_server_is_a_connection_error() -> None:
+    with pytest.raises(BrokerConnectionError):
+        async with new_broker("postgresql://postgres@127.0.0.1:1/nowhere?connect_timeout=2"):
+            pass
+
+
+async def test_survives_lost_connections(broker: PostgresBroker, base_url: str, tag: str) -> None:
+    producer = new_broker(broker.url)
+    async with producer:
+        await broker.enqueue([make_job()])
+        await broker.wait(["warm-up"], 0.1)  # the listener is connected from here on
+        assert await terminate(base_url, tag) >= 3  # pools of both brokers, and the listener
+
+        # Stale pooled connections are noticed before use: the next calls just work.
+        job = make_job()
+        assert await producer.enqueue([job]) == [job.id]
+        claims = await broker.claim("w", Q, 10, 30)
+        assert len(claims) == 2
+
+        # The listener reconnects by itself; a wait() is woken again by an enqueue.
+        waiting = asyncio.create_task(broker.wait(Q, 30))
+        deadline = time.monotonic() + 15
+        while not waiting.done():
+            assert time.monotonic() < deadline, "wait() was not woken after the listener lost its connection"
+            await producer.enqueue([make_job()])
+            await asyncio.wait({waiting}, timeout=0.2)
+        await waiting
+
+
+async def test_operations_fail_cleanly_then_recover_when_killed_mid_use(
+    broker: PostgresBroker, base_url: str, tag: str
+) -> None:
+    async def enqueue_after_cut() -> list[str]:
+        await terminate(base_url, tag)
+        return await broker.enqueue([make_job()])
+
+    # Whatever a cut costs (at most a BrokerConnectionError), the broker comes back.
+    async def attempt() -> bool:
+        try:
+            await enqueue_after_cut()
+        except BrokerConnectionError:
+            return False
+        return True
+
+    await eventually(attempt, what="an enqueue after connections were cut")
+    assert len(await broker.claim("w", Q, 10, 30)) >= 1
+
+
+# -- wake-ups ----------------------------------------------------------------
+
+
+async def test_wait_wakes_for_its_queues_only(broker: PostgresBroker) -> None:
+    producer = new_broker(broker.url)
+    async with producer:
+        await broker.wait(["warm-up"], 0.1)
+        waiting = asyncio.create_task(broker.wait(["mine"], 30))
+        await producer.enqueue([make_job(queue="theirs"), make_job(queue="later", run_at=time.time() + 60)])
+        await producer.enqueue([make_job(queue="mine")])
+        async with asyncio.timeout(10):
+            await waiting
+        assert len(await broker.claim("w", ["mine"], 10, 30)) == 1
+
+
+async def test_notice_between_two_waits_is_not_lost(broker: PostgresBroker) -> None:
+    producer = new_broker(broker.url)
+    async with producer:
+        await broker.wait(["warm-up"], 0.1)
+
+        async def notice_kept() -> bool:
+            await producer.enqueue([make_job()])
+            await eventually(lambda: _has_notice(broker), what="the notice received")
+            # Nobody was waiting when the notice came; the next wait() returns at once.
+            started = time.monotonic()
+            await broker.wait(Q, 5)
+            return time.monotonic() - started < 4
+
+        assert await notice_kept()
+
+
+async def _has_notice(broker: PostgresBroker) -> bool:
+    return "default" in broker._pending
+
+
+async def test_release_retry_and_requeue_wake_waiters(broker: PostgresBroker) -> None:
+    producer = new_broker(broker.url)
+    async with producer:
+        job = make_job()
+        await producer.enqueue([job])
+        await broker.wait(["warm-up"], 0.1)
+        (c,) = await producer.claim("w", Q, 1, 30)
+        moves = [
+            lambda c: Outcome(job_id=job.id, token=c.token, kind=OutcomeKind.RELEASE),
+            lambda c: Outcome(
+                job_id=job.id, token=c.token, kind=OutcomeKind.RETRY, error=ErrorInfo("E", "m")
+            ),
+        ]
+        for move in moves:
+            waiting = asyncio.create_task(broker.wait(Q, 30))
+            assert await producer.settle([move(c)]) == [True]
+            async with asyncio.timeout(10):
+                await waiting
+            (c,) = await producer.claim("w", Q, 1, 30)
+        await producer.settle([Outcome(job_id=job.id, token=c.token, kind=OutcomeKind.FAIL)])
+        waiting = asyncio.create_task(broker.wait(Q, 30))
+        assert await producer.requeue(job.id) is True
+        async with asyncio.timeout(10):
+            await waiting
