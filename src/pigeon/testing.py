@@ -32,6 +32,13 @@ async def adrain(app: App, *, queues: tuple[str, ...] = ("default",), **config: 
     return worker.processed
 
 
+async def _drain_and_close(app: App, queues: tuple[str, ...], config: dict[str, Any]) -> int:
+    try:
+        return await adrain(app, queues=queues, **config)
+    finally:
+        await app.aclose()
+
+
 def drain(app: App, *, queues: tuple[str, ...] = ("default",), **config: Any) -> int:
     """Synchronous :func:`adrain`, in a thread of its own (safe to call from any test)."""
     result: list[int] = []
@@ -39,7 +46,7 @@ def drain(app: App, *, queues: tuple[str, ...] = ("default",), **config: Any) ->
 
     def run() -> None:
         try:
-            result.append(asyncio.run(adrain(app, queues=queues, **config)))
+            result.append(asyncio.run(_drain_and_close(app, queues, config)))
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
             errors.append(exc)
 

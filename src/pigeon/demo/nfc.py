@@ -173,6 +173,7 @@ async def run(stations: int, seconds: float, mean_interval: float, console: Cons
                     async with asyncio.timeout(10):
                         await hw.all_answered.wait()
             live.update(_view(stations, started, len(worker._running)))
+    await app.aclose()
     return _summary(console)
 
 

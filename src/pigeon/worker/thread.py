@@ -22,8 +22,14 @@ class WorkerThread:
         self._thread = threading.Thread(target=self._main, name="pigeon-worker", daemon=True)
 
     def _main(self) -> None:
+        async def main() -> None:
+            try:
+                await self.worker.run(install_signals=False)
+            finally:
+                await self.worker.app.aclose()  # this loop's broker connection dies with the loop
+
         try:
-            asyncio.run(self.worker.run(install_signals=False))
+            asyncio.run(main())
         except BaseException as exc:
             self.error = exc
             log.exception("the worker thread stopped on an error")
