@@ -15,8 +15,10 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import faulthandler
 import io
 import math
+import multiprocessing
 import os
 import platform
 import pstats
@@ -42,16 +44,16 @@ if str(ROOT) not in sys.path:
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from benchmarks.tasks import STAMPS, HueySuite, Suite, calibrate  # noqa: E402
+from benchmarks.tasks import STAMPS, HueySuite, Suite, burn, calibrate  # noqa: E402
 from pigeon import App, JobState  # noqa: E402
 from pigeon.testing import jobs  # noqa: E402
 from pigeon.worker.loop import Worker  # noqa: E402
 
 console = Console()
 
-# Huey's consumer polls an empty queue after 0.1 s, backing off to 10 s; at those
-# defaults an idle consumer answers in hundreds of milliseconds. These flags make
-# it poll every 4 ms, as pigeon's SQLite broker watches for other processes' commits.
+# Huey's consumer polls an empty queue after 0.1 s, backing off to 10 s, so at its
+# defaults an idle consumer notices a job 0.1 to 10 s late. These flags make it poll
+# every 4 ms, as pigeon's SQLite broker watches for other processes' commits.
 HUEY_POLL = ["-d", "0.004", "-b", "1", "-m", "0.004"]
 # Threads for Huey's no-op drain: its storage serialises on one connection, and
 # 4 threads beat 1 and 16 on this benchmark (about 2,400 jobs/s against 1,400 and 2,100).
@@ -289,9 +291,11 @@ def broker_time(worker: Worker) -> str:
 def show_profile(profiler: cProfile.Profile, worker: Worker) -> None:
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("tottime").print_stats(25)
-    console.rule("cProfile of the drain (event-loop thread; SQLite runs in the broker's own thread)")
-    console.print(out.getvalue(), markup=False, highlight=False)
+    stats.strip_dirs().sort_stats("tottime").print_stats(25)
+    # Python 3.12's profiler rides on sys.monitoring, so it sees every thread,
+    # the broker's SQLite thread included.
+    console.rule("cProfile of the no-op drain, all threads")
+    console.print(out.getvalue(), markup=False, highlight=False, soft_wrap=True)
     console.print(broker_time(worker), markup=False)
 
 
@@ -306,10 +310,17 @@ def drain_figure(d: Drained, expected: int, value: float) -> Figure:
 # -- Huey helpers --------------------------------------------------------------
 
 
-def huey_fill(make: Callable[[], Any], n: int) -> None:
-    """Enqueue ``n`` jobs the only way Huey can: one transaction each."""
-    for _ in range(n):
+def repeat(make: Callable[[], Any], n: int, limit: float) -> int:
+    """Call ``make`` up to ``n`` times, stopping at ``limit`` seconds; return how many calls ran.
+
+    Sends one by one are the only unbatched loops here, so they carry their own bound.
+    """
+    deadline = time.monotonic() + limit
+    for i in range(n):
+        if i % 256 == 0 and time.monotonic() >= deadline:
+            return i
         make()
+    return n
 
 
 def huey_run(h: HueySuite, consumer: Child, n: int, limit: float) -> Figure:
@@ -343,36 +354,39 @@ def w_enqueue(ctx: Context) -> list[Row]:
     n = ctx.scale.enqueue
     calls = [()] * n
 
-    def pigeon_rate(send: Callable[[Suite], None]) -> Figure:
+    limit = ctx.limit(30.0)
+
+    def rate(sent: int, seconds: float, stored: int) -> Figure:
+        if stored != sent:
+            return Figure(sent / seconds, detail=f"{stored:,} of {sent:,} stored")
+        if sent < n:
+            return Figure(sent / seconds, detail=f"stopped at the {limit:.0f} s bound after {sent:,}")
+        return Figure(sent / seconds)
+
+    def pigeon_rate(send: Callable[[Suite], int]) -> Figure:
         suite = Suite(f"sqlite:///{ctx.fresh('enqueue')}")
         try:
             suite.noop.send_many([])  # opens and migrates the file outside the timing
             start = time.perf_counter()
-            send(suite)
+            sent = send(suite)
             seconds = time.perf_counter() - start
-            queued = states(suite.app).get("queued", 0)
+            return rate(sent, seconds, states(suite.app).get(JobState.QUEUED.value, 0))
         finally:
             suite.app.close()
-        return Figure(n / seconds, detail="" if queued == n else f"{queued:,} of {n:,} stored")
 
-    def one_by_one(suite: Suite) -> None:
-        for _ in range(n):
-            suite.noop.send()
+    batch = pigeon_rate(lambda suite: len(suite.noop.send_many(calls)))
+    single = pigeon_rate(lambda suite: repeat(suite.noop.send, n, limit))
 
-    batch = pigeon_rate(lambda suite: suite.noop.send_many(calls))
-    single = pigeon_rate(one_by_one)
-
-    def huey_rate(send: Callable[[HueySuite], None]) -> Figure:
+    def huey_rate(send: Callable[[HueySuite], int]) -> Figure:
         h = HueySuite(str(ctx.fresh("huey-enqueue")))
         start = time.perf_counter()
-        send(h)
+        sent = send(h)
         seconds = time.perf_counter() - start
-        stored = h.huey.pending_count()
-        return Figure(n / seconds, detail="" if stored == n else f"{stored:,} of {n:,} stored")
+        return rate(sent, seconds, h.huey.pending_count())
 
-    huey_map = huey_rate(lambda h: h.noop.map(calls))
-    huey_map.detail = huey_map.detail or "task.map(): no batch API, one commit per job"
-    huey_single = huey_rate(lambda h: huey_fill(h.noop, n))
+    huey_map = huey_rate(lambda h: len(h.noop.map(calls)))
+    huey_map.detail = huey_map.detail or "task.map(): Huey has no batch enqueue; one commit per job"
+    huey_single = huey_rate(lambda h: repeat(h.noop, n, limit))
     return [
         Row(f"enqueue {n:,}: one batch", "jobs/s", True, batch, huey_map),
         Row(f"enqueue {n:,}: one by one", "jobs/s", True, single, huey_single),
@@ -395,14 +409,15 @@ def w_drain(ctx: Context) -> list[Row]:
 
     db = ctx.fresh("huey-drain")
     h = HueySuite(str(db))
-    huey_fill(h.noop, n)
+    filled = repeat(h.noop, n, ctx.limit(30.0))
     consumer = huey_consumer(db, HUEY_DRAIN_THREADS)
     try:
-        hf = huey_run(h, consumer, n, ctx.limit(90.0))
+        hf = huey_run(h, consumer, filled, ctx.limit(90.0))
     finally:
         consumer.stop()
     if hf.value is not None:
-        hf = Figure(n / hf.value, detail=f"{HUEY_DRAIN_THREADS} threads; {hf.detail}")
+        short = "" if filled == n else f"only {filled:,} enqueued in time; "
+        hf = Figure(filled / hf.value, detail=f"{short}{HUEY_DRAIN_THREADS} threads; {hf.detail}")
     return [
         Row(
             f"drain {n:,} no-ops, c=200",
@@ -430,10 +445,10 @@ def w_naps(ctx: Context) -> list[Row]:
 
     db = ctx.fresh("huey-naps")
     h = HueySuite(str(db))
-    huey_fill(lambda: h.nap(s.nap_seconds), s.naps)
+    filled = repeat(lambda: h.nap(s.nap_seconds), s.naps, ctx.limit(30.0))
     consumer = huey_consumer(db, s.nap_concurrency)
     try:
-        hf = huey_run(h, consumer, s.naps, ctx.limit(60.0))
+        hf = huey_run(h, consumer, filled, ctx.limit(60.0))
     finally:
         consumer.stop()
     if hf.value is not None:
@@ -550,9 +565,14 @@ def w_latency(ctx: Context) -> list[Row]:
 
     a50, a99 = percentiles(local, why_local)
     b50, b99 = percentiles(remote, why_remote)
+    if b50.value is not None:
+        # PIGEON_POLL is a documented knob, but the poll is only the longest idle
+        # wait: the broker's data_version watch wakes the worker within 4 ms anyway.
+        woke = "`python -m pigeon worker` at its defaults; a 4 ms PRAGMA data_version watch wakes it"
+        b50.detail = "; ".join(x for x in (woke, b50.detail) if x)
     h50, h99 = percentiles(remote_h, why_h)
     if h50.value is not None:
-        h50.detail = f"1 thread, polling every 4 ms; {h50.detail}"
+        h50.detail = "; ".join(x for x in ("1 thread, polling every 4 ms", h50.detail) if x)
     no_local = Figure.missing("Huey's consumer is always a process of its own")
     return [
         Row(
@@ -585,6 +605,12 @@ def w_cpu(ctx: Context) -> list[Row]:
     cores = os.cpu_count() or 1
     loops = calibrate(s.cpu_seconds)
     ideal = math.ceil(s.cpu_jobs / cores) * s.cpu_seconds
+    # The machine may be shared: the same jobs on a bare process pool, just before,
+    # say what this machine gives right now, and pigeon is judged against that.
+    start = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(cores) as pool:
+        pool.map_async(burn, [loops] * s.cpu_jobs, chunksize=1).get(ctx.limit(60.0))
+    bare = time.perf_counter() - start
     suite = Suite(f"sqlite:///{ctx.fresh('cpu')}")
     try:
         suite.burn.send_many([(loops,)] * s.cpu_jobs)
@@ -595,17 +621,17 @@ def w_cpu(ctx: Context) -> list[Row]:
     fig = drain_figure(d, s.cpu_jobs, d.seconds)
     if fig.value is not None:
         fig.detail = fig.detail or (
-            f"{cores} pool processes; {100 * (d.seconds / ideal - 1):+.0f}% on the ideal"
+            f"{cores} pool processes; {100 * (d.seconds / bare - 1):+.0f}% on the bare pool"
             if succeeded == s.cpu_jobs
             else f"{succeeded} of {s.cpu_jobs} succeeded"
         )
 
     db = ctx.fresh("huey-cpu")
     h = HueySuite(str(db))
-    huey_fill(lambda: h.burn(loops), s.cpu_jobs)
+    filled = repeat(lambda: h.burn(loops), s.cpu_jobs, ctx.limit(30.0))
     consumer = huey_consumer(db, cores, kind="process")
     try:
-        hf = huey_run(h, consumer, s.cpu_jobs, ctx.limit(60.0))
+        hf = huey_run(h, consumer, filled, ctx.limit(60.0))
     finally:
         consumer.stop()
     if hf.value is not None:
@@ -617,7 +643,7 @@ def w_cpu(ctx: Context) -> list[Row]:
             False,
             fig,
             hf,
-            target_text=f"ideal {ideal:.2f} on {cores} cores",
+            target_text=f"ideal {ideal:.2f}; bare Pool {bare:.2f}",
             fmt="{:.2f}",
         )
     ]
@@ -763,9 +789,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(
         f"pigeon benchmark{' (quick)' if args.quick else ''}: Python {platform.python_version()}, "
         f"SQLite {sqlite3.sqlite_version}, Huey {huey.__version__}, {os.cpu_count()} CPUs, "
-        f"{platform.machine()} {platform.system()}",
+        f"{platform.machine()} {platform.system()}; 1-min load {os.getloadavg()[0]:.2f} before the run",
         highlight=False,
     )
+    # Every workload bounds itself; this is the last resort should one hang inside
+    # a call no bound reaches: print every thread's stack and exit.
+    faulthandler.dump_traceback_later(90 if args.quick else 360, exit=True)
     began = time.perf_counter()
     sections: list[tuple[str, list[Row]]] = []
     with tempfile.TemporaryDirectory(prefix="pigeon-bench-") as tmp, quiet_stderr_logging():
@@ -780,7 +809,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     rows = failed(label, exc)
             console.print(f"  {label}: {time.perf_counter() - t0:.1f} s", style="dim")
             sections.append((name, rows))
-    report(sections, f"pigeon on SQLite, one worker process ({time.perf_counter() - began:.0f} s)")
+    faulthandler.cancel_dump_traceback_later()
+    took = time.perf_counter() - began
+    report(
+        sections, f"pigeon on SQLite, one worker process ({took:.0f} s, 1-min load {os.getloadavg()[0]:.2f})"
+    )
     console.print(
         "[dim]pigeon/huey divides pigeon's figure by Huey's: green favours pigeon "
         "(higher jobs/s, fewer seconds or ms). Huey's drain times run from its first job's "

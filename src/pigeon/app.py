@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from pigeon._portal import Portal
-from pigeon.brokers.base import Broker, Notifier, create_broker
-from pigeon.errors import ConfigurationError
+from pigeon.brokers.base import Broker, Notifier, TransactionalBroker, create_broker
+from pigeon.errors import ConfigurationError, UnsupportedFeature
 from pigeon.events import fan_out, pattern_regex
 from pigeon.handle import JobHandle
 from pigeon.job import Job
@@ -291,6 +291,36 @@ class App:
     def enqueue(self, jobs: Sequence[Job]) -> list[JobHandle[Any]]:
         """Synchronous :meth:`aenqueue`."""
         return self.portal_call(self.aenqueue(jobs))
+
+    def _transactional(self) -> TransactionalBroker:
+        broker = self._shared.get("transactional")
+        if broker is None:
+            broker = create_broker(self.url, self._shared)
+            if not broker.capabilities.transactional_enqueue or not isinstance(broker, TransactionalBroker):
+                scheme = self.url.split("://", 1)[0]
+                raise UnsupportedFeature(
+                    f"the {scheme} broker cannot enqueue inside your database transaction; "
+                    "send after commit instead (e.g. Django's transaction.on_commit)"
+                )
+            self._shared["transactional"] = broker
+        return broker
+
+    def enqueue_in(self, connection: Any, jobs: Sequence[Job]) -> list[JobHandle[Any]]:
+        """Store jobs with the caller's connection, inside the caller's transaction.
+
+        Raises:
+            UnsupportedFeature: the broker cannot write in the caller's transaction.
+            BrokerError: the insert failed.
+        """
+        ids = self._transactional().enqueue_in_sync(connection, jobs)
+        self.notifier.notify()  # a no-op until commit; then in-process workers look at once
+        return [JobHandle(self, i, j.task) for i, j in zip(ids, jobs, strict=True)]
+
+    async def aenqueue_in(self, connection: Any, jobs: Sequence[Job]) -> list[JobHandle[Any]]:
+        """Asynchronous :meth:`enqueue_in` (an async driver connection, or a sync one)."""
+        ids = await self._transactional().enqueue_in(connection, jobs)
+        self.notifier.notify()
+        return [JobHandle(self, i, j.task) for i, j in zip(ids, jobs, strict=True)]
 
     def job(self, job_id: str) -> JobHandle[Any]:
         """A handle on a job by id, sent by any process."""

@@ -75,6 +75,8 @@ class SendOptions:
     delay: float | None = None
     run_at: datetime | None = None
     unique_key: str | None = None
+    connection: Any = None
+    """The caller's database connection: enqueue inside its transaction."""
 
     def __post_init__(self) -> None:
         if self.priority is not None:
@@ -161,6 +163,7 @@ class Task(Generic[P, R]):
         delay: float | None = None,
         run_at: datetime | None = None,
         unique_key: str | None = None,
+        connection: Any = None,
     ) -> Task[P, R]:
         """A copy of this task whose sends use these options.
 
@@ -172,6 +175,10 @@ class Task(Generic[P, R]):
             delay: seconds from now before the job may start.
             run_at: an aware datetime before which the job may not start.
             unique_key: while a job with this key is pending, sends return it instead.
+            connection: your own database connection (psycopg, sqlite3) to the
+                broker's database: the job is written inside your transaction,
+                invisible until you commit and gone if you roll back. Brokers
+                without ``transactional_enqueue`` raise ``UnsupportedFeature``.
         """
         given: dict[str, Any] = {
             k: v
@@ -183,6 +190,7 @@ class Task(Generic[P, R]):
                 delay=delay,
                 run_at=run_at,
                 unique_key=unique_key,
+                connection=connection,
             ).items()
             if v is not None
         }
@@ -242,11 +250,15 @@ class Task(Generic[P, R]):
             BrokerError: the broker did not store the job.
         """
         job = self.make_job(args, kwargs)
+        if self.send_defaults.connection is not None:
+            return self.app.enqueue_in(self.send_defaults.connection, [job])[0]
         return self.app.enqueue([job])[0]
 
     async def asend(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         """Enqueue one job from asynchronous code. Raises as :meth:`send`."""
         job = self.make_job(args, kwargs)
+        if self.send_defaults.connection is not None:
+            return (await self.app.aenqueue_in(self.send_defaults.connection, [job]))[0]
         return (await self.app.aenqueue([job]))[0]
 
     def send_many(self, calls: Iterable[tuple[Any, ...]]) -> list[JobHandle[R]]:

@@ -137,6 +137,24 @@ class Broker(Protocol):
     async def workers(self) -> list[WorkerInfo]: ...
 
 
+@runtime_checkable
+class TransactionalBroker(Broker, Protocol):
+    """A broker that can write jobs with the caller's own database connection.
+
+    The jobs are part of the caller's transaction: invisible to workers until it
+    commits, gone if it rolls back (the outbox pattern). The broker instance
+    need not be open. Declared by ``capabilities.transactional_enqueue``.
+    """
+
+    def enqueue_in_sync(self, connection: Any, jobs: Sequence[Job]) -> list[str]:
+        """:meth:`Broker.enqueue` on the caller's DB-API connection, in its transaction."""
+        ...
+
+    async def enqueue_in(self, connection: Any, jobs: Sequence[Job]) -> list[str]:
+        """:meth:`Broker.enqueue` on the caller's (sync or async) connection, in its transaction."""
+        ...
+
+
 class BrokerBase:
     """Shared plumbing: ``async with`` maps onto ``open``/``close``."""
 

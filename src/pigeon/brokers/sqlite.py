@@ -51,7 +51,7 @@ _worker_decoder = msgspec.json.Decoder(WorkerInfo)
 class SqliteBroker(BrokerBase):
     """The embedded broker: a SQLite file in WAL mode."""
 
-    capabilities = Capabilities()
+    capabilities = Capabilities(transactional_enqueue=True)
 
     def __init__(self, path: str, *, busy_timeout: float = 10.0) -> None:
         self.path = path
@@ -126,37 +126,41 @@ class SqliteBroker(BrokerBase):
     # -- producing -----------------------------------------------------------
 
     async def enqueue(self, jobs: Sequence[Job]) -> list[str]:
-        now = time.time()
-        rows = [
-            (
-                j.id,
-                j.task,
-                j.queue,
-                j.priority,
-                "scheduled" if j.run_at is not None and j.run_at > now else "queued",
-                j.encode(),
-                j.max_attempts,
-                j.unique_key,
-                j.run_at if j.run_at is not None else now,
-                j.enqueued_at or now,
-            )
-            for j in jobs
-        ]
+        # Rows are encoded before the write lock is taken: other processes wait on it.
+        rows = _rows(jobs)
+        return await self._run(self._write, functools.partial(self._insert, jobs=jobs, rows=rows))
 
-        def insert(db: sqlite3.Connection) -> list[str]:
-            if not any(j.unique_key for j in jobs):
-                db.executemany(self._q["insert"], rows)
-                return [j.id for j in jobs]
-            ids = []
-            for job, row in zip(jobs, rows, strict=True):
-                if db.execute(self._q["insert"], row).rowcount == 0 and job.unique_key is not None:
-                    found = db.execute(self._q["pending_by_key"], (job.unique_key,)).fetchone()
-                    ids.append(found[0] if found else job.id)
-                else:
-                    ids.append(job.id)
-            return ids
+    def _insert(self, db: sqlite3.Connection, jobs: Sequence[Job], rows: list[tuple[Any, ...]]) -> list[str]:
+        if not any(j.unique_key for j in jobs):
+            db.executemany(self._q["insert"], rows)
+            return [j.id for j in jobs]
+        ids = []
+        for job, row in zip(jobs, rows, strict=True):
+            if db.execute(self._q["insert"], row).rowcount == 0 and job.unique_key is not None:
+                found = db.execute(self._q["pending_by_key"], (job.unique_key,)).fetchone()
+                ids.append(found[0] if found else job.id)
+            else:
+                ids.append(job.id)
+        return ids
 
-        return await self._run(self._write, insert)
+    def enqueue_in_sync(self, connection: sqlite3.Connection, jobs: Sequence[Job]) -> list[str]:
+        """Enqueue with the caller's sqlite3 connection to the same file, inside its transaction.
+
+        The jobs are visible to workers when the caller commits, gone if it
+        rolls back. The tables must exist in that database (open the broker
+        once, or run ``pigeon migrate``).
+
+        Raises:
+            BrokerError: the insert failed.
+        """
+        try:
+            return self._insert(connection, jobs, _rows(jobs))
+        except sqlite3.Error as exc:
+            raise BrokerError(f"SQLite ({self.path}): {exc}") from exc
+
+    async def enqueue_in(self, connection: sqlite3.Connection, jobs: Sequence[Job]) -> list[str]:
+        """:meth:`enqueue_in_sync`; sqlite3 connections block, and are used from their own thread."""
+        return self.enqueue_in_sync(connection, jobs)
 
     # -- consuming -----------------------------------------------------------
 
@@ -306,6 +310,25 @@ class SqliteBroker(BrokerBase):
     async def workers(self) -> list[WorkerInfo]:
         rows = await self._run(self._read, self._q["workers"], ())
         return [msgspec.structs.replace(_worker_decoder.decode(info), last_seen=seen) for info, seen in rows]
+
+
+def _rows(jobs: Sequence[Job]) -> list[tuple[Any, ...]]:
+    now = time.time()
+    return [
+        (
+            j.id,
+            j.task,
+            j.queue,
+            j.priority,
+            "scheduled" if j.run_at is not None and j.run_at > now else "queued",
+            j.encode(),
+            j.max_attempts,
+            j.unique_key,
+            j.run_at if j.run_at is not None else now,
+            j.enqueued_at or now,
+        )
+        for j in jobs
+    ]
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
