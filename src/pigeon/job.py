@@ -12,6 +12,7 @@ The state machine, the only place it is written down::
     enqueue ────┴──────────────► QUEUED ◄────────┘
                                   │  ▲  ▲
                            claim  │  │  │ release (shutdown, attempt given back)
+                                  │  │  │ defer (rate limit: to SCHEDULED, attempt given back)
                                   ▼  │  │ recover (lease expired / worker dead,
                                RUNNING ─┘            attempts left)
                  complete ┌──────┼──────────┐ fail, or retry/recover
@@ -84,6 +85,11 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     run_at: float | None = None
     unique_key: str | None = None
     enqueued_at: float = 0.0
+    limit_key: str | None = None
+    """Jobs sharing a limit key run at most ``limit`` at a time across all workers."""
+    limit: int = 0
+    then: msgspec.Raw | None = None
+    """What follows this job's success (a chain's remaining steps): see workflows.py."""
 
     def encode(self) -> bytes:
         return _ENCODER.encode(self)
@@ -117,6 +123,7 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     started_at: float | None = None
     finished_at: float | None = None
     lease_until: float | None = None
+    progress: bytes | None = None
 
 
 class Claim(msgspec.Struct, frozen=True):
@@ -132,6 +139,7 @@ class OutcomeKind(enum.StrEnum):
     RETRY = "retry"
     FAIL = "fail"
     RELEASE = "release"
+    DEFER = "defer"
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,6 +149,7 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     - RETRY: SCHEDULED at ``run_at`` (or QUEUED when due), ``error`` kept.
     - FAIL: FAILED with ``error``.
     - RELEASE: QUEUED again and the attempt given back (graceful shutdown).
+    - DEFER: SCHEDULED at ``run_at`` with the attempt given back (a rate limit said wait).
     """
 
     job_id: str

@@ -57,6 +57,7 @@ class Broker(Protocol):
 
         A job whose ``unique_key`` matches a pending (queued, scheduled or
         running) job is not stored; the pending job's id is returned instead.
+        A job whose id is already stored (in any state) is not stored again.
         A job with ``run_at`` in the future starts SCHEDULED, else QUEUED.
         """
         ...
@@ -65,7 +66,9 @@ class Broker(Protocol):
         """Move up to ``limit`` due jobs to RUNNING under a fresh token, leased for ``lease`` s.
 
         Highest priority first, FIFO (by enqueue order) within a priority.
-        Each claim spends one attempt.
+        Each claim spends one attempt. A job with a ``limit_key`` is skipped
+        (left queued, not blocking others) while ``job.limit`` jobs with that key
+        are RUNNING, counting those this claim takes.
         """
         ...
 
@@ -128,6 +131,18 @@ class Broker(Protocol):
 
     async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
         """Delete jobs in ``states`` (all final states when empty); return how many."""
+        ...
+
+    async def progress(self, job_id: str, token: str, data: bytes) -> bool:
+        """Store a running job's latest progress report; False if the token no longer owns it."""
+        ...
+
+    async def take(self, key: str, rate: float, burst: float) -> float:
+        """Take one token from the bucket ``key`` (refilled at ``rate``/s, holding at most ``burst``).
+
+        Returns 0 when a token was taken, else the seconds until one will be
+        there. Shared by every worker of the broker, atomic.
+        """
         ...
 
     async def register_worker(self, info: WorkerInfo) -> None: ...

@@ -49,6 +49,7 @@ class _Row:
     expires_at: float | None = None
     result: bytes | None = None
     error: ErrorInfo | None = None
+    progress: bytes | None = None
 
     def record(self) -> JobRecord:
         return JobRecord(
@@ -61,6 +62,7 @@ class _Row:
             started_at=self.started_at,
             finished_at=self.finished_at,
             lease_until=self.lease_until,
+            progress=self.progress,
         )
 
 
@@ -73,6 +75,8 @@ class _Store:
     unique: dict[str, str] = field(default_factory=dict)
     workers: dict[str, WorkerInfo] = field(default_factory=dict)
     seq: itertools.count[int] = field(default_factory=itertools.count)
+    running: dict[str, int] = field(default_factory=dict)
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class MemoryBroker(BrokerBase):
@@ -92,15 +96,23 @@ class MemoryBroker(BrokerBase):
     # -- helpers (lock held) -------------------------------------------------
 
     def _push_ready(self, row: _Row) -> None:
+        self._leave_running(row)
         row.state = JobState.QUEUED
         heapq.heappush(self._s.ready.setdefault(row.job.queue, []), (-row.job.priority, row.seq, row.job.id))
 
     def _schedule(self, row: _Row, run_at: float) -> None:
+        self._leave_running(row)
         row.state = JobState.SCHEDULED
         row.run_at = run_at
         heapq.heappush(self._s.scheduled, (run_at, row.seq, row.job.id))
 
+    def _leave_running(self, row: _Row) -> None:
+        key = row.job.limit_key
+        if row.state is JobState.RUNNING and key is not None:
+            self._s.running[key] -= 1
+
     def _finish(self, row: _Row, state: JobState, expires_at: float | None) -> None:
+        self._leave_running(row)
         row.state = state
         row.finished_at = time.time()
         row.expires_at = expires_at
@@ -156,6 +168,7 @@ class MemoryBroker(BrokerBase):
         with self._s.lock:
             self._promote(now)
             heads = [self._s.ready.get(q) for q in queues]
+            held: list[tuple[list[tuple[int, int, str]], tuple[int, int, str]]] = []
             while len(claims) < limit:
                 best: list[tuple[int, int, str]] | None = None
                 for heap in heads:
@@ -163,10 +176,16 @@ class MemoryBroker(BrokerBase):
                         best = heap
                 if best is None:
                     break
-                _, _, job_id = heapq.heappop(best)
-                row = self._s.rows.get(job_id)
+                entry = heapq.heappop(best)
+                row = self._s.rows.get(entry[2])
                 if row is None or row.state is not JobState.QUEUED:
                     continue  # cancelled or re-queued since; a stale heap entry
+                key = row.job.limit_key
+                if key is not None:
+                    if self._s.running.get(key, 0) >= row.job.limit:
+                        held.append((best, entry))  # at its limit: stays queued, others go on
+                        continue
+                    self._s.running[key] = self._s.running.get(key, 0) + 1
                 row.state = JobState.RUNNING
                 row.attempts += 1
                 row.token = token
@@ -174,6 +193,8 @@ class MemoryBroker(BrokerBase):
                 row.started_at = now
                 row.lease_until = now + lease
                 claims.append(Claim(job=row.job, token=token, attempt=row.attempts))
+            for heap, entry in held:
+                heapq.heappush(heap, entry)
         return claims
 
     async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
@@ -194,7 +215,7 @@ class MemoryBroker(BrokerBase):
                 else:
                     row.token = None
                     row.lease_until = None
-                    if o.kind is OutcomeKind.RELEASE:
+                    if o.kind in (OutcomeKind.RELEASE, OutcomeKind.DEFER):
                         row.attempts -= 1
                     else:
                         row.error = o.error
@@ -327,9 +348,28 @@ class MemoryBroker(BrokerBase):
             ]
             for jid in dead:
                 row = self._s.rows.pop(jid)
+                self._leave_running(row)
                 if row.state in PENDING_STATES and row.job.unique_key is not None:
                     self._s.unique.pop(row.job.unique_key, None)
         return len(dead)
+
+    async def progress(self, job_id: str, token: str, data: bytes) -> bool:
+        with self._s.lock:
+            row = self._owned(job_id, token)
+            if row is not None:
+                row.progress = data
+            return row is not None
+
+    async def take(self, key: str, rate: float, burst: float) -> float:
+        now = time.time()
+        with self._s.lock:
+            tokens, at = self._s.buckets.get(key, (burst, now))
+            tokens = min(burst, tokens + (now - at) * rate)
+            if tokens >= 1:
+                self._s.buckets[key] = (tokens - 1, now)
+                return 0.0
+            self._s.buckets[key] = (tokens, now)
+            return (1 - tokens) / rate
 
     async def register_worker(self, info: WorkerInfo) -> None:
         with self._s.lock:

@@ -167,17 +167,38 @@ class SqliteBroker(BrokerBase):
     async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
         if limit <= 0 or not queues:
             return []
-        sql = self._q["claim"].replace("{queues}", ",".join("?" * len(queues)))
+        candidates = self._q["candidates"].replace("{queues}", ",".join("?" * len(queues)))
         token = os.urandom(8).hex()
 
         def claim(db: sqlite3.Connection) -> list[tuple[int, int, bytes, int]]:
             now = time.time()
             db.execute(self._q["promote"], (now,))
-            return db.execute(sql, (token, worker_id, now, now + lease, *queues, limit)).fetchall()
+            seqs = self._within_limits(db, db.execute(candidates, queues), limit)
+            if not seqs:
+                return []
+            sql = self._q["claim"].replace("{seqs}", ",".join("?" * len(seqs)))
+            return db.execute(sql, (token, worker_id, now, now + lease, *seqs)).fetchall()
 
         rows = await self._run(self._write, claim)
         rows.sort(key=lambda r: (-r[0], r[1]))
         return [Claim(Job.decode(env), token, attempts) for _, _, env, attempts in rows]
+
+    def _within_limits(self, db: sqlite3.Connection, rows: sqlite3.Cursor, limit: int) -> list[int]:
+        # The cursor walks the claim order lazily; a key at its limit is passed over.
+        running: dict[str, int] = {}
+        chosen: list[int] = []
+        for seq, key, cap in rows:
+            if key is not None:
+                if key not in running:
+                    running[key] = db.execute(self._q["running_by_key"], (key,)).fetchone()[0]
+                if running[key] >= cap:
+                    continue
+                running[key] += 1
+            chosen.append(seq)
+            if len(chosen) == limit:
+                break
+        rows.close()
+        return chosen
 
     async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
         q = self._q
@@ -195,6 +216,10 @@ class SqliteBroker(BrokerBase):
                     run_at = o.run_at or now
                     state = "scheduled" if run_at > now else "queued"
                     cur = db.execute(q["retry"], (state, run_at, err, o.job_id, o.token))
+                elif o.kind is OutcomeKind.DEFER:
+                    run_at = o.run_at or now
+                    state = "scheduled" if run_at > now else "queued"
+                    cur = db.execute(q["defer"], (state, run_at, o.job_id, o.token))
                 else:
                     cur = db.execute(q["release"], (o.job_id, o.token))
                 done.append(cur.rowcount == 1)
@@ -300,6 +325,23 @@ class SqliteBroker(BrokerBase):
         sql = self._q["purge"].replace("{states}", ",".join(f"'{s}'" for s in wanted))
         return await self._run(self._write, lambda db: db.execute(sql, {"queue": queue}).rowcount)
 
+    async def progress(self, job_id: str, token: str, data: bytes) -> bool:
+        def report(db: sqlite3.Connection) -> bool:
+            return db.execute(self._q["progress"], (data, job_id, token)).rowcount == 1
+
+        return await self._run(self._write, report)
+
+    async def take(self, key: str, rate: float, burst: float) -> float:
+        def take(db: sqlite3.Connection) -> float:
+            now = time.time()
+            row = db.execute(self._q["bucket"], (key,)).fetchone()
+            tokens = burst if row is None else min(burst, row[0] + (now - row[1]) * rate)
+            wait = 0.0 if tokens >= 1 else (1 - tokens) / rate
+            db.execute(self._q["bucket_put"], (key, tokens - 1 if wait == 0 else tokens, now))
+            return wait
+
+        return await self._run(self._write, take)
+
     async def register_worker(self, info: WorkerInfo) -> None:
         row = (info.id, msgspec.json.encode(info), time.time())
         await self._run(self._write, lambda db: db.execute(self._q["upsert_worker"], row))
@@ -326,13 +368,15 @@ def _rows(jobs: Sequence[Job]) -> list[tuple[Any, ...]]:
             j.unique_key,
             j.run_at if j.run_at is not None else now,
             j.enqueued_at or now,
+            j.limit_key,
+            j.limit,
         )
         for j in jobs
     ]
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
-    envelope, state, attempts, result, error, worker_id, started, finished, lease = row
+    envelope, state, attempts, result, error, worker_id, started, finished, lease, progress = row
     return JobRecord(
         job=Job.decode(envelope),
         state=JobState(state),
@@ -343,6 +387,7 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
         started_at=started,
         finished_at=finished,
         lease_until=lease,
+        progress=progress,
     )
 
 

@@ -1,6 +1,7 @@
 -- name: insert
-INSERT INTO pigeon_jobs (id, task, queue, priority, state, envelope, max_attempts, unique_key, run_at, enqueued_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO pigeon_jobs
+    (id, task, queue, priority, state, envelope, max_attempts, unique_key, run_at, enqueued_at, limit_key, conc_limit)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING
 
 -- name: pending_by_key
@@ -11,15 +12,23 @@ WHERE unique_key = ? AND state IN ('queued', 'scheduled', 'running')
 UPDATE pigeon_jobs SET state = 'queued'
 WHERE state = 'scheduled' AND run_at <= ?
 
+-- name: candidates
+-- Due jobs in claim order, leaving out limit keys already at their limit.
+SELECT seq, limit_key, conc_limit FROM pigeon_jobs
+WHERE state = 'queued' AND queue IN ({queues})
+  AND (limit_key IS NULL OR limit_key NOT IN (
+        SELECT limit_key FROM pigeon_jobs
+        WHERE state = 'running' AND limit_key IS NOT NULL
+        GROUP BY limit_key HAVING count(*) >= max(conc_limit)))
+ORDER BY priority DESC, seq
+
+-- name: running_by_key
+SELECT count(*) FROM pigeon_jobs WHERE state = 'running' AND limit_key = ?
+
 -- name: claim
 UPDATE pigeon_jobs
 SET state = 'running', attempts = attempts + 1, token = ?, worker_id = ?, started_at = ?, lease_until = ?
-WHERE seq IN (
-    SELECT seq FROM pigeon_jobs
-    WHERE state = 'queued' AND queue IN ({queues})
-    ORDER BY priority DESC, seq
-    LIMIT ?
-)
+WHERE seq IN ({seqs})
 RETURNING priority, seq, envelope, attempts
 
 -- name: complete
@@ -41,6 +50,22 @@ WHERE id = ? AND token = ? AND state = 'running'
 UPDATE pigeon_jobs
 SET state = 'queued', attempts = attempts - 1, token = NULL, lease_until = NULL
 WHERE id = ? AND token = ? AND state = 'running'
+
+-- name: defer
+UPDATE pigeon_jobs
+SET state = ?, run_at = ?, attempts = attempts - 1, token = NULL, lease_until = NULL
+WHERE id = ? AND token = ? AND state = 'running'
+
+-- name: progress
+UPDATE pigeon_jobs SET progress = ?
+WHERE id = ? AND token = ? AND state = 'running'
+
+-- name: bucket
+SELECT tokens, updated FROM pigeon_buckets WHERE key = ?
+
+-- name: bucket_put
+INSERT INTO pigeon_buckets (key, tokens, updated) VALUES (?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated = excluded.updated
 
 -- name: extend
 UPDATE pigeon_jobs SET lease_until = ?
@@ -79,11 +104,11 @@ DELETE FROM pigeon_jobs
 WHERE expires_at <= ? AND state IN ('succeeded', 'failed', 'cancelled')
 
 -- name: get
-SELECT envelope, state, attempts, result, error, worker_id, started_at, finished_at, lease_until
+SELECT envelope, state, attempts, result, error, worker_id, started_at, finished_at, lease_until, progress
 FROM pigeon_jobs WHERE id = ?
 
 -- name: list
-SELECT envelope, state, attempts, result, error, worker_id, started_at, finished_at, lease_until
+SELECT envelope, state, attempts, result, error, worker_id, started_at, finished_at, lease_until, progress
 FROM pigeon_jobs
 WHERE (:queue IS NULL OR queue = :queue) AND (:state IS NULL OR state = :state) AND (:task IS NULL OR task = :task)
 ORDER BY seq DESC LIMIT :limit
