@@ -8,6 +8,7 @@ import os
 import threading
 import time
 import weakref
+from datetime import timedelta
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
@@ -19,6 +20,7 @@ from pigeon.events import fan_out, pattern_regex
 from pigeon.handle import JobHandle
 from pigeon.job import Job
 from pigeon.retry import Backoff, BackoffPolicy
+from pigeon.schedule import MissedPolicy, Schedule
 from pigeon.services import RestartPolicy, Service
 from pigeon.task import Executor, JobContext, Task, TaskOptions, default_name
 
@@ -77,6 +79,7 @@ class App:
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.handlers: list[tuple[str, Task[Any, Any]]] = []
         self.services: list[tuple[Service, tuple[Any, ...]]] = []
+        self.schedules: list[Schedule] = []
         self.notifier = Notifier()
         self._shared: dict[str, Any] = {}
         self._brokers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Broker] = (
@@ -261,6 +264,54 @@ class App:
         """Run one instance of ``service`` per item of ``args`` (a tuple for several arguments)."""
         for item in args:
             self.services.append((service, item if isinstance(item, tuple) else (item,)))
+
+    def schedule(
+        self,
+        task: Task[Any, Any],
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        tz: str = "UTC",
+        missed: MissedPolicy = "once",
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> Schedule:
+        """Run ``task`` periodically: a cron expression in ``tz``, or ``every`` seconds.
+
+        Every worker runs the schedule; each tick is enqueued once however many
+        there are. ``missed="once"`` runs the latest tick missed while no worker
+        ran, ``"skip"`` runs none.
+
+        Raises:
+            ConfigurationError: a bad cron expression, interval or time zone.
+            TypeError: the arguments do not fit the task.
+        """
+        seconds = every.total_seconds() if isinstance(every, timedelta) else every
+        label = name or f"{task.name}[{cron or f'every {seconds}s'}]"
+        if any(s.name == label for s in self.schedules):
+            raise ConfigurationError(f"two schedules named {label!r}: pass name=")
+        sched = Schedule(label, task, cron, seconds, tz, missed, tuple(args), dict(kwargs or {}))
+        self.schedules.append(sched)
+        return sched
+
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        tz: str = "UTC",
+        missed: MissedPolicy = "once",
+        **task_options: Any,
+    ) -> Callable[[Callable[[], R]], Task[[], R]]:
+        """Register a task without parameters and run it periodically (see :meth:`schedule`)."""
+
+        def register(fn: Callable[[], R]) -> Task[[], R]:
+            t: Task[[], R] = self.task(**task_options)(fn)
+            self.schedule(t, cron=cron, every=every, tz=tz, missed=missed)
+            return t
+
+        return register
 
     # -- the broker ----------------------------------------------------------
 

@@ -249,6 +249,28 @@ def _when(ts: float | None) -> str:
     return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
+@main.command()
+@click.argument("app_path", metavar="APP")
+@click.option("--count", "-n", type=int, default=3, show_default=True, help="Next runs to show.")
+@_one_line_errors
+def schedules(app_path: str, count: int) -> None:
+    """Periodic jobs and their next runs."""
+    app = load_app(app_path)
+    if not app.schedules:
+        console.print("no schedules")
+        return
+    table = Table(title="schedules")
+    for col in ("name", "task", "when", "missed", "next runs"):
+        table.add_column(col)
+    now = datetime.now(UTC)
+    for s in app.schedules:
+        ticks = s.ticks_after(now)
+        upcoming = ", ".join(next(ticks).strftime("%Y-%m-%d %H:%M:%S %Z") for _ in range(count))
+        when = f"cron {s.cron} ({s.tz})" if s.cron else f"every {s.every:g} s"
+        table.add_row(s.name, s.task.name, when, s.missed, upcoming)
+    console.print(table)
+
+
 @main.group()
 def jobs() -> None:
     """List, show, retry, cancel and purge jobs."""

@@ -10,6 +10,7 @@ loops.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import os
 import random
@@ -17,10 +18,12 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pigeon.errors import BrokerError, DecodeError, Retry, UnknownTask
-from pigeon.job import Claim, ErrorInfo, Outcome, OutcomeKind, WorkerInfo
+from pigeon.job import Claim, ErrorInfo, Job, Outcome, OutcomeKind, WorkerInfo
 from pigeon.services import ServiceState, supervise
 from pigeon.task import JobContext
 from pigeon.worker.config import WorkerConfig
@@ -119,6 +122,8 @@ class Worker:
                     loops.create_task(self._heartbeat(), name="pigeon-heartbeat"),
                     loops.create_task(self._lifeline(), name="pigeon-lifeline"),
                 ]
+                if self.app.schedules and not cfg.burst:
+                    background.append(loops.create_task(self._scheduler(), name="pigeon-scheduler"))
                 services = None
                 if cfg.services and self.app.services and not cfg.burst:
                     services = loops.create_task(
@@ -374,6 +379,36 @@ class Worker:
                     )
                     self._lost.add(jid)
                     entry[1].cancel()
+
+    async def _scheduler(self) -> None:
+        """Enqueue periodic ticks; ids derived from the tick make racing workers harmless."""
+        now = datetime.now(UTC)
+        upcoming: list[tuple[datetime, int, Iterator[datetime]]] = []
+        missed: list[Job] = []
+        for i, sched in enumerate(self.app.schedules):
+            ticks = sched.ticks_after(now)
+            upcoming.append((next(ticks), i, ticks))
+            previous = sched.previous_tick(now) if sched.missed == "once" else None
+            if previous is not None:
+                missed.append(sched.job_for(previous))
+        if missed:
+            await self._enqueue_ticks(missed)
+        heapq.heapify(upcoming)
+        while True:
+            tick, i, ticks = upcoming[0]
+            await asyncio.sleep(max(0.0, tick.timestamp() - time.time()))
+            due: list[Job] = []
+            while upcoming[0][0].timestamp() <= time.time():
+                tick, i, ticks = heapq.heappop(upcoming)
+                due.append(self.app.schedules[i].job_for(tick))
+                heapq.heappush(upcoming, (next(ticks), i, ticks))
+            await self._enqueue_ticks(due)
+
+    async def _enqueue_ticks(self, jobs: list[Job]) -> None:
+        try:
+            await self.app.aenqueue(jobs)
+        except BrokerError as exc:  # the next worker to look, or our next tick, will do it
+            log.error("could not enqueue %d periodic jobs: %s", len(jobs), exc)
 
     async def _lifeline(self) -> None:
         """Recover jobs of dead workers and prune expired ones, jittered so workers spread out."""
