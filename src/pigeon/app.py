@@ -8,9 +8,9 @@ import os
 import threading
 import time
 import weakref
-from datetime import timedelta
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from pigeon._portal import Portal

@@ -51,7 +51,7 @@ class Schedule:
             raise ConfigurationError(f"schedule {self.name}: every= must be positive")
         try:
             zone = ZoneInfo(self.tz)
-        except Exception as exc:  # noqa: BLE001 - ZoneInfo raises several kinds
+        except Exception as exc:
             raise ConfigurationError(f"schedule {self.name}: unknown time zone {self.tz!r}") from exc
         if self.cron is not None:
             try:
