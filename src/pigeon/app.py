@@ -117,6 +117,8 @@ class App:
         executor: Executor | None = None,
         backoff: BackoffPolicy = Backoff(),
         retry_on: tuple[type[BaseException], ...] = (Exception,),
+        concurrency: int | None = None,
+        rate: str | None = None,
     ) -> _TaskDecorator: ...
 
     def task(  # type: ignore[misc]  # mypy cannot match the keyword-only overload
@@ -132,6 +134,8 @@ class App:
         executor: Executor | None = None,
         backoff: BackoffPolicy = Backoff(),
         retry_on: tuple[type[BaseException], ...] = (Exception,),
+        concurrency: int | None = None,
+        rate: str | None = None,
     ) -> Any:
         """Register a function as a task.
 
@@ -148,6 +152,9 @@ class App:
             executor: ``"async"``, ``"thread"`` or ``"process"``.
             backoff: delay policy between attempts.
             retry_on: exceptions that spend an attempt and retry; others fail at once.
+            concurrency: at most this many of its jobs run at once, across all workers.
+            rate: at most this many start per second/minute/hour across all workers
+                (``"100/m"``); jobs over the rate wait, spending no attempt.
         """
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
@@ -160,6 +167,8 @@ class App:
                 executor=chosen,
                 backoff=backoff,
                 retry_on=retry_on,
+                concurrency=concurrency,
+                rate=rate,
             )
             t: Task[Any, Any] = Task(self, f, name or default_name(f), options)
             if t.name in self.tasks and self.tasks[t.name].fn is not f:
@@ -181,6 +190,8 @@ class App:
         executor: Executor | None = None,
         backoff: BackoffPolicy = Backoff(),
         retry_on: tuple[type[BaseException], ...] = (Exception,),
+        concurrency: int | None = None,
+        rate: str | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]:
         """Register an event handler for a topic pattern (``nfc.tag_read``, ``nfc.*``, ``**``).
 
@@ -199,6 +210,8 @@ class App:
                 executor=executor,
                 backoff=backoff,
                 retry_on=retry_on,
+                concurrency=concurrency,
+                rate=rate,
             )(fn)
             self.handlers.append((pattern, t))
             return t

@@ -339,6 +339,7 @@ def jobs_show(app_path: str, job_id: str) -> None:
         ("worker", r.worker_id or ""),
         ("arguments", bytes(j.payload).decode()),
         ("result", "" if r.result is None else r.result.decode(errors="replace")),
+        ("progress", "" if r.progress is None else r.progress.decode(errors="replace")),
     ]
     for key, value in rows:
         console.print(f"[bold]{key:>11}[/] {value}", highlight=False)

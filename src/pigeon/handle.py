@@ -7,9 +7,12 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import msgspec
+
 from pigeon import codec
 from pigeon.errors import JobCancelled, JobFailed, JobNotFound
 from pigeon.job import JobRecord, JobState
+from pigeon.task import Progress
 
 if TYPE_CHECKING:
     from pigeon.app import App
@@ -105,6 +108,12 @@ class JobHandle(Generic[R]):
     def cancel(self) -> bool:
         """Cancel the job if it has not started; True if it was cancelled."""
         return self.app.cancel(self.id)
+
+    @property
+    def progress(self) -> Progress | None:
+        """The job's latest progress report, if it made one."""
+        data = self.record().progress
+        return None if data is None else msgspec.json.decode(data, type=Progress)
 
     @property
     def finished_at(self) -> datetime | None:

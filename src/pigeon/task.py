@@ -7,7 +7,7 @@ import inspect
 import sys
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
@@ -42,6 +42,38 @@ class JobContext:
     attempt: int
     max_attempts: int
     worker_id: str
+    reporter: Callable[[float, str], None] | None = field(default=None, repr=False, compare=False)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far the job is (0.0–1.0), visible from its handle and as a
+        ``pigeon.progress`` event. Does not wait; a no-op in process-pool tasks."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress is a fraction from 0 to 1, not {fraction}")
+        if self.reporter is not None:
+            self.reporter(fraction, message)
+
+
+class Progress(msgspec.Struct, frozen=True):
+    """A job's latest progress report."""
+
+    fraction: float
+    message: str = ""
+    at: float = 0.0
+
+
+_RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(rate: str) -> float:
+    """``"100/m"`` → jobs per second. Units: s, m, h."""
+    count, _, unit = rate.partition("/")
+    try:
+        per_second = float(count) / _RATE_UNITS[unit.strip() or "s"]
+    except (ValueError, KeyError):
+        raise ValueError(f"rate {rate!r}: write a count per s, m or h, e.g. '100/m'") from None
+    if per_second <= 0:
+        raise ValueError(f"rate {rate!r} must be positive")
+    return per_second
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +87,17 @@ class TaskOptions:
     executor: Executor = "async"
     backoff: BackoffPolicy = Backoff()
     retry_on: tuple[type[BaseException], ...] = (Exception,)
+    concurrency: int | None = None
+    """At most this many jobs of the task run at once, across all workers."""
+    rate: str | None = None
+    """At most this many jobs start per unit of time across all workers, e.g. ``"100/m"``."""
 
     def __post_init__(self) -> None:
         _check_priority(self.priority)
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {self.concurrency}")
+        if self.rate is not None:
+            parse_rate(self.rate)
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {self.max_attempts}")
         if self.timeout is not None and self.timeout <= 0:
@@ -240,6 +280,8 @@ class Task(Generic[P, R]):
             run_at=run_at,
             unique_key=o.unique_key,
             enqueued_at=now,
+            limit_key=None if d.concurrency is None else self.name,
+            limit=d.concurrency or 0,
         )
 
     def send(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:

@@ -18,14 +18,16 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from pigeon.errors import BrokerError, DecodeError, Retry, UnknownTask
 from pigeon.job import Claim, ErrorInfo, Job, Outcome, OutcomeKind, WorkerInfo
 from pigeon.services import ServiceState, supervise
-from pigeon.task import JobContext
+from pigeon.task import JobContext, Progress, parse_rate
 from pigeon.worker.config import WorkerConfig
 from pigeon.worker.executors import Executors, error_info
 from pigeon.worker.seam import InstrumentedBroker
@@ -62,6 +64,7 @@ class Worker:
         self._broker: InstrumentedBroker | None = None
         self._started_at = time.time()
         self.services: dict[str, ServiceState] = {}
+        self._reports: set[asyncio.Task[None]] = set()
 
     # -- control -------------------------------------------------------------
 
@@ -238,7 +241,14 @@ class Worker:
             log.error("unknown task %r", job.task, extra=extra)
             exc = UnknownTask(f"no task named {job.task!r} is registered with this worker's app")
             return self._fail(claim, error_info(exc))
-        ctx = JobContext(job.id, job.task, job.queue, claim.attempt, job.max_attempts, self.id)
+        if task.defaults.rate is not None:
+            wait = await self._rate_wait(task.name, task.defaults.rate)
+            if wait > 0:  # over the rate: back to the queue later, the attempt given back
+                run_at = time.time() + wait * random.uniform(1.0, 2.0)
+                return Outcome(job_id=job.id, token=claim.token, kind=OutcomeKind.DEFER, run_at=run_at)
+        ctx = JobContext(
+            job.id, job.task, job.queue, claim.attempt, job.max_attempts, self.id, self._reporter(claim)
+        )
         started = time.perf_counter()
         try:
             result = await self._executors.run(task, ctx, bytes(job.payload), job.timeout)
@@ -269,6 +279,41 @@ class Worker:
             result=result,
             expires_at=time.time() + self.app.result_ttl,
         )
+
+    async def _rate_wait(self, task: str, rate: str) -> float:
+        assert self._broker is not None
+        try:
+            wait: float = await self._broker.take(f"rate:{task}", parse_rate(rate), 1.0)
+        except BrokerError as exc:
+            log.warning("rate limit check failed (%s); trying again shortly", exc)
+            return 1.0
+        return wait
+
+    def _reporter(self, claim: Claim) -> Callable[[float, str], None]:
+        loop = asyncio.get_running_loop()
+
+        def report(fraction: float, message: str) -> None:
+            if _on_loop(loop):
+                self._report(claim, fraction, message)
+            else:
+                loop.call_soon_threadsafe(self._report, claim, fraction, message)
+
+        return report
+
+    def _report(self, claim: Claim, fraction: float, message: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._send_progress(claim, fraction, message))
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+
+    async def _send_progress(self, claim: Claim, fraction: float, message: str) -> None:
+        assert self._broker is not None
+        report = Progress(fraction, message, time.time())
+        try:
+            await self._broker.progress(claim.job.id, claim.token, msgspec.json.encode(report))
+            event = {"job_id": claim.job.id, "task": claim.job.task, "fraction": fraction, "message": message}
+            await self.app.apublish("pigeon.progress", event)
+        except BrokerError as exc:
+            log.warning("progress report lost: %s", exc, extra={"job_id": claim.job.id})
 
     def _settle_error(
         self, claim: Claim, defaults: Any, exc: BaseException, extra: dict[str, Any]

@@ -1,0 +1,112 @@
+"""Concurrency limits, rate limits and progress through real workers — on every broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from pigeon import App, JobContext, JobState
+from tests.conftest import open_broker
+from tests.helpers import eventually
+
+
+@pytest.fixture
+async def app(broker_url: str) -> AsyncIterator[App]:
+    b = await open_broker(broker_url, {})
+    await b.__aexit__(None, None, None)
+    app = App(broker_url)
+    yield app
+    await app.aclose()
+
+
+FAST = {"poll": 0.05, "heartbeat": 0.2}
+
+
+async def test_task_concurrency_limit_holds_across_workers(app: App) -> None:
+    running = 0
+    peak = 0
+
+    @app.task(concurrency=2)
+    async def scarce(i: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+        return i
+
+    @app.task
+    async def plentiful(i: int) -> int:
+        return i
+
+    handles = await scarce.asend_many([(i,) for i in range(12)])
+    others = await plentiful.asend_many([(i,) for i in range(12)])
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(2):
+            await stack.enter_async_context(app.worker(concurrency=8, **FAST))
+        assert [await h.aresult(timeout=20) for h in handles + others] == list(range(12)) * 2
+    assert peak == 2
+    assert [(await h.arecord()).attempts for h in handles] == [1] * len(handles)
+
+
+async def test_rate_limit_spaces_starts_without_spending_attempts(app: App) -> None:
+    starts: list[float] = []
+
+    @app.task(rate="20/s", max_attempts=1)
+    async def limited(i: int) -> None:
+        starts.append(time.monotonic())
+
+    handles = await limited.asend_many([(i,) for i in range(6)])
+    async with app.worker(concurrency=10, **FAST):
+        for h in handles:
+            await h.aresult(timeout=20)
+    starts.sort()
+    # One token at a time, 50 ms apart: six starts span at least five intervals.
+    assert starts[-1] - starts[0] >= 5 * 0.05 * 0.9
+    assert [(await h.arecord()).attempts for h in handles] == [1] * len(handles)
+
+
+async def test_progress_is_visible_and_published(app: App) -> None:
+    go_on = asyncio.Event()
+    events: list[Any] = []
+
+    @app.task
+    async def resize(ctx: JobContext, path: str) -> str:
+        ctx.progress(0.4, "resizing")
+        await go_on.wait()
+        return path
+
+    @app.on("pigeon.progress")
+    async def watch(event: dict[str, Any]) -> None:
+        events.append(event)
+
+    async with app.worker(**FAST):
+        h = await resize.asend("a.png")
+
+        async def progress() -> Any:
+            rec = await h.arecord()
+            return rec.progress
+
+        await eventually(progress, what="progress reported")
+        assert (await h.arecord()).state is JobState.RUNNING
+        go_on.set()
+        assert await h.aresult(timeout=10) == "a.png"
+        await eventually(lambda: _value(events), what="progress event handled")
+    assert events[0]["fraction"] == 0.4 and events[0]["message"] == "resizing"
+
+
+async def _value(x: list[Any]) -> list[Any]:
+    return x
+
+
+def test_bad_limits_are_refused() -> None:
+    app = App("memory://")
+    with pytest.raises(ValueError, match="rate"):
+        app.task(rate="lots")(lambda: None)
+    with pytest.raises(ValueError, match="concurrency"):
+        app.task(concurrency=0)(lambda: None)
