@@ -49,9 +49,7 @@ def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 async def open_broker(url: str, shared: dict[str, object]) -> Broker:
     broker = create_broker(url, shared)
-    migrate = getattr(broker, "migrate", None)
-    if migrate is not None:
-        await migrate()
+    await broker.migrate()
     await broker.__aenter__()
     return broker
 

@@ -13,6 +13,7 @@ from pigeon.errors import (
     BrokerError,
     ConfigurationError,
     DecodeError,
+    Defer,
     InvalidTask,
     JobCancelled,
     JobError,
@@ -28,6 +29,7 @@ from pigeon.job import Job, JobRecord, JobState
 from pigeon.retry import Backoff, Fixed
 from pigeon.task import JobContext, Task
 from pigeon.worker.config import WorkerConfig
+from pigeon.workflows import Signature, chain, chord, group
 
 __all__ = [
     "App",
@@ -36,6 +38,7 @@ __all__ = [
     "BrokerError",
     "ConfigurationError",
     "DecodeError",
+    "Defer",
     "Fixed",
     "InvalidTask",
     "Job",
@@ -49,8 +52,12 @@ __all__ = [
     "JobState",
     "PigeonError",
     "Retry",
+    "Signature",
     "Task",
     "UnknownTask",
     "UnsupportedFeature",
     "WorkerConfig",
+    "chain",
+    "chord",
+    "group",
 ]

@@ -11,7 +11,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
 from pigeon._portal import Portal
 from pigeon.brokers.base import Broker, Notifier, TransactionalBroker, create_broker
@@ -87,6 +87,9 @@ class App:
         )
         self._brokers_lock = threading.Lock()
         self._portal = Portal("pigeon-portal")
+        from pigeon.workflows import install
+
+        install(self)
 
     def __repr__(self) -> str:
         return f"<App {self.url}>"
@@ -360,14 +363,14 @@ class App:
         broker = self._shared.get("transactional")
         if broker is None:
             broker = create_broker(self.url, self._shared)
-            if not broker.capabilities.transactional_enqueue or not isinstance(broker, TransactionalBroker):
+            if not broker.capabilities.transactional_enqueue or not hasattr(broker, "enqueue_in_sync"):
                 scheme = self.url.split("://", 1)[0]
                 raise UnsupportedFeature(
                     f"the {scheme} broker cannot enqueue inside your database transaction; "
                     "send after commit instead (e.g. Django's transaction.on_commit)"
                 )
             self._shared["transactional"] = broker
-        return broker
+        return cast(TransactionalBroker, broker)
 
     def enqueue_in(self, connection: Any, jobs: Sequence[Job]) -> list[JobHandle[Any]]:
         """Store jobs with the caller's connection, inside the caller's transaction.

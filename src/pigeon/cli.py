@@ -422,9 +422,7 @@ def migrate(app_path: str) -> None:
     from pigeon.brokers.base import create_broker
 
     async def run(app: App) -> list[str]:
-        broker = create_broker(app.url, {})
-        fn = getattr(broker, "migrate", None)
-        return [] if fn is None else list(await fn())
+        return await create_broker(app.url, {}).migrate()
 
     applied = _run(load_app(app_path), run)
     console.print("applied: " + ", ".join(applied) if applied else "the schema is up to date")

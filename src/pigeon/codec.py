@@ -56,7 +56,7 @@ def freeze(value: Any) -> Any:
     return value
 
 
-class Signature:
+class ArgCodec:
     """How one function's arguments are bound, encoded, checked and decoded."""
 
     def __init__(self, fn: Callable[..., Any], *, skip_first: bool = False) -> None:
@@ -98,6 +98,26 @@ class Signature:
         except msgspec.ValidationError as exc:
             raise TypeError(f"{name}(): {_name_argument(str(exc))}") from None
         return data
+
+    def encode_partial(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+        """Encode the arguments given so far (a workflow step fills in the rest).
+
+        Raises:
+            TypeError: the arguments cannot bind, or cannot be encoded.
+        """
+        name = getattr(self._fn, "__qualname__", repr(self._fn))
+        try:
+            bound = self._sig.bind_partial(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{name}(): {exc}") from None
+        return encode(dict(bound.arguments))
+
+    def first_unbound(self, bound: dict[str, Any]) -> str | None:
+        """The first named parameter ``bound`` leaves without a value."""
+        for p in self._sig.parameters.values():
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in bound:
+                return p.name
+        return None
 
     def decoder(self) -> msgspec.json.Decoder[Any]:
         if self._decoder is None:

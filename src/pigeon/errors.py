@@ -16,7 +16,7 @@
     └── TaskError
         └── InvalidTask             a task definition that cannot work
 
-    Retry                           control flow, raised inside a task (not an error)
+    Retry, Defer                    control flow, raised inside a task (not errors)
 
 Argument errors at send time are plain ``TypeError`` so they read like any
 other bad call in the caller's code.
@@ -106,3 +106,18 @@ class Retry(Exception):
         super().__init__(reason or "retry requested")
         self.delay = delay
         self.reason = reason
+
+
+class Defer(Exception):
+    """Raise inside a task to run it again later *without* spending an attempt.
+
+    For a job that is waiting on something outside it (another job, a resource)
+    rather than failing.
+
+    Args:
+        delay: seconds to wait before the job may run again.
+    """
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"deferred for {delay} s")
+        self.delay = delay

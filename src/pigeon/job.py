@@ -68,6 +68,23 @@ def new_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
+class Step(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A workflow step on the wire: a task name and the arguments bound so far."""
+
+    task: str
+    args: msgspec.Raw
+    queue: str | None = None
+    priority: int | None = None
+
+
+class Then(msgspec.Struct, frozen=True):
+    """What follows a chain step: the workflow's id, the next step's place, the steps left."""
+
+    root: str
+    index: int
+    steps: tuple[Step, ...]
+
+
 class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One invocation of a task: the immutable envelope every broker stores.
 
@@ -88,7 +105,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     limit_key: str | None = None
     """Jobs sharing a limit key run at most ``limit`` at a time across all workers."""
     limit: int = 0
-    then: msgspec.Raw | None = None
+    then: Then | None = None
     """What follows this job's success (a chain's remaining steps): see workflows.py."""
 
     def encode(self) -> bytes:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 
 import msgspec
 
-from pigeon.codec import Signature
+from pigeon.codec import ArgCodec
 from pigeon.errors import InvalidTask
 from pigeon.job import MAX_PRIORITY, MIN_PRIORITY, Job, new_id
 from pigeon.retry import Backoff, BackoffPolicy
@@ -22,6 +22,7 @@ from pigeon.retry import Backoff, BackoffPolicy
 if TYPE_CHECKING:
     from pigeon.app import App
     from pigeon.handle import JobHandle
+    from pigeon.workflows import Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -175,7 +176,7 @@ class Task(Generic[P, R]):
         self.send_defaults = send_options or SendOptions()
         self.is_async = inspect.iscoroutinefunction(fn)
         self.takes_context = _takes_context(fn)
-        self.signature = Signature(fn, skip_first=self.takes_context)
+        self.codec = ArgCodec(fn, skip_first=self.takes_context)
         if options.executor == "async" and not self.is_async:
             raise InvalidTask(f"{name}: executor='async' needs an async def function")
         if options.executor == "process":
@@ -243,7 +244,7 @@ class Task(Generic[P, R]):
         Raises:
             TypeError: the arguments do not fit the function's signature.
         """
-        return self._job(self.signature.encode_args(args, kwargs))
+        return self.job_with_payload(self.codec.encode_args(args, kwargs))
 
     def make_event_job(self, topic: str, body: bytes) -> Job:
         """A handler's job for an event whose payload was encoded once as ``body``.
@@ -251,17 +252,29 @@ class Task(Generic[P, R]):
         Raises:
             TypeError: the payload does not fit the handler's event parameter.
         """
-        param = self.signature.first_param
+        param = self.codec.first_param
         if param is None:
             raise InvalidTask(f"{self.name}: an event handler takes the event as its parameter")
         payload = b'{"' + param.encode() + b'":' + body + b"}"
         try:
-            self.signature.decoder().decode(payload)
+            self.codec.decoder().decode(payload)
         except msgspec.ValidationError as exc:
             raise TypeError(f"{self.name} cannot take this {topic!r} event: {exc}") from None
-        return self._job(payload)
+        return self.job_with_payload(payload)
 
-    def _job(self, payload: bytes) -> Job:
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature for workflows: this task with some (or all) of its arguments.
+
+        Raises:
+            TypeError: the arguments cannot bind to the function.
+        """
+        from pigeon.workflows import Signature
+
+        self.codec.encode_partial(args, kwargs)
+        return Signature(self, args, kwargs)
+
+    def job_with_payload(self, payload: bytes) -> Job:
+        """A job of this task whose arguments are already encoded."""
         o, d = self.send_defaults, self.defaults
         now = time.time()
         run_at: float | None = None
@@ -312,5 +325,5 @@ class Task(Generic[P, R]):
         return await self.app.aenqueue([self.make_job(tuple(c), {}) for c in calls])
 
     def decode_result(self, data: bytes) -> R:
-        result: R = self.signature.decode_result(data)
+        result: R = self.codec.decode_result(data)
         return result

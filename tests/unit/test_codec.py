@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from pigeon import App, ConfigurationError, DecodeError, InvalidTask
-from pigeon.codec import Signature, freeze
+from pigeon.codec import ArgCodec, freeze
 from pigeon.job import Job
 
 
@@ -33,7 +33,7 @@ def order(
 
 
 def test_round_trip_restores_types() -> None:
-    sig = Signature(order)
+    sig = ArgCodec(order)
     ref = uuid4()
     when = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
     payload = sig.encode_args((7, when, Decimal("9.99"), ref, Address("Main", 1), "a", "b"), {"x": 1})
@@ -43,13 +43,13 @@ def test_round_trip_restores_types() -> None:
 
 
 def test_wrong_arity_names_the_problem() -> None:
-    sig = Signature(order)
+    sig = ArgCodec(order)
     with pytest.raises(TypeError, match="missing a required argument: 'when'"):
         sig.encode_args((1,), {})
 
 
 def test_wrong_type_names_the_argument() -> None:
-    sig = Signature(order)
+    sig = ArgCodec(order)
     with pytest.raises(TypeError, match="argument 'customer'"):
         sig.encode_args(("seven", datetime.now(UTC), Decimal(1), uuid4(), Address("M", 1)), {})
 
@@ -58,7 +58,7 @@ def test_unencodable_value_names_the_argument() -> None:
     def takes(name: str, blob: object) -> None: ...
 
     with pytest.raises(TypeError, match="argument 'blob' cannot be encoded"):
-        Signature(takes).encode_args(("x", object()), {})
+        ArgCodec(takes).encode_args(("x", object()), {})
 
 
 def test_frozen_containers_encode_again() -> None:
@@ -66,7 +66,7 @@ def test_frozen_containers_encode_again() -> None:
 
     def takes(data: dict[str, list[int]]) -> None: ...
 
-    sig = Signature(takes)
+    sig = ArgCodec(takes)
     args, _ = sig.decode_args(sig.encode_args(({"a": [1, 2]},), {}))
     assert sig.decode_args(sig.encode_args(args, {}))[0] == args
 
@@ -83,7 +83,7 @@ def test_freeze_is_deep() -> None:
 def test_struct_arguments() -> None:
     def read(badge: Badge) -> None: ...
 
-    sig = Signature(read)
+    sig = ArgCodec(read)
     (badge,), _ = sig.decode_args(sig.encode_args((Badge("04:AB", ("staff",)),), {}))
     assert badge == Badge("04:AB", ("staff",))
 
@@ -92,16 +92,16 @@ def test_undecodable_payload_is_a_decode_error() -> None:
     def f(n: int) -> None: ...
 
     with pytest.raises(DecodeError):
-        Signature(f).decode_args(b"not json")
+        ArgCodec(f).decode_args(b"not json")
     with pytest.raises(DecodeError):
-        Signature(f).decode_args(b'{"n": "x"}')
+        ArgCodec(f).decode_args(b'{"n": "x"}')
 
 
 def test_typed_result() -> None:
     def f() -> datetime: ...
 
     when = datetime(2026, 1, 1, tzinfo=UTC)
-    assert Signature(f).decode_result(msgspec.json.encode(when)) == when
+    assert ArgCodec(f).decode_result(msgspec.json.encode(when)) == when
 
 
 def test_job_envelope_round_trip() -> None:

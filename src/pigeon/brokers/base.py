@@ -145,6 +145,13 @@ class Broker(Protocol):
         """
         ...
 
+    async def migrate(self) -> list[str]:
+        """Create or upgrade the broker's schema, where it has one; return the steps applied.
+
+        Needs no open connection. Brokers without a schema return ``[]``.
+        """
+        ...
+
     async def register_worker(self, info: WorkerInfo) -> None: ...
 
     async def unregister_worker(self, worker_id: str) -> None: ...
@@ -178,6 +185,10 @@ class BrokerBase:
 
     async def open(self) -> None:
         """Connect; create what is missing."""
+
+    async def migrate(self) -> list[str]:
+        """Create or upgrade what the broker stores (tables, schemas); return what was applied."""
+        return []
 
     async def close(self) -> None:
         """Release connections."""

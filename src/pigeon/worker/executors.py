@@ -61,7 +61,7 @@ class Executors:
         kind = task.defaults.executor
         if kind == "process":
             return await self._processes.run(task, ctx, payload, timeout)
-        args, kwargs = task.signature.decode_args(payload)
+        args, kwargs = task.codec.decode_args(payload)
         if task.takes_context:
             args = (ctx, *args)
         if kind == "async":
@@ -174,7 +174,7 @@ class _Child:
         self._conn.close()
 
 
-def _resolve(module: str, qualname: str) -> tuple[Callable[..., Any], codec.Signature, bool]:
+def _resolve(module: str, qualname: str) -> tuple[Callable[..., Any], codec.ArgCodec, bool]:
     mod = (
         sys.modules["__main__"] if module in ("__main__", "__mp_main__") else importlib.import_module(module)
     )
@@ -182,15 +182,15 @@ def _resolve(module: str, qualname: str) -> tuple[Callable[..., Any], codec.Sign
     for part in qualname.split("."):
         obj = getattr(obj, part)
     if isinstance(obj, Task):
-        return obj.fn, obj.signature, obj.takes_context
+        return obj.fn, obj.codec, obj.takes_context
     if callable(obj):
-        return obj, codec.Signature(obj), False
+        return obj, codec.ArgCodec(obj), False
     raise InvalidTask(f"{module}.{qualname} is not callable")
 
 
 def _child_main(conn: multiprocessing.connection.Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent worker decides when to stop
-    cache: dict[tuple[str, str], tuple[Callable[..., Any], codec.Signature, bool]] = {}
+    cache: dict[tuple[str, str], tuple[Callable[..., Any], codec.ArgCodec, bool]] = {}
     while True:
         try:
             message = conn.recv()

@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from pigeon.errors import BrokerError, DecodeError, Retry, UnknownTask
+from pigeon.errors import BrokerError, DecodeError, Defer, Retry, UnknownTask
 from pigeon.job import Claim, ErrorInfo, Job, Outcome, OutcomeKind, WorkerInfo
 from pigeon.services import ServiceState, supervise
 from pigeon.task import JobContext, Progress, parse_rate
 from pigeon.worker.config import WorkerConfig
 from pigeon.worker.executors import Executors, error_info
 from pigeon.worker.seam import InstrumentedBroker
+from pigeon.workflows import next_job
 
 if TYPE_CHECKING:
     from pigeon.app import App
@@ -264,6 +265,11 @@ class Worker:
             return self._fail(claim, error_info(exc))
         except Retry as exc:
             return self._retry(claim, task.defaults, exc.delay, error_info(exc), extra)
+        except Defer as exc:
+            run_at = time.time() + exc.delay
+            if exc.delay < self.config.poll:
+                asyncio.get_running_loop().call_later(exc.delay, self._wake.set)
+            return Outcome(job_id=job.id, token=claim.token, kind=OutcomeKind.DEFER, run_at=run_at)
         except TimeoutError as exc:
             error: BaseException = exc
             if job.timeout is not None and time.perf_counter() - started >= job.timeout * 0.99:
@@ -271,6 +277,10 @@ class Worker:
             return self._settle_error(claim, task.defaults, error, extra)
         except BaseException as exc:  # noqa: BLE001 - a bad job must never kill the worker
             return self._settle_error(claim, task.defaults, exc, extra)
+        if job.then is not None:
+            failed = await self._continue_chain(claim, result, task.defaults, extra)
+            if failed is not None:
+                return failed
         log.debug("job succeeded in %.3f s", time.perf_counter() - started, extra=extra)
         return Outcome(
             job_id=job.id,
@@ -279,6 +289,21 @@ class Worker:
             result=result,
             expires_at=time.time() + self.app.result_ttl,
         )
+
+    async def _continue_chain(
+        self, claim: Claim, result: bytes, defaults: Any, extra: dict[str, Any]
+    ) -> Outcome | None:
+        """Enqueue a chain's next step before this one settles (its id makes a re-run harmless)."""
+        try:
+            following = next_job(self.app, claim.job, result)
+            if following is not None:
+                await self.app.aenqueue([following])
+        except (TypeError, KeyError) as exc:
+            log.error("the chain cannot go on: %s", exc, extra=extra)
+            return self._fail(claim, error_info(exc))
+        except BrokerError as exc:
+            return self._settle_error(claim, defaults, exc, extra)
+        return None
 
     async def _rate_wait(self, task: str, rate: str) -> float:
         assert self._broker is not None
