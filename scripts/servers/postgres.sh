@@ -53,11 +53,15 @@ data_dir() {
     if [[ -f "$DATA_LINK" ]]; then cat "$DATA_LINK"; else echo "$DIR/data"; fi
 }
 
+# The server's own postmaster.pid is the truth (a `pg_ctl restart` changes the pid);
+# the copy in .servers/postgres.pid is refreshed from it.
 running() {
+    local pid data
+    data="$(data_dir)"
     [[ -f "$PID_FILE" ]] || return 1
-    local pid
-    pid="$(cat "$PID_FILE")"
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+    pid="$(head -1 "$data/postmaster.pid" 2>/dev/null || cat "$PID_FILE")"
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+    echo "$pid" >"$PID_FILE"
 }
 
 free_port() {
@@ -65,20 +69,22 @@ free_port() {
 }
 
 start() {
-    if running && [[ -f "$ENV_FILE" ]]; then
-        echo "postgres.sh: already running (pid $(cat "$PID_FILE")); $(cat "$ENV_FILE")"
-        return 0
+    if running; then
+        if [[ -f "$ENV_FILE" ]]; then
+            echo "postgres.sh: already running (pid $(cat "$PID_FILE")); $(cat "$ENV_FILE")"
+            return 0
+        fi
+        stop  # ours, but its URL is lost: start afresh rather than guess
     fi
     local bindir port
     bindir="$(find_bindir)" || { install_postgres; bindir="$(find_bindir)" || die "PostgreSQL installed but pg_ctl not found"; }
     remove_data
     mkdir -p "$DIR"
-    local DATA="$DIR/data" SOCKETS="$DIR" LOG
+    local DATA="$DIR/data" LOG
     if [[ $(id -u) -eq 0 ]]; then
         id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' user to own the cluster"
-        SOCKETS="$(mktemp -d /tmp/pigeon-postgres.XXXXXX)"
-        DATA="$SOCKETS/data"
-        chown postgres: "$SOCKETS"
+        DATA="$(mktemp -d /tmp/pigeon-postgres.XXXXXX)/data"
+        chown postgres: "$(dirname "$DATA")"
         echo "$DATA" >"$DATA_LINK"
     fi
     as_owner "$bindir/initdb" -D "$DATA" -U postgres --auth=trust --encoding=UTF8 --no-sync >"$DIR/initdb.log" 2>&1 \
@@ -88,7 +94,7 @@ start() {
     cat >>"$DATA/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 port = $port
-unix_socket_directories = '$SOCKETS'
+unix_socket_directories = ''
 fsync = off
 synchronous_commit = off
 full_page_writes = off

@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
+import msgspec
 import psycopg
 import pytest
 
 from pigeon.brokers.base import create_broker
 from pigeon.brokers.postgres import PostgresBroker
 from pigeon.errors import BrokerConnectionError, ConfigurationError
-from pigeon.job import ErrorInfo, JobState, Outcome, OutcomeKind
+from pigeon.job import Claim, ErrorInfo, JobState, Outcome, OutcomeKind
 from tests.conftest import server_url, with_namespace
 from tests.helpers import eventually, make_job
 
@@ -144,7 +145,7 @@ async def test_open_refuses_a_schema_that_is_newer(url: str, base_url: str, tag:
 async def test_migrate_is_idempotent_under_races(url: str) -> None:
     brokers = [new_broker(url) for _ in range(4)]
     applied = await asyncio.gather(*(b.migrate() for b in brokers))
-    assert sorted(applied, key=len) == [[], [], [], ["0001_initial"]]
+    assert sorted(applied, key=len) == [[], [], [], ["0001_initial", "0002_flow_control"]]
     assert await brokers[0].migrate() == []
     async with brokers[0] as b:
         await b.enqueue([make_job()])
@@ -257,7 +258,7 @@ async def test_release_retry_and_requeue_wake_waiters(broker: PostgresBroker) ->
         await producer.enqueue([job])
         await broker.wait(["warm-up"], 0.1)
         (c,) = await producer.claim("w", Q, 1, 30)
-        moves = [
+        moves: list[Callable[[Claim], Outcome]] = [
             lambda c: Outcome(job_id=job.id, token=c.token, kind=OutcomeKind.RELEASE),
             lambda c: Outcome(
                 job_id=job.id, token=c.token, kind=OutcomeKind.RETRY, error=ErrorInfo("E", "m")
@@ -274,3 +275,19 @@ async def test_release_retry_and_requeue_wake_waiters(broker: PostgresBroker) ->
         assert await producer.requeue(job.id) is True
         async with asyncio.timeout(10):
             await waiting
+
+
+# -- concurrency limits --------------------------------------------------------
+
+
+async def test_limit_slot_comes_back_after_recover_and_purge(broker: PostgresBroker) -> None:
+    jobs = [msgspec.structs.replace(make_job(), limit_key="gpu", limit=1) for _ in range(3)]
+    await broker.enqueue(jobs)
+    (first,) = await broker.claim("w", Q, 10, 0.05)
+    assert await broker.claim("w", Q, 10, 30) == []
+    await eventually(lambda: broker.recover(60), lambda n: n == 1, what="the expired lease recovered")
+    (second,) = await broker.claim("w", Q, 10, 30)
+    assert await broker.purge(states=[JobState.RUNNING]) == 1  # an operator removes the running job
+    (third,) = await broker.claim("w", Q, 10, 30)
+    assert await broker.claim("w", Q, 10, 30) == []
+    assert {first.job.id, second.job.id, third.job.id} <= {j.id for j in jobs}

@@ -6,6 +6,7 @@ and settles apply a whole batch of outcomes through ``unnest`` arrays.
 Statements that make jobs QUEUED also ``pg_notify`` the queue's name on the
 namespace's channel; :meth:`PostgresBroker.wait` listens on a dedicated
 connection, so an idle worker starts a job a millisecond or so after its commit.
+Concurrency limits count RUNNING jobs per key in a table kept by triggers.
 
 The URL's ``namespace`` parameter names the schema that holds the tables
 (default ``pigeon``), so apps and test runs can share a server. The schema is
@@ -22,7 +23,7 @@ import asyncio
 import contextlib
 import os
 import re
-import select
+import selectors
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Self
@@ -53,6 +54,7 @@ _NAMESPACE = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _CONNECTION_STATES = ("57P01", "57P02", "57P03")  # admin/crash shutdown, cannot connect now
 _POOL_TIMEOUT = 10.0
 _UNIQUE_RETRIES = 3
+_CLAIM_PASSES = 4
 _LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
 _error_decoder = msgspec.json.Decoder(ErrorInfo)
 _worker_decoder = msgspec.json.Decoder(WorkerInfo)
@@ -180,15 +182,7 @@ class PostgresBroker(BrokerBase):
         """
         try:
             async with await self._connect() as conn:
-                cur = await conn.execute(
-                    "SELECT to_regclass(format('%%I.schema_version', %s::text)) IS NOT NULL", [self.namespace]
-                )
-                row = await cur.fetchone()
-                version = 0
-                if row is not None and row[0]:
-                    table = sql.SQL("SELECT coalesce(max(version), 0) FROM {}.schema_version")
-                    cur = await conn.execute(table.format(sql.Identifier(self.namespace)))
-                    version = (await cur.fetchone() or [0])[0]
+                version = await self._schema_version(conn)
         except psycopg.Error as exc:
             raise self._error(exc) from exc
         latest = migrations("postgres")[-1][0]
@@ -210,6 +204,15 @@ class PostgresBroker(BrokerBase):
         )
         await pool.open()
         self._pool = pool
+
+    async def _schema_version(self, conn: psycopg.AsyncConnection[Any]) -> int:
+        exists = "SELECT to_regclass(format('%%I.schema_version', %s::text)) IS NOT NULL"
+        row = await (await conn.execute(exists, [self.namespace])).fetchone()
+        if not (row and row[0]):
+            return 0
+        query = sql.SQL("SELECT coalesce(max(version), 0) FROM {}.schema_version")
+        row = await (await conn.execute(query.format(sql.Identifier(self.namespace)))).fetchone()
+        return int(row[0]) if row else 0
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -274,31 +277,29 @@ class PostgresBroker(BrokerBase):
     async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
         if limit <= 0 or not queues:
             return []
-        now = time.time()
         token = os.urandom(8).hex()
-        params = {
-            "queues": list(queues),
-            "limit": limit,
-            "now": now,
-            "token": token,
-            "worker_id": worker_id,
-            "lease_until": now + lease,
-        }
-        rows = await self._fetch("claim", params)
+        rows: list[Any] = []
+        full: list[str] = []
+        for _ in range(_CLAIM_PASSES):  # another pass only when limited keys were found full
+            now = time.time()
+            params = {"queues": list(queues), "limit": limit - len(rows), "full": full, "now": now}
+            params |= {"token": token, "worker_id": worker_id, "lease_until": now + lease}
+            found = await self._fetch("claim", params)
+            rows += [r for r in found if r[2] is not None]
+            more_full = [r[4] for r in found if r[2] is None]
+            if not more_full or len(rows) >= limit:
+                break
+            full += more_full
         rows.sort(key=lambda r: (-r[0], r[1]))
-        return [Claim(Job.decode(env), token, attempts) for _, _, env, attempts in rows]
+        return [Claim(Job.decode(r[2]), token, r[3]) for r in rows]
 
     async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
         now = time.time()
-        cols: dict[str, list[Any]] = {k: [] for k in _SETTLE_COLUMNS}
-        first: set[str] = set()
-        for o in outcomes:
-            if o.job_id in first:
-                continue  # a second outcome for one job in one batch is refused, as it would be later
-            first.add(o.job_id)
-            for key, value in zip(_SETTLE_COLUMNS, _settle_row(o, now), strict=True):
-                cols[key].append(value)
-        done = {r[0] for r in await self._fetch("settle", {**cols, "channel": self._channel})}
+        rows: dict[str, tuple[Any, ...]] = {}
+        for o in outcomes:  # a second outcome for one job in one batch is refused, as it would be later
+            rows.setdefault(o.job_id, _settle_row(o, now))
+        params = _columns(_SETTLE_COLUMNS, list(rows.values()))
+        done = {r[0] for r in await self._fetch("settle", {**params, "channel": self._channel})}
         accepted: list[bool] = []
         for o in outcomes:
             accepted.append(o.job_id in done)
@@ -309,15 +310,11 @@ class PostgresBroker(BrokerBase):
         self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float
     ) -> list[str]:
         now = time.time()
-        params = {
-            "worker_id": worker.id,
-            "info": msgspec.json.encode(worker),
-            "now": now,
-            "lease_until": now + lease,
-            "id": [jid for jid, _ in leases],
-            "token": [token for _, token in leases],
+        ids, tokens = [jid for jid, _ in leases], [token for _, token in leases]
+        params = {"worker_id": worker.id, "info": msgspec.json.encode(worker), "id": ids, "token": tokens}
+        kept = {
+            r[0] for r in await self._fetch("heartbeat", {**params, "now": now, "lease_until": now + lease})
         }
-        kept = {r[0] for r in await self._fetch("heartbeat", params)}
         return [jid for jid, _ in leases if jid not in kept]
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
@@ -393,12 +390,8 @@ class PostgresBroker(BrokerBase):
         task: str | None = None,
         limit: int = 100,
     ) -> list[JobRecord]:
-        params = {
-            "queue": queue,
-            "state": None if state is None else state.value,
-            "task": task,
-            "limit": limit,
-        }
+        value = None if state is None else state.value
+        params = {"queue": queue, "state": value, "task": task, "limit": limit}
         return [_record(r) for r in await self._fetch("list", params)]
 
     async def stats(self) -> list[QueueStats]:
@@ -408,9 +401,8 @@ class PostgresBroker(BrokerBase):
         return [QueueStats(q, c) for q, c in counts.items()]
 
     async def cancel(self, job_id: str, expires_at: float) -> bool:
-        return (
-            await self._execute("cancel", {"id": job_id, "now": time.time(), "expires_at": expires_at}) == 1
-        )
+        params = {"id": job_id, "now": time.time(), "expires_at": expires_at}
+        return await self._execute("cancel", params) == 1
 
     async def requeue(self, job_id: str) -> bool:
         params = {"id": job_id, "now": time.time(), "channel": self._channel}
@@ -425,6 +417,14 @@ class PostgresBroker(BrokerBase):
     async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
         wanted = [s.value for s in (states or [s for s in JobState if s.is_final])]
         return await self._execute("purge", {"states": wanted, "queue": queue})
+
+    async def progress(self, job_id: str, token: str, data: bytes) -> bool:
+        return await self._execute("progress", {"id": job_id, "token": token, "data": data}) == 1
+
+    async def take(self, key: str, rate: float, burst: float) -> float:
+        params = {"key": key, "rate": float(rate), "burst": float(burst), "now": time.time()}
+        ((granted, tokens),) = await self._fetch("take", params)
+        return 0.0 if granted else (1 - tokens) / rate
 
     async def register_worker(self, info: WorkerInfo) -> None:
         params = {"worker_id": info.id, "info": msgspec.json.encode(info), "now": time.time()}
@@ -473,25 +473,9 @@ class _Batch:
             self._todo = []
             return None
         now = time.time()
-        cols: dict[str, list[Any]] = {k: [] for k in _ENQUEUE_COLUMNS}
-        for i in self._todo:
-            j = self._jobs[i]
-            scheduled = j.run_at is not None and j.run_at > now
-            row = (
-                j.id,
-                j.task,
-                j.queue,
-                j.priority,
-                "scheduled" if scheduled else "queued",
-                j.encode(),
-                j.max_attempts,
-                j.unique_key,
-                j.run_at if j.run_at is not None else now,
-                j.enqueued_at or now,
-            )
-            for key, value in zip(_ENQUEUE_COLUMNS, row, strict=True):
-                cols[key].append(value)
-        return {**cols, "channel": self._channel}
+        rows = [_enqueue_row(self._jobs[i], now) for i in self._todo]
+        limit_keys = sorted({r[-2] for r in rows if r[-2] is not None})
+        return {**_columns(_ENQUEUE_COLUMNS, rows), "limit_keys": limit_keys, "channel": self._channel}
 
     def inserted(self, rows: list[Any]) -> list[str]:
         """Record the inserted ids; return the unique keys whose pending job must be looked up."""
@@ -518,30 +502,23 @@ class _Batch:
         return [self._answer[self._alias.get(i, i)] for i in range(len(self._jobs))]
 
 
+# The array parameters of the enqueue and settle statements, in the order rows are built.
 _ENQUEUE_COLUMNS = (
-    "id",
-    "task",
-    "queue",
-    "priority",
-    "state",
-    "envelope",
-    "max_attempts",
-    "unique_key",
-    "run_at",
-    "enqueued_at",
+    "id task queue priority state envelope max_attempts unique_key run_at enqueued_at limit_key limit_n"
 )
-_SETTLE_COLUMNS = (
-    "id",
-    "token",
-    "state",
-    "result",
-    "error",
-    "keep_error",
-    "release",
-    "run_at",
-    "finished_at",
-    "expires_at",
-)
+_SETTLE_COLUMNS = "id token state result error keep_error release run_at finished_at expires_at"
+
+
+def _columns(names: str, rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    """One list per named column: the arrays a statement unnests."""
+    return {name: [row[i] for row in rows] for i, name in enumerate(names.split())}
+
+
+def _enqueue_row(j: Job, now: float) -> tuple[Any, ...]:
+    run_at = now if j.run_at is None else j.run_at
+    state = "scheduled" if run_at > now else "queued"
+    row = (j.id, j.task, j.queue, j.priority, state, j.encode(), j.max_attempts, j.unique_key, run_at)
+    return (*row, j.enqueued_at or now, j.limit_key, j.limit)
 
 
 def _settle_row(o: Outcome, now: float) -> tuple[Any, ...]:
@@ -554,11 +531,15 @@ def _settle_row(o: Outcome, now: float) -> tuple[Any, ...]:
         run_at = o.run_at or now
         state = "scheduled" if run_at > now else "queued"
         return (o.job_id, o.token, state, None, error, False, False, run_at, None, None)
+    if o.kind is OutcomeKind.DEFER:  # like a retry, but the attempt is given back
+        run_at = o.run_at or now
+        state = "scheduled" if run_at > now else "queued"
+        return (o.job_id, o.token, state, None, None, True, True, run_at, None, None)
     return (o.job_id, o.token, "queued", None, None, True, True, None, None, None)
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
-    envelope, state, attempts, result, error, worker_id, started, finished, lease = row
+    envelope, state, attempts, result, error, worker_id, started, finished, lease, progress = row
     return JobRecord(
         job=Job.decode(envelope),
         state=JobState(state),
@@ -569,6 +550,7 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
         started_at=started,
         finished_at=finished,
         lease_until=lease,
+        progress=progress,
     )
 
 
@@ -587,6 +569,8 @@ async def _check_idle(conn: psycopg.AsyncConnection[Any]) -> None:
     An idle connection's socket only turns readable when the server says goodbye,
     so the round trip of a real check is paid only then.
     """
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    with selectors.DefaultSelector() as sel:  # not select.select: descriptors may exceed 1024
+        sel.register(conn.fileno(), selectors.EVENT_READ)
+        readable = sel.select(0)
     if readable:
         await AsyncConnectionPool.check_connection(conn)

@@ -5,16 +5,22 @@
 
 -- name: enqueue
 WITH ins AS (
-    INSERT INTO {ns}.jobs (id, task, queue, priority, state, envelope, max_attempts, unique_key, run_at, enqueued_at)
-    SELECT id, task, queue, priority, state, envelope, max_attempts, unique_key, run_at, enqueued_at
+    INSERT INTO {ns}.jobs (
+        id, task, queue, priority, state, envelope, max_attempts, unique_key, run_at, enqueued_at, limit_key, limit_n
+    )
+    SELECT id, task, queue, priority, state, envelope, max_attempts, unique_key, run_at, enqueued_at, limit_key, limit_n
     FROM unnest(
         %(id)b::text[], %(task)b::text[], %(queue)b::text[], %(priority)b::int[], %(state)b::text[],
         %(envelope)b::bytea[], %(max_attempts)b::int[], %(unique_key)b::text[], %(run_at)b::float8[],
-        %(enqueued_at)b::float8[]
-    ) WITH ORDINALITY AS t(id, task, queue, priority, state, envelope, max_attempts, unique_key, run_at, enqueued_at, n)
+        %(enqueued_at)b::float8[], %(limit_key)b::text[], %(limit_n)b::int[]
+    ) WITH ORDINALITY AS t(
+        id, task, queue, priority, state, envelope, max_attempts, unique_key, run_at, enqueued_at, limit_key, limit_n, n
+    )
     ORDER BY n
     ON CONFLICT DO NOTHING
     RETURNING id, queue, state
+), counters AS (
+    INSERT INTO {ns}.limits (key) SELECT unnest(%(limit_keys)b::text[]) ON CONFLICT DO NOTHING
 ), woke AS (
     SELECT pg_notify(%(channel)s, queue) FROM ins WHERE state = 'queued' GROUP BY queue
 )
@@ -27,37 +33,55 @@ WHERE unique_key = ANY(%(keys)s) AND state IN ('queued', 'scheduled', 'running')
 -- name: claim
 -- Due scheduled jobs compete with queued ones; those not taken now become QUEUED.
 -- Both updates touch disjoint rows, as PostgreSQL requires within one statement.
+-- A limited job is taken while its key's RUNNING count (read under the key's row
+-- lock, so current) plus those ahead of it here stays within its limit. Keys found
+-- full come back as rows without an envelope; the caller claims again without them.
 WITH due AS (
-    SELECT id, seq, queue, priority FROM {ns}.jobs
+    SELECT id, seq, queue, priority, limit_key, limit_n FROM {ns}.jobs
     WHERE state = 'scheduled' AND run_at <= %(now)s
     ORDER BY run_at LIMIT 1000
     FOR UPDATE SKIP LOCKED
 ), ready AS (
-    SELECT j.id, j.seq, j.priority FROM unnest(%(queues)b::text[]) AS q(name)
+    SELECT j.* FROM unnest(%(queues)b::text[]) AS q(name)
     CROSS JOIN LATERAL (
-        SELECT id, seq, priority FROM {ns}.jobs
-        WHERE state = 'queued' AND queue = q.name
+        SELECT id, seq, priority, limit_key, limit_n FROM {ns}.jobs
+        WHERE state = 'queued' AND queue = q.name AND (limit_key IS NULL OR limit_key <> ALL(%(full)b::text[]))
         ORDER BY priority DESC, seq
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ) j
+), candidates AS (
+    SELECT id, seq, priority, limit_key, limit_n FROM ready
+    UNION ALL
+    SELECT id, seq, priority, limit_key, limit_n FROM due
+    WHERE queue = ANY(%(queues)b::text[]) AND (limit_key IS NULL OR limit_key <> ALL(%(full)b::text[]))
+), counters AS (
+    SELECT key, running FROM {ns}.limits
+    WHERE key IN (SELECT limit_key FROM candidates)
+    ORDER BY key
+    FOR UPDATE
+), ranked AS (
+    SELECT c.*, coalesce(n.running, 0)
+        + row_number() OVER (PARTITION BY c.limit_key ORDER BY c.priority DESC, c.seq) <= c.limit_n AS room
+    FROM candidates c LEFT JOIN counters n ON n.key = c.limit_key
 ), chosen AS (
-    SELECT id FROM (
-        SELECT id, seq, priority FROM ready
-        UNION ALL
-        SELECT id, seq, priority FROM due WHERE queue = ANY(%(queues)b::text[])
-    ) c
+    SELECT id FROM ranked WHERE limit_key IS NULL OR room
     ORDER BY priority DESC, seq
     LIMIT %(limit)s
 ), promoted AS (
     UPDATE {ns}.jobs SET state = 'queued'
     WHERE id IN (SELECT id FROM due) AND id NOT IN (SELECT id FROM chosen)
+), claimed AS (
+    UPDATE {ns}.jobs
+    SET state = 'running', attempts = attempts + 1, token = %(token)s, worker_id = %(worker_id)s,
+        started_at = %(now)s, lease_until = %(lease_until)s
+    WHERE id IN (SELECT id FROM chosen)
+    RETURNING priority, seq, envelope, attempts
 )
-UPDATE {ns}.jobs
-SET state = 'running', attempts = attempts + 1, token = %(token)s, worker_id = %(worker_id)s,
-    started_at = %(now)s, lease_until = %(lease_until)s
-WHERE id IN (SELECT id FROM chosen)
-RETURNING priority, seq, envelope, attempts
+SELECT *, NULL::text FROM claimed
+UNION ALL
+SELECT DISTINCT NULL::int, NULL::bigint, NULL::bytea, NULL::int, limit_key FROM ranked
+WHERE limit_key IS NOT NULL AND NOT room
 
 -- name: settle
 -- Rows are locked in id order so a settle and a heartbeat of the same jobs cannot deadlock.
@@ -145,11 +169,11 @@ DELETE FROM {ns}.jobs
 WHERE expires_at <= %(now)s AND state IN ('succeeded', 'failed', 'cancelled')
 
 -- name: get
-SELECT envelope, state, attempts, result, error, worker_id, started_at, finished_at, lease_until
+SELECT envelope, state, attempts, result, error, worker_id, started_at, finished_at, lease_until, progress
 FROM {ns}.jobs WHERE id = %(id)s
 
 -- name: list
-SELECT envelope, state, attempts, result, error, worker_id, started_at, finished_at, lease_until
+SELECT envelope, state, attempts, result, error, worker_id, started_at, finished_at, lease_until, progress
 FROM {ns}.jobs
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(state)s::text IS NULL OR state = %(state)s)
@@ -177,6 +201,21 @@ SELECT count(*) FROM done WHERE (SELECT count(*) FROM woke) >= 0
 
 -- name: purge
 DELETE FROM {ns}.jobs WHERE state = ANY(%(states)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+
+-- name: progress
+UPDATE {ns}.jobs SET progress = %(data)s
+WHERE id = %(id)s AND token = %(token)s AND state = 'running'
+
+-- name: take
+-- The refill and the take are computed from the old row (SET sees it), atomically.
+INSERT INTO {ns}.buckets AS b (key, tokens, at, granted)
+VALUES (%(key)s, %(burst)s - (%(burst)s >= 1)::int, %(now)s, %(burst)s >= 1)
+ON CONFLICT (key) DO UPDATE SET
+    granted = least(%(burst)s, b.tokens + (%(now)s - b.at) * %(rate)s) >= 1,
+    tokens = least(%(burst)s, b.tokens + (%(now)s - b.at) * %(rate)s)
+        - (least(%(burst)s, b.tokens + (%(now)s - b.at) * %(rate)s) >= 1)::int,
+    at = %(now)s
+RETURNING granted, tokens
 
 -- name: queued_in
 -- After LISTEN starts: which of these queues already had work before it did.
