@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 from pigeon._portal import Portal
 from pigeon.brokers.base import Broker, Notifier, TransactionalBroker, create_broker
 from pigeon.errors import ConfigurationError, UnsupportedFeature
-from pigeon.events import fan_out, pattern_regex
+from pigeon.events import fan_out, is_unrouted, pattern_regex
 from pigeon.handle import JobHandle
 from pigeon.job import Job
 from pigeon.retry import Backoff, BackoffPolicy
@@ -228,13 +228,21 @@ class App:
             TypeError: the payload is a mutable object, cannot be encoded, or
                 does not fit a handler's parameter.
         """
-        jobs = fan_out(self.handlers, topic, payload)
-        return self.enqueue(jobs) if jobs else []
+        return self.portal_call(self.apublish(topic, payload))
 
     async def apublish(self, topic: str, payload: Any) -> list[JobHandle[Any]]:
-        """Asynchronous :meth:`publish`."""
+        """Asynchronous :meth:`publish`.
+
+        An event nobody handles is kept, cancelled, in the ``pigeon.unrouted``
+        queue for ``failed_ttl`` seconds, so ``pigeon status`` shows it.
+        """
         jobs = fan_out(self.handlers, topic, payload)
-        return await self.aenqueue(jobs) if jobs else []
+        handles = await self.aenqueue(jobs)
+        if is_unrouted(jobs):
+            broker = await self.connection()
+            await broker.cancel(jobs[0].id, time.time() + self.failed_ttl)
+            return []
+        return handles
 
     @overload
     def service(self, fn: Callable[..., Coroutine[Any, Any, None]], /) -> Service: ...

@@ -24,6 +24,7 @@ from rich.table import Table
 
 from pigeon.app import App
 from pigeon.errors import PigeonError
+from pigeon.events import UNROUTED
 from pigeon.job import JobRecord, JobState
 
 T = TypeVar("T")
@@ -233,6 +234,18 @@ def status(app_path: str) -> None:
                 _ago(now - w.last_seen),
             )
         console.print(wt if workers else "no workers")
+        if app.handlers:
+            topics = Table(title="event handlers (this app)")
+            topics.add_column("topic pattern")
+            topics.add_column("handlers")
+            patterns: dict[str, list[str]] = {}
+            for pattern, task in app.handlers:
+                patterns.setdefault(pattern, []).append(task.name.split("@")[0])
+            for pattern, names in patterns.items():
+                topics.add_row(pattern, ", ".join(names))
+            console.print(topics)
+        if any(s.queue == UNROUTED for s in stats):
+            console.print(f"events published with no handler are kept in the {UNROUTED!r} queue")
 
     _run(load_app(app_path), show)
 

@@ -21,12 +21,16 @@ from typing import Any
 import msgspec
 
 from pigeon import codec
-from pigeon.job import Job
+from pigeon.job import Job, new_id
 from pigeon.task import Task
 
 log = logging.getLogger("pigeon.events")
 
 _TOPIC = re.compile(r"^[\w-]+(\.[\w-]+)*$")
+
+UNROUTED = "pigeon.unrouted"
+"""The queue (and task name) that records events published with no handler."""
+_NEVER = 32503680000.0  # year 3000: the record is cancelled at once and never runs
 
 
 @functools.cache
@@ -88,4 +92,11 @@ def fan_out(handlers: Sequence[tuple[str, Task[Any, Any]]], topic: str, payload:
             jobs.append(handler.make_event_job(topic, body))
     if not jobs:
         log.info("event %s has no handlers", topic)
+        payload = b'{"topic":' + codec.encode(topic) + b',"event":' + body + b"}"
+        return [Job(id=new_id(), task=UNROUTED, queue=UNROUTED, payload=msgspec.Raw(payload), run_at=_NEVER)]
     return jobs
+
+
+def is_unrouted(jobs: Sequence[Job]) -> bool:
+    """Whether ``fan_out`` found no handler (its one job only records the event)."""
+    return len(jobs) == 1 and jobs[0].task == UNROUTED

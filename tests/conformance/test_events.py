@@ -160,3 +160,8 @@ async def test_publish_errors_are_clear(app: App) -> None:
     with pytest.raises(ValueError, match="bad topic"):
         await app.apublish("no spaces allowed", 1)
     assert await app.apublish("nobody.listens", 1) == []
+    broker = await app.connection()
+    stats = {s.queue: s.counts for s in await broker.stats()}
+    assert stats["pigeon.unrouted"] == {"cancelled": 1}  # what `pigeon status` shows
+    (record,) = await broker.list_jobs(queue="pigeon.unrouted")
+    assert b'"topic":"nobody.listens"' in bytes(record.job.payload)
