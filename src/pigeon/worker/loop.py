@@ -10,7 +10,6 @@ loops.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import os
 import random
@@ -18,19 +17,17 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from pigeon.errors import BrokerError, DecodeError, Defer, Retry, UnknownTask
-from pigeon.job import Claim, ErrorInfo, Job, Outcome, OutcomeKind, WorkerInfo
+from pigeon.job import Claim, ErrorInfo, Outcome, OutcomeKind, WorkerInfo
 from pigeon.services import ServiceState, supervise
-from pigeon.task import JobContext, Progress, parse_rate
+from pigeon.task import JobContext, parse_rate
 from pigeon.worker.config import WorkerConfig
 from pigeon.worker.executors import Executors, error_info
+from pigeon.worker.progress import ProgressReporter
 from pigeon.worker.seam import InstrumentedBroker
+from pigeon.worker.ticker import run_schedules
 from pigeon.workflows import next_job
 
 if TYPE_CHECKING:
@@ -65,7 +62,6 @@ class Worker:
         self._broker: InstrumentedBroker | None = None
         self._started_at = time.time()
         self.services: dict[str, ServiceState] = {}
-        self._reports: set[asyncio.Task[None]] = set()
 
     # -- control -------------------------------------------------------------
 
@@ -111,6 +107,7 @@ class Worker:
         """Run until stopped (or, in burst mode, until nothing is left to do)."""
         self._loop = asyncio.get_running_loop()
         self._broker = InstrumentedBroker(await self.app.connection())
+        self._progress = ProgressReporter(self.app, self._broker)
         wake = self.app.notifier.subscribe()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -127,7 +124,7 @@ class Worker:
                     loops.create_task(self._lifeline(), name="pigeon-lifeline"),
                 ]
                 if self.app.schedules and not cfg.burst:
-                    background.append(loops.create_task(self._scheduler(), name="pigeon-scheduler"))
+                    background.append(loops.create_task(run_schedules(self.app), name="pigeon-scheduler"))
                 services = None
                 if cfg.services and self.app.services and not cfg.burst:
                     services = loops.create_task(
@@ -248,7 +245,13 @@ class Worker:
                 run_at = time.time() + wait * random.uniform(1.0, 2.0)
                 return Outcome(job_id=job.id, token=claim.token, kind=OutcomeKind.DEFER, run_at=run_at)
         ctx = JobContext(
-            job.id, job.task, job.queue, claim.attempt, job.max_attempts, self.id, self._reporter(claim)
+            job.id,
+            job.task,
+            job.queue,
+            claim.attempt,
+            job.max_attempts,
+            self.id,
+            self._progress.reporter(claim),
         )
         started = time.perf_counter()
         try:
@@ -313,32 +316,6 @@ class Worker:
             log.warning("rate limit check failed (%s); trying again shortly", exc)
             return 1.0
         return wait
-
-    def _reporter(self, claim: Claim) -> Callable[[float, str], None]:
-        loop = asyncio.get_running_loop()
-
-        def report(fraction: float, message: str) -> None:
-            if _on_loop(loop):
-                self._report(claim, fraction, message)
-            else:
-                loop.call_soon_threadsafe(self._report, claim, fraction, message)
-
-        return report
-
-    def _report(self, claim: Claim, fraction: float, message: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._send_progress(claim, fraction, message))
-        self._reports.add(task)
-        task.add_done_callback(self._reports.discard)
-
-    async def _send_progress(self, claim: Claim, fraction: float, message: str) -> None:
-        assert self._broker is not None
-        report = Progress(fraction, message, time.time())
-        try:
-            await self._broker.progress(claim.job.id, claim.token, msgspec.json.encode(report))
-            event = {"job_id": claim.job.id, "task": claim.job.task, "fraction": fraction, "message": message}
-            await self.app.apublish("pigeon.progress", event)
-        except BrokerError as exc:
-            log.warning("progress report lost: %s", exc, extra={"job_id": claim.job.id})
 
     def _settle_error(
         self, claim: Claim, defaults: Any, exc: BaseException, extra: dict[str, Any]
@@ -449,36 +426,6 @@ class Worker:
                     )
                     self._lost.add(jid)
                     entry[1].cancel()
-
-    async def _scheduler(self) -> None:
-        """Enqueue periodic ticks; ids derived from the tick make racing workers harmless."""
-        now = datetime.now(UTC)
-        upcoming: list[tuple[datetime, int, Iterator[datetime]]] = []
-        missed: list[Job] = []
-        for i, sched in enumerate(self.app.schedules):
-            ticks = sched.ticks_after(now)
-            upcoming.append((next(ticks), i, ticks))
-            previous = sched.previous_tick(now) if sched.missed == "once" else None
-            if previous is not None:
-                missed.append(sched.job_for(previous))
-        if missed:
-            await self._enqueue_ticks(missed)
-        heapq.heapify(upcoming)
-        while True:
-            tick, i, ticks = upcoming[0]
-            await asyncio.sleep(max(0.0, tick.timestamp() - time.time()))
-            due: list[Job] = []
-            while upcoming[0][0].timestamp() <= time.time():
-                tick, i, ticks = heapq.heappop(upcoming)
-                due.append(self.app.schedules[i].job_for(tick))
-                heapq.heappush(upcoming, (next(ticks), i, ticks))
-            await self._enqueue_ticks(due)
-
-    async def _enqueue_ticks(self, jobs: list[Job]) -> None:
-        try:
-            await self.app.aenqueue(jobs)
-        except BrokerError as exc:  # the next worker to look, or our next tick, will do it
-            log.error("could not enqueue %d periodic jobs: %s", len(jobs), exc)
 
     async def _lifeline(self) -> None:
         """Recover jobs of dead workers and prune expired ones, jittered so workers spread out."""
