@@ -397,6 +397,14 @@ class App:
         self.notifier.notify()
         return [JobHandle(self, i, j.task) for i, j in zip(ids, jobs, strict=True)]
 
+    async def amigrate(self) -> list[str]:
+        """Create or upgrade the broker's tables or schema; return the migrations applied."""
+        return await create_broker(self.url, self._shared).migrate()
+
+    def migrate(self) -> list[str]:
+        """Synchronous :meth:`amigrate` (also ``pigeon migrate APP``)."""
+        return self.portal_call(self.amigrate())
+
     def job(self, job_id: str) -> JobHandle[Any]:
         """A handle on a job by id, sent by any process."""
         return JobHandle(self, job_id)

@@ -432,10 +432,9 @@ def demo(stations: int, seconds: float, interval: float, tour: bool) -> None:
 @_one_line_errors
 def migrate(app_path: str) -> None:
     """Create or upgrade the broker's schema (brokers that have one)."""
-    from pigeon.brokers.base import create_broker
 
     async def run(app: App) -> list[str]:
-        return await create_broker(app.url, {}).migrate()
+        return await app.amigrate()
 
     applied = _run(load_app(app_path), run)
     console.print("applied: " + ", ".join(applied) if applied else "the schema is up to date")

@@ -60,6 +60,7 @@ class SqliteBroker(BrokerBase):
         self._db: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._q = queries("sqlite")
+        self.applied: list[str] = []
 
     @classmethod
     def from_url(cls, url: str, shared: dict[str, Any]) -> Self:
@@ -103,7 +104,12 @@ class SqliteBroker(BrokerBase):
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
         self._db = db
-        self._write(_migrate)
+        self.applied = self._write(_migrate)
+
+    async def migrate(self) -> list[str]:
+        """Create or upgrade the tables (opening the broker does this too)."""
+        async with SqliteBroker(self.path, busy_timeout=self._busy_timeout) as fresh:
+            return fresh.applied
 
     async def open(self) -> None:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="pigeon-sqlite")
@@ -391,7 +397,7 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
     )
 
 
-def _migrate(db: sqlite3.Connection) -> None:
+def _migrate(db: sqlite3.Connection) -> list[str]:
     current = db.execute("PRAGMA user_version").fetchone()[0]
     known = migrations("sqlite")
     latest = known[-1][0] if known else 0
@@ -400,11 +406,14 @@ def _migrate(db: sqlite3.Connection) -> None:
             f"the database schema is version {current}, newer than this pigeon knows ({latest}): "
             "upgrade pigeon"
         )
-    for version, _, sql in known:
+    applied = []
+    for version, name, sql in known:
         if version > current:
             for statement in _statements(sql):
                 db.execute(statement)
             db.execute(f"PRAGMA user_version={version}")
+            applied.append(f"{version:04d}_{name}")
+    return applied
 
 
 def _statements(sql: str) -> list[str]:
