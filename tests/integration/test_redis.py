@@ -19,13 +19,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
 from pigeon.brokers.base import create_broker
 from pigeon.brokers.redis import RedisBroker
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
-from pigeon.job import JobState, Outcome, OutcomeKind, WorkerInfo
+from pigeon.job import Job, JobState, Outcome, OutcomeKind, WorkerInfo
 from tests.conftest import server_url, with_namespace
 from tests.helpers import eventually, make_job
 
@@ -267,3 +268,112 @@ async def test_concurrent_waiters_share_one_broker(shared_url: str) -> None:
             await _until_woken(waiter, producer, queue="a")
         assert not on_b.done()
         await _until_woken(on_b, producer, queue="b")
+
+
+def _limited(key: str, limit: int = 1, **kw: object) -> Job:
+    return msgspec.structs.replace(make_job(**kw), limit_key=key, limit=limit)  # type: ignore[arg-type]
+
+
+async def _drain(broker: RedisBroker, queues: tuple[str, ...] = Q) -> list[str]:
+    """Claim and complete until nothing is left to claim; the ids in claim order."""
+    ids: list[str] = []
+    while claims := await broker.claim("w", queues, 10, 30):
+        ids.extend(c.job.id for c in claims)
+        await broker.settle(
+            [Outcome(job_id=c.job.id, token=c.token, kind=OutcomeKind.COMPLETE) for c in claims]
+        )
+    return ids
+
+
+@pytest.mark.parametrize("way", ["complete", "fail", "retry", "defer", "release", "recover", "purge"])
+async def test_every_way_out_of_running_frees_a_limit_slot(
+    shared_url: str, admin: aioredis.Redis, way: str
+) -> None:
+    namespace = shared_url.rsplit("namespace=", 1)[1]
+    async with create_broker(shared_url, {}) as broker:
+        assert isinstance(broker, RedisBroker)
+        first, second = _limited("k"), _limited("k")
+        await broker.enqueue([first, second])
+        (c,) = await broker.claim("w", Q, 10, 0.001 if way == "recover" else 30)
+        assert c.job.id == first.id
+        assert await broker.claim("w", Q, 10, 30) == []
+        assert await admin.zcard(f"{namespace}:held:k") == 1  # parked, out of the ready set
+        assert (await broker.get(second.id)).state is JobState.QUEUED  # type: ignore[union-attr]
+        if way == "recover":
+            await eventually(lambda: broker.recover(3600), lambda n: n == 1, what="lease expired")
+        elif way == "purge":
+            assert await broker.purge(states=[JobState.RUNNING]) == 1
+        else:
+            later = time.time() + 3600 if way in ("retry", "defer") else None
+            outcome = Outcome(job_id=first.id, token=c.token, kind=OutcomeKind(way), run_at=later)
+            assert await broker.settle([outcome]) == [True]
+        (after,) = await broker.claim("w", Q, 10, 30)
+        # Released and recovered jobs are ready again, and ahead of the parked one.
+        assert after.job.id == (first.id if way in ("release", "recover") else second.id)
+        assert await admin.hget(f"{namespace}:limits", "k") == b"1"
+        await broker.settle([Outcome(job_id=after.job.id, token=after.token, kind=OutcomeKind.COMPLETE)])
+        await _drain(broker)
+        assert await admin.exists(f"{namespace}:limits", f"{namespace}:held:k") == 0
+        await broker.purge(states=list(JobState))
+        assert await _keys(admin, namespace) <= {f"{namespace}:queues", f"{namespace}:seq"}
+
+
+async def test_parked_jobs_can_be_cancelled_and_purged(shared_url: str, admin: aioredis.Redis) -> None:
+    namespace = shared_url.rsplit("namespace=", 1)[1]
+    both = ("default", "other")
+    async with create_broker(shared_url, {}) as broker:
+        assert isinstance(broker, RedisBroker)
+        running, cancelled, purged, last = (
+            _limited("k"),
+            _limited("k"),
+            _limited("k", queue="other"),
+            _limited("k"),
+        )
+        await broker.enqueue([running, cancelled, purged, last])
+        (c,) = await broker.claim("w", both, 10, 30)
+        assert c.job.id == running.id
+        assert await admin.zcard(f"{namespace}:held:k") == 3
+        assert await broker.cancel(cancelled.id, time.time() + 3600)
+        assert await broker.purge(queue="other", states=[JobState.QUEUED]) == 1
+        assert await admin.zrange(f"{namespace}:held:k", 0, -1) == [last.id.encode()]
+        await broker.settle([Outcome(job_id=running.id, token=c.token, kind=OutcomeKind.COMPLETE)])
+        assert await _drain(broker, both) == [last.id]
+        assert (await broker.get(cancelled.id)).state is JobState.CANCELLED  # type: ignore[union-attr]
+
+
+async def test_a_deep_backlog_at_its_limit_is_parked_in_bounded_steps(
+    shared_url: str, admin: aioredis.Redis
+) -> None:
+    namespace = shared_url.rsplit("namespace=", 1)[1]
+    async with create_broker(shared_url, {}) as broker:
+        assert isinstance(broker, RedisBroker)
+        await broker.enqueue([_limited("k", priority=10) for _ in range(12_000)])
+        free = [make_job() for _ in range(3)]
+        await broker.enqueue(free)
+        seen: list[str] = []
+        calls = 0
+        while free[0].id not in seen:  # each call parks a bounded number, then the next reads on
+            calls += 1
+            assert calls <= 4
+            seen.extend(c.job.id for c in await broker.claim("w", Q, 1, 30))
+        assert len(seen) == 2  # one of the key, then the first free job
+        assert await admin.zcard(f"{namespace}:held:k") == 12_000 - 1
+        # Parked once: later claims go straight to the free jobs.
+        assert [c.job.id for c in await broker.claim("w", Q, 5, 30)] == [free[1].id, free[2].id]
+
+
+async def test_a_rate_limit_bucket_expires_once_full(shared_url: str, admin: aioredis.Redis) -> None:
+    namespace = shared_url.rsplit("namespace=", 1)[1]
+    async with create_broker(shared_url, {}) as broker:
+        assert await broker.take("mail", 10.0, 2) == 0.0
+        assert (
+            0 < await admin.pttl(f"{namespace}:bucket:mail") <= 1100
+        )  # full again 100 ms on, then 1 s grace
+        assert await broker.take("never", 0.0, 1) == 0.0
+        assert await broker.take("never", 0.0, 1) == float("inf")
+        await eventually(
+            lambda: admin.exists(f"{namespace}:bucket:mail"),
+            lambda n: n == 0,
+            timeout=5,
+            what="bucket expired",
+        )

@@ -8,6 +8,12 @@ wake channels, which the scripts publish to whenever a job becomes ready:
 unlike markers in a list, a message reaches every idle worker, and a busy
 worker reading its own copy takes nothing from the others.
 
+Concurrency limits keep a running count per limit key, changed by the same
+scripts that move jobs into and out of RUNNING. A claim that finds a key at
+its limit parks the job (still QUEUED) in a per-key set out of the ready
+queue, so a backlog of held jobs is read once, not on every claim; each job of
+the key that leaves RUNNING puts the first parked one back.
+
 A command cut off by a dropped connection is retried with back-off. If the
 server had already run it, a retried claim leaves the first claim's jobs
 leased to nobody until the lease expires: delivery stays at-least-once.
@@ -67,10 +73,22 @@ from pigeon.job import (
 
 log = logging.getLogger("pigeon.broker.redis")
 
-_SCRIPTS = ("enqueue", "claim", "settle", "heartbeat", "recover", "prune", "cancel", "requeue", "purge")
+_SCRIPTS = (
+    "enqueue",
+    "claim",
+    "settle",
+    "heartbeat",
+    "recover",
+    "prune",
+    "cancel",
+    "requeue",
+    "purge",
+    "progress",
+    "take",
+)
 _CHUNK = 1000
 """Jobs per script call: long scripts block every other client of the server."""
-_FIELDS = ("env", "state", "att", "res", "err", "wid", "start", "fin", "lease")
+_FIELDS = ("env", "state", "att", "res", "err", "wid", "start", "fin", "lease", "prog")
 _LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
 _error_decoder = msgspec.json.Decoder(ErrorInfo)
 _worker_decoder = msgspec.json.Decoder(WorkerInfo)
@@ -213,6 +231,8 @@ class RedisBroker(BrokerBase):
                 j.unique_key or "",
                 _time(j.run_at),
                 j.encode(),
+                j.limit_key or "",
+                j.limit,
             ]
             for j in jobs
         ]
@@ -259,6 +279,15 @@ class RedisBroker(BrokerBase):
             for o in outcomes
         ]
         return [bool(n) for n in await self._batched("settle", repr(time.time()), rows)]
+
+    async def progress(self, job_id: str, token: str, data: bytes) -> bool:
+        with self._translated():
+            return bool(await self._script("progress", job_id, token, data))
+
+    async def take(self, key: str, rate: float, burst: float) -> float:
+        with self._translated():
+            wait = await self._script("take", repr(time.time()), key, repr(float(rate)), repr(float(burst)))
+        return float(wait)
 
     async def heartbeat(
         self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float
@@ -470,7 +499,7 @@ class RedisBroker(BrokerBase):
 
 
 def _record(values: list[bytes | None]) -> JobRecord | None:
-    env, state, attempts, result, error, worker_id, started, finished, lease = values
+    env, state, attempts, result, error, worker_id, started, finished, lease, progress = values
     if env is None or state is None:
         return None
     return JobRecord(
@@ -483,4 +512,5 @@ def _record(values: list[bytes | None]) -> JobRecord | None:
         started_at=None if started is None else float(started),
         finished_at=None if finished is None else float(finished),
         lease_until=None if lease is None else float(lease),
+        progress=progress,
     )

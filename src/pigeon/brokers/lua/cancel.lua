@@ -6,5 +6,8 @@ if not h or (h.state ~= 'queued' and h.state ~= 'scheduled') then
 end
 redis.call('ZREM', P .. 'ready:' .. h.q, id)
 redis.call('ZREM', P .. 'sched:' .. h.q, id)
+if h.lk then
+  redis.call('ZREM', P .. 'held:' .. h.lk, id)
+end
 finish(id, h, 'cancelled', ARGV[2], ARGV[4])
 return 1

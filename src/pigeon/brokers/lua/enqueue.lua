@@ -1,8 +1,9 @@
--- ARGV: prefix, now, then per job: id, task, queue, priority, max_attempts, unique_key, run_at, envelope.
+-- ARGV: prefix, now, then per job: id, task, queue, priority, max_attempts, unique_key, run_at, envelope,
+-- limit_key ('' for none), limit.
 -- Returns, per job, the id that stands for it (a pending job's when the unique key is held).
 local now = tonumber(ARGV[2])
 local out = {}
-for i = 3, #ARGV, 8 do
+for i = 3, #ARGV, 10 do
   local id, q, ukey, run_at = ARGV[i], ARGV[i + 2], ARGV[i + 5], ARGV[i + 6]
   local held = false
   if ukey ~= '' then
@@ -16,6 +17,9 @@ for i = 3, #ARGV, 8 do
       local seq = redis.call('INCR', P .. 'seq')
       redis.call('HSET', jkey(id), 'env', ARGV[i + 7], 'task', ARGV[i + 1], 'q', q, 'prio', ARGV[i + 3],
         'seq', seq, 'max', ARGV[i + 4], 'ukey', ukey, 'att', 0)
+      if ARGV[i + 8] ~= '' then
+        redis.call('HSET', jkey(id), 'lk', ARGV[i + 8], 'lim', ARGV[i + 9])
+      end
       redis.call('SADD', P .. 'queues', q)
       if ukey ~= '' then
         redis.call('SET', P .. 'unique:' .. ukey, id)

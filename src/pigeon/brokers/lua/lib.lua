@@ -1,13 +1,19 @@
 -- Helpers prepended to every script. ARGV[1] is the key prefix ("<namespace>:").
 --
 -- Keys, all under the prefix:
---   job:<id>              hash: env task q prio seq max ukey state att tok wid start fin lease exp res err
+--   job:<id>              hash: env task q prio seq max ukey state att tok wid start fin lease exp res err prog
+--                         and, for a job with a concurrency limit, lk (its limit key) and lim
 --   ready:<queue>         zset, score -priority * 2^40 + seq: the lowest score is claimed first
 --   sched:<queue>         zset by run_at: scheduled jobs, promoted by claim when due
 --   running               zset by lease_until
 --   idx:<queue>:<state>   zset by seq: listing newest first, and counts for stats
 --   final                 zset by expires_at: what prune deletes
 --   unique:<key>          the id of the pending job holding the key
+--   limits                hash limit key -> how many of its jobs are RUNNING (field gone at 0)
+--   held:<limit key>      zset, ready score: QUEUED jobs a claim found at their key's limit, parked
+--                         out of ready:<queue> so they block nobody; each job of the key leaving
+--                         RUNNING puts the first one back (leave_running)
+--   bucket:<key>          hash tokens, at: a rate-limit token bucket, expiring once it is full again
 --   queues                set of queue names; seq: the enqueue counter
 --   workers, seen         hash id -> WorkerInfo, zset id -> last_seen
 -- Channel wake:<queue> tells waiting workers that a job became ready.
@@ -69,11 +75,36 @@ local function finish(id, h, to, now, expires)
 end
 
 local function load(id)
-  local v = redis.call('HMGET', jkey(id), 'state', 'q', 'seq', 'prio', 'ukey', 'att', 'max', 'tok')
+  local v = redis.call('HMGET', jkey(id), 'state', 'q', 'seq', 'prio', 'ukey', 'att', 'max', 'tok', 'lk')
   if not v[1] then
     return nil
   end
-  return { state = v[1], q = v[2], seq = v[3], prio = v[4], ukey = v[5], att = v[6], max = v[7], tok = v[8] }
+  return {
+    state = v[1], q = v[2], seq = v[3], prio = v[4], ukey = v[5], att = v[6], max = v[7], tok = v[8], lk = v[9],
+  }
+end
+
+-- Every transition out of RUNNING calls this with the job's loaded hash: one slot of its limit
+-- key frees, so the first parked job of the key goes back to ready (a claim parks it again if
+-- the slot is taken by then).
+local function leave_running(h)
+  local lk = h.lk
+  if not lk then
+    return
+  end
+  if redis.call('HINCRBY', P .. 'limits', lk, -1) <= 0 then
+    redis.call('HDEL', P .. 'limits', lk)
+  end
+  local held = P .. 'held:' .. lk
+  local head = redis.call('ZRANGE', held, 0, 0, 'WITHSCORES')
+  if head[1] then
+    redis.call('ZREM', held, head[1])
+    local q = redis.call('HGET', jkey(head[1]), 'q')
+    if q then
+      redis.call('ZADD', P .. 'ready:' .. q, head[2], head[1])
+      woken[q] = true
+    end
+  end
 end
 
 local function delete_job(id)
@@ -86,6 +117,12 @@ local function delete_job(id)
   redis.call('ZREM', P .. 'sched:' .. h.q, id)
   redis.call('ZREM', P .. 'running', id)
   redis.call('ZREM', P .. 'final', id)
+  if h.lk then
+    redis.call('ZREM', P .. 'held:' .. h.lk, id)
+  end
+  if h.state == 'running' then
+    leave_running(h)
+  end
   if not FINAL[h.state] then
     free_unique(id, h.ukey)
   end

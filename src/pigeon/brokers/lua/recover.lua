@@ -26,6 +26,7 @@ for _, id in ipairs(victims) do
   local h = load(id)
   if h and h.state == 'running' then
     count = count + 1
+    leave_running(h)
     redis.call('HDEL', jkey(id), 'tok', 'lease')
     if tonumber(h.att) >= tonumber(h.max) then
       redis.call('HSET', jkey(id), 'err', ARGV[4])

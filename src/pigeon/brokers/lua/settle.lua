@@ -11,6 +11,7 @@ for i = 3, #ARGV, 8 do
   else
     out[#out + 1] = 1
     redis.call('ZREM', P .. 'running', id)
+    leave_running(h)
     if kind == 'complete' then
       if ARGV[i + 3] == '1' then
         redis.call('HSET', key, 'res', ARGV[i + 4])
@@ -24,8 +25,8 @@ for i = 3, #ARGV, 8 do
       finish(id, h, 'failed', now, expires)
     else
       redis.call('HDEL', key, 'tok', 'lease')
-      if kind == 'release' then
-        redis.call('HINCRBY', key, 'att', -1)
+      if kind == 'release' or kind == 'defer' then
+        redis.call('HINCRBY', key, 'att', -1) -- the attempt is given back; the error stays
       else
         set_error(key, err)
       end
