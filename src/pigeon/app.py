@@ -56,7 +56,8 @@ class App:
 
     Args:
         url: the broker, e.g. ``sqlite:///jobs.db``, ``memory://``,
-            ``postgresql://…``, ``redis://…``. Defaults to ``$PIGEON_URL``, then
+            ``postgresql://…``, ``redis://…``, or a function returning one (read
+            when a connection opens). Defaults to ``$PIGEON_URL``, then
             ``sqlite:///pigeon.db``.
         result_ttl: seconds a succeeded job and its result are kept.
         failed_ttl: seconds a failed or cancelled job is kept.
@@ -66,14 +67,14 @@ class App:
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | Callable[[], str] | None = None,
         *,
         result_ttl: float = 24 * 3600,
         failed_ttl: float = 7 * 24 * 3600,
     ) -> None:
-        self.url = url or os.environ.get("PIGEON_URL") or DEFAULT_URL
-        if "://" not in self.url:
-            raise ConfigurationError(f"broker URL {self.url!r} has no scheme (e.g. sqlite:///{self.url})")
+        self._url: str | Callable[[], str] = url or os.environ.get("PIGEON_URL") or DEFAULT_URL
+        if isinstance(self._url, str) and "://" not in self._url:
+            raise ConfigurationError(f"broker URL {self._url!r} has no scheme (e.g. sqlite:///{self._url})")
         self.result_ttl = result_ttl
         self.failed_ttl = failed_ttl
         self.tasks: dict[str, Task[Any, Any]] = {}
@@ -93,6 +94,15 @@ class App:
 
     def __repr__(self) -> str:
         return f"<App {self.url}>"
+
+    @property
+    def url(self) -> str:
+        """The broker URL (read when a broker is opened, so a callable may follow settings)."""
+        return self._url() if callable(self._url) else self._url
+
+    @url.setter
+    def url(self, value: str | Callable[[], str]) -> None:
+        self._url = value
 
     # -- registration --------------------------------------------------------
 
@@ -383,6 +393,10 @@ class App:
     def enqueue_in(self, connection: Any, jobs: Sequence[Job]) -> list[JobHandle[Any]]:
         """Store jobs with the caller's connection, inside the caller's transaction.
 
+        This process's workers are poked now, before the commit, and find nothing;
+        other workers notice the commit themselves. A framework with commit hooks
+        can call ``app.notifier.notify`` on commit to wake local workers at once.
+
         Raises:
             UnsupportedFeature: the broker cannot write in the caller's transaction.
             BrokerError: the insert failed.
@@ -404,6 +418,14 @@ class App:
     def migrate(self) -> list[str]:
         """Synchronous :meth:`amigrate` (also ``pigeon migrate APP``)."""
         return self.portal_call(self.amigrate())
+
+    def resolve_task(self, name: str) -> Task[Any, Any] | None:
+        """The task a job names, or None. Workers ask this for every job.
+
+        Override it to find tasks this process has not registered yet (the
+        Django integration imports them by module path).
+        """
+        return self.tasks.get(name)
 
     def job(self, job_id: str) -> JobHandle[Any]:
         """A handle on a job by id, sent by any process."""

@@ -92,7 +92,7 @@ class JobHandle(Generic[R]):
     def _outcome(self, rec: JobRecord) -> R:
         if rec.state is JobState.SUCCEEDED:
             data = rec.result if rec.result is not None else b"null"
-            task = self.app.tasks.get(rec.job.task)
+            task = self.app.resolve_task(rec.job.task)
             value: Any = task.decode_result(data) if task is not None else codec.decode_any(data)
             return value  # type: ignore[no-any-return]
         if rec.state is JobState.CANCELLED:

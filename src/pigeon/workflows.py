@@ -89,10 +89,17 @@ def next_job(app: App, job: Job, result: bytes) -> Job | None:
         return None
     then = job.then
     step, rest = then.steps[0], then.steps[1:]
-    task = app.tasks[step.task]
+    task = _task(app, step.task)
     following = Then(then.root, then.index + 1, rest) if rest else None
     sig = Signature(task)
     return sig.job(step_id(then.root, then.index), following, fill(task, step, result))
+
+
+def _task(app: App, name: str) -> Task[Any, Any]:
+    task = app.resolve_task(name)
+    if task is None:
+        raise KeyError(f"no task named {name!r} for the workflow's next step")
+    return task
 
 
 class _Base:
@@ -269,7 +276,7 @@ def install(app: App) -> None:
                 kind = err.type if err else "pigeon.errors.JobCancelled"
                 results.append({"error": {"type": kind, "message": err.message if err else "cancelled"}})
         step = msgspec.json.decode(callback, type=Step)
-        task = app.tasks[step.task]
+        task = _task(app, step.task)
         payload = fill(task, step, msgspec.json.encode(results))
         job = Signature(task).job(step_id(root, "callback"), None, payload)
         if step.queue is not None:

@@ -145,33 +145,17 @@ class PostgresBroker(BrokerBase):
             ConfigurationError: the schema is newer than this pigeon knows.
             BrokerError: PostgreSQL failed (BrokerConnectionError when unreachable).
         """
-        ns = sql.Identifier(self.namespace)
-        versions = sql.SQL("{}.schema_version").format(ns)
-        applied: list[str] = []
+        plan = _MigrationPlan(self.namespace)
         try:
             async with await self._connect() as conn, conn.transaction():
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext('pigeon.migrate:' || %s))", [self.namespace]
-                )
-                await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ns))
-                await conn.execute(
-                    sql.SQL(
-                        "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, name text NOT NULL,"
-                        " applied_at timestamptz NOT NULL DEFAULT now())"
-                    ).format(versions)
-                )
-                cur = await conn.execute(sql.SQL("SELECT version FROM {}").format(versions))
-                done = {v for (v,) in await cur.fetchall()}
-                _check_not_newer(self.namespace, max(done, default=0))
-                for version, name, text in migrations("postgres"):
-                    if version not in done:
-                        await conn.execute(text.replace("{ns}", self.namespace).encode())
-                        insert = sql.SQL("INSERT INTO {} (version, name) VALUES (%s, %s)").format(versions)
-                        await conn.execute(insert, [version, name])
-                        applied.append(f"{version:04d}_{name}")
+                for statement, params in plan.prepare():
+                    await conn.execute(statement, params)
+                cur = await conn.execute(plan.select_done)
+                for statement, params in plan.steps({v for (v,) in await cur.fetchall()}):
+                    await conn.execute(statement, params)
         except psycopg.Error as exc:
             raise self._error(exc) from exc
-        return applied
+        return plan.applied
 
     async def open(self) -> None:
         """Check the schema and open the pool.
@@ -253,12 +237,14 @@ class PostgresBroker(BrokerBase):
             BrokerError: the insert failed (the caller's transaction is then aborted).
         """
         batch = _Batch(jobs, self._channel)
+        # A plain Cursor binds server-side (the arrays are binary), even on a connection whose
+        # cursor factory binds client-side, as Django's does; it shares the caller's transaction.
+        cur = psycopg.Cursor(connection)
         try:
             while (params := batch.next_insert()) is not None:
-                keys = batch.inserted(connection.execute(self._q["enqueue"], params).fetchall())
+                keys = batch.inserted(cur.execute(self._q["enqueue"], params).fetchall())
                 if keys:
-                    found = connection.execute(self._q["pending_by_key"], {"keys": keys}).fetchall()
-                    batch.found(found)
+                    batch.found(cur.execute(self._q["pending_by_key"], {"keys": keys}).fetchall())
         except psycopg.Error as exc:
             raise self._error(exc) from exc
         return batch.ids()
@@ -574,3 +560,57 @@ async def _check_idle(conn: psycopg.AsyncConnection[Any]) -> None:
         readable = sel.select(0)
     if readable:
         await AsyncConnectionPool.check_connection(conn)
+
+
+class _MigrationPlan:
+    """The statements of a migration run, shared by the async broker and :func:`migrate_connection`."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        ns = sql.Identifier(namespace)
+        self._versions = sql.SQL("{}.schema_version").format(ns)
+        self._ns = ns
+        self.select_done = sql.SQL("SELECT version FROM {}").format(self._versions)
+        self.applied: list[str] = []
+
+    def prepare(self) -> list[tuple[Any, list[Any] | None]]:
+        return [
+            ("SELECT pg_advisory_xact_lock(hashtext('pigeon.migrate:' || %s))", [self.namespace]),
+            (sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._ns), None),
+            (
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, name text NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                ).format(self._versions),
+                None,
+            ),
+        ]
+
+    def steps(self, done: set[int]) -> list[tuple[Any, list[Any] | None]]:
+        _check_not_newer(self.namespace, max(done, default=0))
+        insert = sql.SQL("INSERT INTO {} (version, name) VALUES (%s, %s)").format(self._versions)
+        out: list[tuple[Any, list[Any] | None]] = []
+        for version, name, text in migrations("postgres"):
+            if version not in done:
+                out += [(text.replace("{ns}", self.namespace).encode(), None), (insert, [version, name])]
+                self.applied.append(f"{version:04d}_{name}")
+        return out
+
+
+def migrate_connection(connection: psycopg.Connection[Any], namespace: str = "pigeon") -> list[str]:
+    """Create or upgrade pigeon's schema with the caller's connection, in its transaction.
+
+    For frameworks that run schema changes themselves (Django migrations).
+    Returns the migrations applied.
+
+    Raises:
+        ConfigurationError: the schema is newer than this pigeon knows.
+    """
+    plan = _MigrationPlan(namespace)
+    cur = psycopg.Cursor(connection)  # server-side binding, whatever the connection's cursor factory
+    for statement, params in plan.prepare():
+        cur.execute(statement, params)
+    cur.execute(plan.select_done)
+    for statement, params in plan.steps({v for (v,) in cur.fetchall()}):
+        cur.execute(statement, params)
+    return plan.applied

@@ -104,7 +104,7 @@ class SqliteBroker(BrokerBase):
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
         self._db = db
-        self.applied = self._write(_migrate)
+        self.applied = self._write(migrate_connection)
 
     async def migrate(self) -> list[str]:
         """Create or upgrade the tables (opening the broker does this too)."""
@@ -397,7 +397,12 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
     )
 
 
-def _migrate(db: sqlite3.Connection) -> list[str]:
+def migrate_connection(db: sqlite3.Connection) -> list[str]:
+    """Create or upgrade pigeon's tables on a connection, in its current transaction.
+
+    For frameworks that run schema changes themselves (Django migrations).
+    Returns the migrations applied.
+    """
     current = db.execute("PRAGMA user_version").fetchone()[0]
     known = migrations("sqlite")
     latest = known[-1][0] if known else 0

@@ -73,7 +73,7 @@ class Worker:
             return
         if _on_loop(loop):
             self._request_stop(hard)
-        else:
+        elif not loop.is_closed():
             loop.call_soon_threadsafe(self._request_stop, hard)
 
     def _request_stop(self, hard: bool) -> None:
@@ -234,7 +234,7 @@ class Worker:
 
     async def _attempt(self, claim: Claim, extra: dict[str, Any]) -> Outcome:
         job = claim.job
-        task = self.app.tasks.get(job.task)
+        task = self.app.resolve_task(job.task)
         if task is None:
             log.error("unknown task %r", job.task, extra=extra)
             exc = UnknownTask(f"no task named {job.task!r} is registered with this worker's app")

@@ -40,6 +40,8 @@ class WorkerThread:
 
     def stop(self, timeout: float | None = None, *, hard: bool = False) -> None:
         """Stop gracefully and wait up to ``timeout`` seconds for the thread to end."""
+        if not self._thread.is_alive():
+            return
         self.worker.stop(hard=hard)
         self._thread.join(timeout)
 

@@ -33,45 +33,18 @@ if TYPE_CHECKING:
     from pigeon.contrib.django.backend import PigeonBackend
 
 
-class _Registry(dict[str, Task[Any, Any]]):
-    """The app's task registry; a miss imports the name's module before giving up."""
-
-    def __init__(self, app: DjangoApp) -> None:
-        super().__init__()
-        self._app = app
-        self._lock = threading.Lock()
-
-    def get(self, name: str, default: Any = None) -> Any:
-        found = super().get(name)
-        if found is None:
-            found = self._app.resolve(name)
-        return default if found is None else found
-
-    def __missing__(self, name: str) -> Task[Any, Any]:
-        found = self._app.resolve(name)
-        if found is None:
-            raise KeyError(name)
-        return found
-
-
 class DjangoApp(App):
     """An :class:`App` whose broker URL follows the Django settings and whose workers import tasks."""
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
-        super().__init__(
-            config.url or "django://", result_ttl=config.result_ttl, failed_ttl=config.failed_ttl
-        )
-        self.tasks = _Registry(self)
+        # The URL is read when a broker opens: Django swaps in the test database's name late.
+        super().__init__(config.broker_url, result_ttl=config.result_ttl, failed_ttl=config.failed_ttl)
         self._resolve_lock = threading.RLock()
 
-    @property  # App sets url once; here it follows the Django database
-    def url(self) -> str:
-        return self.config.broker_url()
-
-    @url.setter
-    def url(self, value: str) -> None:  # App.__init__ assigns it; the config decides
-        pass
+    def resolve_task(self, name: str) -> Task[Any, Any] | None:
+        """A registered task, or one found by importing ``name``'s module (see the module docstring)."""
+        return self.tasks.get(name) or self.resolve(name)
 
     def __repr__(self) -> str:
         return f"<DjangoApp {self.config.alias}>"
@@ -80,7 +53,7 @@ class DjangoApp(App):
         """The pigeon task that runs a django task (registered on first use)."""
         name = task.module_path
         with self._resolve_lock:
-            found = dict.get(self.tasks, name)
+            found = self.tasks.get(name)
             if found is None:
                 found = _pigeon_task(self, task)
             return found
@@ -97,7 +70,7 @@ class DjangoApp(App):
                     module_name, _, outer = module_name.rpartition(".")
                     attr = f"{outer}.{attr}"
                     continue
-                found = dict.get(self.tasks, name)
+                found = self.tasks.get(name)
                 if found is not None:  # importing the module registered it (@app.task, @app.on)
                     return found
                 obj: Any = module

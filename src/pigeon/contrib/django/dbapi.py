@@ -12,33 +12,10 @@ from pigeon.app import App
 from pigeon.job import Job
 
 
-class _ServerBinding:
-    """Django's psycopg connection, executing with server-side binding.
-
-    Django gives its psycopg connections client-side-binding cursors, which
-    cannot send the binary arrays pigeon's enqueue binds; a plain
-    ``psycopg.Cursor`` on the same connection (same transaction) can.
-    """
-
-    def __init__(self, raw: Any) -> None:
-        self._raw = raw
-
-    def execute(self, query: Any, params: Any = None) -> Any:
-        import psycopg
-
-        return psycopg.Cursor(self._raw).execute(query, params)
-
-
 def raw_connection(conn: BaseDatabaseWrapper) -> Any:
     """The DB-API connection under a Django connection, as pigeon's brokers take it."""
     conn.ensure_connection()
-    raw = conn.connection
-    if conn.vendor == "postgresql":
-        import psycopg
-
-        if issubclass(raw.cursor_factory, psycopg.ClientCursor):
-            return _ServerBinding(raw)
-    return raw
+    return conn.connection
 
 
 def enqueue_in_django(app: App, conn: BaseDatabaseWrapper, jobs: Sequence[Job]) -> list[str]:

@@ -12,7 +12,6 @@ from typing import Any
 
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
-from pigeon.brokers.sql import migrations
 from pigeon.contrib.django.conf import backend_configs
 
 
@@ -26,31 +25,16 @@ def create(apps: Any, schema_editor: BaseDatabaseSchemaEditor) -> None:
     namespaces = _namespaces(conn.alias)
     if not namespaces:
         return
+    conn.ensure_connection()
     if conn.vendor == "sqlite":
-        from pigeon.brokers.sqlite import _migrate  # the broker's own migration code
+        from pigeon.brokers.sqlite import migrate_connection
 
-        conn.ensure_connection()
-        _migrate(conn.connection)
+        migrate_connection(conn.connection)
     elif conn.vendor == "postgresql":
-        with conn.cursor() as cur:
-            for ns in namespaces:
-                _migrate_postgres(cur, ns)
+        from pigeon.brokers.postgres import migrate_connection as migrate_postgres
 
-
-def _migrate_postgres(cur: Any, ns: str) -> None:
-    """What ``PostgresBroker.migrate()`` does, on Django's cursor and in its transaction."""
-    cur.execute("SELECT pg_advisory_xact_lock(hashtext('pigeon.migrate:' || %s))", [ns])
-    cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{ns}"')
-    cur.execute(
-        f'CREATE TABLE IF NOT EXISTS "{ns}".schema_version (version integer PRIMARY KEY, '
-        "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-    )
-    cur.execute(f'SELECT version FROM "{ns}".schema_version')
-    done = {v for (v,) in cur.fetchall()}
-    for version, name, text in migrations("postgres"):
-        if version not in done:
-            cur.execute(text.replace("{ns}", ns))
-            cur.execute(f'INSERT INTO "{ns}".schema_version (version, name) VALUES (%s, %s)', [version, name])
+        for ns in namespaces:
+            migrate_postgres(conn.connection, ns)
 
 
 def drop(apps: Any, schema_editor: BaseDatabaseSchemaEditor) -> None:
@@ -60,8 +44,11 @@ def drop(apps: Any, schema_editor: BaseDatabaseSchemaEditor) -> None:
         return
     with conn.cursor() as cur:
         if conn.vendor == "sqlite":
-            cur.execute("DROP TABLE IF EXISTS pigeon_jobs")
-            cur.execute("DROP TABLE IF EXISTS pigeon_workers")
+            cur.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'pigeon\\_%' ESCAPE '\\'"
+            )
+            for (table,) in cur.fetchall():
+                cur.execute(f'DROP TABLE IF EXISTS "{table}"')
             cur.execute("PRAGMA user_version=0")
         elif conn.vendor == "postgresql":
             for ns in namespaces:
