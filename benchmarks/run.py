@@ -44,6 +44,7 @@ if str(ROOT) not in sys.path:
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from benchmarks import servers  # noqa: E402
 from benchmarks.tasks import STAMPS, HueySuite, Suite, burn, calibrate  # noqa: E402
 from pigeon import App, JobState  # noqa: E402
 from pigeon.testing import jobs  # noqa: E402
@@ -778,14 +779,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="a small smoke run (about 30 s)")
-    parser.add_argument("--only", choices=sorted(WORKLOADS), action="append", help="run only this workload")
+    parser.add_argument(
+        "--only",
+        choices=sorted([*WORKLOADS, *servers.SECTIONS]),
+        action="append",
+        help="run only this workload or server section (postgres, redis); repeatable",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the no-op drain and print it")
     args = parser.parse_args(argv)
 
     import huey
 
+    start_all = time.perf_counter()
     scale = QUICK if args.quick else FULL
-    chosen = args.only or list(WORKLOADS)
+    chosen = [w for w in args.only or WORKLOADS if w in WORKLOADS]
+    server_sections = [s for s in args.only or servers.SECTIONS if s in servers.SECTIONS]
     console.print(
         f"pigeon benchmark{' (quick)' if args.quick else ''}: Python {platform.python_version()}, "
         f"SQLite {sqlite3.sqlite_version}, Huey {huey.__version__}, {os.cpu_count()} CPUs, "
@@ -794,13 +802,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # Every workload bounds itself; this is the last resort should one hang inside
     # a call no bound reaches: print every thread's stack and exit.
-    faulthandler.dump_traceback_later(90 if args.quick else 360, exit=True)
     began = time.perf_counter()
     sections: list[tuple[str, list[Row]]] = []
     with tempfile.TemporaryDirectory(prefix="pigeon-bench-") as tmp, quiet_stderr_logging():
         ctx = Context(scale, args.quick, args.profile, Path(tmp))
         for name in chosen:
             label, fn = WORKLOADS[name]
+            faulthandler.dump_traceback_later(90 if args.quick else 360, exit=True)
             t0 = time.perf_counter()
             with console.status(f"{label}…"):
                 try:
@@ -811,15 +819,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             sections.append((name, rows))
     faulthandler.cancel_dump_traceback_later()
     took = time.perf_counter() - began
-    report(
-        sections, f"pigeon on SQLite, one worker process ({took:.0f} s, 1-min load {os.getloadavg()[0]:.2f})"
-    )
-    console.print(
-        "[dim]pigeon/huey divides pigeon's figure by Huey's: green favours pigeon "
-        "(higher jobs/s, fewer seconds or ms). Huey's drain times run from its first job's "
-        "start to the last result stored, leaving out its consumer's start-up; pigeon's run "
-        "from its in-process worker's start to its exit.[/]"
-    )
+    if sections:
+        report(
+            sections,
+            f"pigeon on SQLite, one worker process ({took:.0f} s, 1-min load {os.getloadavg()[0]:.2f})",
+        )
+        console.print(
+            "[dim]pigeon/huey divides pigeon's figure by Huey's: green favours pigeon "
+            "(higher jobs/s, fewer seconds or ms). Huey's drain times run from its first job's "
+            "start to the last result stored, leaving out its consumer's start-up; pigeon's run "
+            "from its in-process worker's start to its exit.[/]"
+        )
+    if server_sections:
+        began = time.perf_counter()
+        servers.run_sections(
+            server_sections,
+            args.quick,
+            console,
+            lambda seconds: faulthandler.dump_traceback_later(seconds, exit=True),
+        )
+        faulthandler.cancel_dump_traceback_later()
+        console.print(f"  server sections: {time.perf_counter() - began:.0f} s", style="dim")
+    console.print(f"  the whole run: {time.perf_counter() - start_all:.0f} s", style="dim")
     return 0
 
 
