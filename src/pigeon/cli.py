@@ -101,7 +101,12 @@ def main() -> None:
 
 @main.command()
 @click.argument("app_path", metavar="APP")
-@click.option("--queues", "-Q", default=None, help="Comma-separated queues (default: default).")
+@click.option(
+    "--queues",
+    "-Q",
+    default=None,
+    help="Comma-separated queues (default: default); name=N caps that queue at N jobs in flight here.",
+)
 @click.option("--concurrency", "-c", type=int, default=None, help="Jobs in flight per process.")
 @click.option("--processes", "-p", type=int, default=1, show_default=True, help="Worker processes.")
 @click.option("--burst", is_flag=True, help="Exit when nothing is left to do.")

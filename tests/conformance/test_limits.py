@@ -110,3 +110,40 @@ def test_bad_limits_are_refused() -> None:
         app.task(rate="lots")(lambda: None)
     with pytest.raises(ValueError, match="concurrency"):
         app.task(concurrency=0)(lambda: None)
+
+
+async def test_queue_limit_on_one_worker(app: App) -> None:
+    running = {"images": 0, "default": 0}
+    peak = {"images": 0, "default": 0}
+
+    @app.task(queue="images")
+    async def thumb(i: int) -> None:
+        running["images"] += 1
+        peak["images"] = max(peak["images"], running["images"])
+        await asyncio.sleep(0.02)
+        running["images"] -= 1
+
+    @app.task
+    async def other(i: int) -> None:
+        running["default"] += 1
+        peak["default"] = max(peak["default"], running["default"])
+        await asyncio.sleep(0.02)
+        running["default"] -= 1
+
+    handles = await thumb.asend_many([(i,) for i in range(10)]) + await other.asend_many(
+        [(i,) for i in range(10)]
+    )
+    async with app.worker(queues="default,images=2", concurrency=8, **FAST):
+        for h in handles:
+            await h.aresult(timeout=20)
+    assert peak["images"] == 2
+    assert peak["default"] > 2  # the cap is the images queue's alone
+
+
+def test_queue_limit_syntax() -> None:
+    from pigeon import ConfigurationError, WorkerConfig
+
+    cfg = WorkerConfig().replace(queues="default, images=2")
+    assert cfg.queues == ("default", "images") and cfg.queue_limits == (("images", 2),)
+    with pytest.raises(ConfigurationError):
+        WorkerConfig().replace(queues="images=many")

@@ -17,6 +17,8 @@ class WorkerConfig:
 
     Attributes:
         queues: the queues to take jobs from.
+        queue_limits: ``(queue, n)`` pairs: at most n jobs of that queue in flight on this
+            worker (``--queues default,images=2`` on the command line).
         concurrency: jobs in flight at once, across all executors.
         threads: the thread pool for plain-function tasks (default: up to ``concurrency``, at most 64).
         processes: the process pool for ``executor="process"`` tasks (default: CPU count).
@@ -33,6 +35,7 @@ class WorkerConfig:
     """
 
     queues: tuple[str, ...] = ("default",)
+    queue_limits: tuple[tuple[str, int], ...] = ()
     concurrency: int = 32
     threads: int | None = None
     processes: int | None = None
@@ -56,6 +59,11 @@ class WorkerConfig:
             raise ConfigurationError("heartbeat must be shorter than the lease")
         if self.dead_after <= self.heartbeat:
             raise ConfigurationError("dead_after must be longer than the heartbeat")
+        for queue, limit in self.queue_limits:
+            if queue not in self.queues or limit < 1:
+                raise ConfigurationError(
+                    f"queue limit {queue}={limit}: name a queue of this worker, limit >= 1"
+                )
 
     @property
     def thread_count(self) -> int:
@@ -67,7 +75,10 @@ class WorkerConfig:
 
     def replace(self, **changes: Any) -> Self:
         if "queues" in changes and isinstance(changes["queues"], str):
-            changes["queues"] = tuple(q.strip() for q in changes["queues"].split(",") if q.strip())
+            queues, limits = _parse_queues(changes["queues"])
+            changes["queues"] = queues
+            if limits:
+                changes["queue_limits"] = limits
         elif "queues" in changes:
             changes["queues"] = tuple(changes["queues"])
         try:
@@ -95,3 +106,20 @@ class WorkerConfig:
             except ValueError:
                 raise ConfigurationError(f"PIGEON_{f.name.upper()}={raw!r} is not a valid value") from None
         return cls().replace(**changes)
+
+
+def _parse_queues(text: str) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
+    """``"default,images=2"`` → the queues, and the per-worker limits given with ``=``."""
+    queues: list[str] = []
+    limits: list[tuple[str, int]] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, limit = item.partition("=")
+        queues.append(name.strip())
+        if sep:
+            try:
+                limits.append((name.strip(), int(limit)))
+            except ValueError:
+                raise ConfigurationError(f"queue {item!r}: write name=N, N a whole number") from None
+    return tuple(queues), tuple(limits)

@@ -17,6 +17,7 @@ import signal
 import socket
 import threading
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from pigeon.errors import BrokerError, DecodeError, Defer, Retry, UnknownTask
@@ -163,9 +164,8 @@ class Worker:
             self._wake.clear()
             free = cfg.concurrency - len(self._running)
             if free > 0:
-                want = min(free, cfg.batch)
                 try:
-                    claims = await self._broker.claim(self.id, cfg.queues, want, cfg.lease)
+                    claims, want = await self._claim(free)
                 except BrokerError as exc:
                     log.error("claim failed, retrying: %s", exc)
                     await self._pause(min(cfg.poll * 4, 5.0))
@@ -182,6 +182,26 @@ class Worker:
             else:
                 self._starved = False
             await self._wake.wait()
+
+    async def _claim(self, free: int) -> tuple[list[Claim], int]:
+        """Claim up to ``free`` jobs, within per-queue limits; return them and how many were sought."""
+        assert self._broker is not None
+        cfg = self.config
+        if not cfg.queue_limits:
+            want = min(free, cfg.batch)
+            return await self._broker.claim(self.id, cfg.queues, want, cfg.lease), want
+        limits = dict(cfg.queue_limits)
+        in_flight = Counter(claim.job.queue for claim, _ in self._running.values())
+        groups: list[tuple[tuple[str, ...], int]] = [((q,), cap - in_flight[q]) for q, cap in limits.items()]
+        groups.append((tuple(q for q in cfg.queues if q not in limits), free))
+        claims: list[Claim] = []
+        sought = 0
+        for queues, room in groups:
+            want = min(room, free - len(claims), cfg.batch)
+            if queues and want > 0:
+                claims += await self._broker.claim(self.id, queues, want, cfg.lease)
+                sought += want
+        return claims, sought
 
     async def _pause(self, seconds: float) -> None:
         try:
@@ -229,7 +249,8 @@ class Worker:
             if outcome is not None:
                 self._outbox.append(outcome)
                 self._outbox_ready.set()
-            if not self._starved or self.config.burst or self._stopping:
+            limited = any(q == job.queue for q, _ in self.config.queue_limits)
+            if not self._starved or limited or self.config.burst or self._stopping:
                 self._wake.set()
 
     async def _attempt(self, claim: Claim, extra: dict[str, Any]) -> Outcome:
