@@ -180,6 +180,7 @@ async def run(stations: int, seconds: float, mean_interval: float, console: Cons
 def _summary(console: Console) -> bool:
     lat = hw.latencies
     ok = hw.answered == hw.reads and hw.reads > 0
+    console.print()
     console.print(
         f"reads {hw.reads}, answered {hw.answered}"
         + (f", tag→LED p50 {statistics.median(lat) * 1000:.1f} ms" if lat else "")
