@@ -351,3 +351,13 @@ async def test_batch_enqueue_keeps_order(broker: Broker) -> None:
     assert await broker.enqueue(jobs) == [j.id for j in jobs]
     claims = await broker.claim("w", Q, 1000, 30)
     assert [c.job.id for c in claims] == [j.id for j in jobs]
+
+
+async def test_lost_jobs_without_attempts_expire_like_failures(broker: Broker) -> None:
+    job = make_job(max_attempts=1)
+    await broker.enqueue([job])
+    await broker.claim("w", Q, 1, 0.05)
+    await eventually(lambda: broker.recover(60, time.time() + 0.2), lambda n: n == 1, what="recovered")
+    assert (await broker.get(job.id)).state is JobState.FAILED  # type: ignore[union-attr]
+    await eventually(broker.prune, lambda n: n == 1, what="the failure pruned after its retention")
+    assert await broker.get(job.id) is None

@@ -89,10 +89,11 @@ class Broker(Protocol):
         """Return when another process may have made work available, or after ``timeout``."""
         ...
 
-    async def recover(self, dead_after: float) -> int:
+    async def recover(self, dead_after: float, expires_at: float | None = None) -> int:
         """Requeue RUNNING jobs whose lease expired or whose worker is silent for ``dead_after`` s.
 
-        A job with no attempts left becomes FAILED instead. Silent workers are
+        A job with no attempts left becomes FAILED instead, kept until ``expires_at``
+        (for ever when None). Silent workers are
         unregistered. Safe to race: each job is recovered once. Returns how
         many jobs were recovered.
         """

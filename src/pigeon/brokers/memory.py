@@ -245,7 +245,7 @@ class MemoryBroker(BrokerBase):
         # No other process can add work; the app's in-process notifier covers this one.
         await asyncio.sleep(timeout)
 
-    async def recover(self, dead_after: float) -> int:
+    async def recover(self, dead_after: float, expires_at: float | None = None) -> int:
         now = time.time()
         count = 0
         with self._s.lock:
@@ -263,7 +263,7 @@ class MemoryBroker(BrokerBase):
                 row.lease_until = None
                 if row.attempts >= row.job.max_attempts:
                     row.error = ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost")
-                    self._finish(row, JobState.FAILED, None)
+                    self._finish(row, JobState.FAILED, expires_at)
                 else:
                     self._push_ready(row)
             for wid in [w for w in self._s.workers if w not in alive]:

@@ -353,9 +353,15 @@ class PostgresBroker(BrokerBase):
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 5.0)
 
-    async def recover(self, dead_after: float) -> int:
+    async def recover(self, dead_after: float, expires_at: float | None = None) -> int:
         now = time.time()
-        params = {"now": now, "silent": now - dead_after, "lost_error": _LOST, "channel": self._channel}
+        params = {
+            "now": now,
+            "silent": now - dead_after,
+            "lost_error": _LOST,
+            "channel": self._channel,
+            "expires": expires_at,
+        }
         rows = await self._fetch("recover", params)
         return int(rows[0][0])
 

@@ -372,10 +372,11 @@ class RedisBroker(BrokerBase):
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    async def recover(self, dead_after: float) -> int:
+    async def recover(self, dead_after: float, expires_at: float | None = None) -> int:
         now = time.time()
+        expires = "" if expires_at is None else repr(expires_at)
         with self._translated():
-            return int(await self._script("recover", repr(now), repr(now - dead_after), _LOST))
+            return int(await self._script("recover", repr(now), repr(now - dead_after), _LOST, expires))
 
     async def prune(self) -> int:
         total = 0

@@ -260,7 +260,7 @@ class SqliteBroker(BrokerBase):
             if await self._run(version) != first:
                 return
 
-    async def recover(self, dead_after: float) -> int:
+    async def recover(self, dead_after: float, expires_at: float | None = None) -> int:
         q = self._q
 
         def recover(db: sqlite3.Connection) -> int:
@@ -268,7 +268,7 @@ class SqliteBroker(BrokerBase):
             rows = db.execute(q["recoverable"], (now, now - dead_after)).fetchall()
             for job_id, attempts, max_attempts in rows:
                 if attempts >= max_attempts:
-                    db.execute(q["recover_fail"], (_LOST, now, job_id))
+                    db.execute(q["recover_fail"], (_LOST, now, expires_at, job_id))
                 else:
                     db.execute(q["recover_requeue"], (job_id,))
             db.execute(q["forget_silent_workers"], (now - dead_after,))

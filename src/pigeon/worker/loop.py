@@ -456,7 +456,7 @@ class Worker:
         while True:
             await asyncio.sleep(cfg.recover_every * random.uniform(0.5, 1.0))
             try:
-                n = await self._broker.recover(cfg.dead_after)
+                n = await self._broker.recover(cfg.dead_after, time.time() + self.app.failed_ttl)
                 if n:
                     log.warning("recovered %d jobs from lost workers", n)
                 if time.monotonic() >= next_prune:

@@ -1,4 +1,4 @@
--- ARGV: prefix, now, silent_before, the WorkerLost error.
+-- ARGV: prefix, now, silent_before, the WorkerLost error, expiry of such failures ('' = never).
 -- Requeues (or fails, with no attempts left) running jobs whose lease expired or whose
 -- registered worker went silent, and forgets silent workers. Returns how many.
 local now = ARGV[2]
@@ -30,7 +30,7 @@ for _, id in ipairs(victims) do
     redis.call('HDEL', jkey(id), 'tok', 'lease')
     if tonumber(h.att) >= tonumber(h.max) then
       redis.call('HSET', jkey(id), 'err', ARGV[4])
-      finish(id, h, 'failed', now, '')
+      finish(id, h, 'failed', now, ARGV[5])
     else
       push_ready(id, h.q, h.prio, h.seq, 'running')
     end

@@ -152,7 +152,7 @@ WITH lost AS (
     SET state = CASE WHEN lost.spent THEN 'failed' ELSE 'queued' END,
         error = CASE WHEN lost.spent THEN %(lost_error)s ELSE j.error END,
         finished_at = CASE WHEN lost.spent THEN %(now)s ELSE j.finished_at END,
-        expires_at = CASE WHEN lost.spent THEN NULL ELSE j.expires_at END,
+        expires_at = CASE WHEN lost.spent THEN %(expires)s::double precision ELSE j.expires_at END,
         token = NULL, lease_until = NULL
     FROM lost
     WHERE j.id = lost.id

@@ -93,7 +93,7 @@ WHERE id = ? AND state = 'running'
 
 -- name: recover_fail
 UPDATE pigeon_jobs
-SET state = 'failed', error = ?, finished_at = ?, expires_at = NULL, token = NULL, lease_until = NULL
+SET state = 'failed', error = ?, finished_at = ?, expires_at = ?, token = NULL, lease_until = NULL
 WHERE id = ? AND state = 'running'
 
 -- name: forget_silent_workers
