@@ -1,0 +1,57 @@
+"""pigeon's driver: the PostgreSQL or Redis broker named by ``$BENCH_URL``; run with pigeon's own venv."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from benchcommon import Peer, Worker, hit, main
+
+from pigeon import App
+
+URL = os.environ.get("BENCH_URL", "memory://")
+app = App(URL)
+
+
+@app.task
+async def noop() -> None:
+    hit()
+
+
+# Jobs in flight for the drain (claimed up to 200 a round trip, pigeon's default batch).
+DRAIN_CONCURRENCY = 200
+
+
+class PigeonPeer(Peer):
+    name = "pigeon"
+
+    def setup(self) -> None:
+        if URL.startswith("postgres"):
+            from pigeon.brokers.base import create_broker
+
+            async def migrate() -> None:
+                broker = create_broker(URL, {})
+                await broker.migrate()  # type: ignore[attr-defined]
+
+            app.portal_call(migrate())
+
+    def enqueue(self, n: int) -> None:
+        noop.send_many([()] * n)
+
+    def send(self) -> None:
+        noop.send()
+
+    def worker(self, mode: str, n: int) -> Worker:
+        argv = [sys.executable, "-m", "pigeon", "worker", "pigeon_peer:app", "-l", "warning"]
+        if mode == "drain":
+            return Worker(
+                [*argv, "-c", str(DRAIN_CONCURRENCY)], note=f"`pigeon worker -c {DRAIN_CONCURRENCY}`"
+            )
+        return Worker(argv, note="`pigeon worker` at its defaults (c=32)")
+
+    def teardown(self) -> None:
+        app.close()
+
+
+if __name__ == "__main__":
+    main(PigeonPeer())
