@@ -100,7 +100,10 @@ class SqliteBroker(BrokerBase):
         db = sqlite3.connect(
             self.path, isolation_level=None, timeout=self._busy_timeout, check_same_thread=False
         )
-        db.execute("PRAGMA journal_mode=WAL")
+        # Switching to WAL needs an exclusive lock and does not wait for one: do it only
+        # when the file is not in WAL mode yet (once, ever), not while others hold it open.
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            _retry_busy(lambda: db.execute("PRAGMA journal_mode=WAL"), self._busy_timeout)
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
         self._db = db
@@ -379,6 +382,21 @@ def _rows(jobs: Sequence[Job]) -> list[tuple[Any, ...]]:
         )
         for j in jobs
     ]
+
+
+def _retry_busy(fn: Callable[[], object], within: float) -> None:
+    """Run ``fn``, retrying while SQLite answers "database is locked", for up to ``within`` s."""
+    deadline = time.monotonic() + within
+    pause = 0.005
+    while True:
+        try:
+            fn()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)  # on the broker's own thread, waiting for another process's lock
+            pause = min(pause * 2, 0.2)
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
