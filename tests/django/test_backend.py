@@ -12,6 +12,7 @@ from django.tasks.base import Task as DjangoTask
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
 
+import django
 from pigeon.contrib.django import PigeonBackend, PigeonTask, get_app
 from tests.django.testapp import tasks
 from tests.helpers import eventually, wait_until
@@ -184,8 +185,19 @@ def test_result_of_a_plain_pigeon_job_is_not_a_task_result(alias: str) -> None:
         task_backends[alias].get_result(handle.id)
 
 
+@pytest.mark.skipif(django.VERSION < (6, 1), reason="Django 6.0's tasks cannot be pickled at all")
 def test_pickled_task_keeps_pigeon_options() -> None:
     import pickle
 
     again = pickle.loads(pickle.dumps(tasks.flaky))
     assert dataclasses.asdict(again) == dataclasses.asdict(tasks.flaky)
+
+
+@pytest.mark.skipif(django.VERSION >= (6, 1), reason="Django 6.1's @task takes pigeon's options")
+def test_django_60_decorator_cannot_take_options() -> None:
+    from django.tasks import task as django_task
+
+    def job() -> None: ...
+
+    with pytest.raises(TypeError, match="max_attempts"):
+        django_task(max_attempts=5)(job)

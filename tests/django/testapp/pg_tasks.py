@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from django.tasks import task
-
 from pigeon.contrib.django import ModelSnapshot, forward_signals, get_app
+from tests.django.testapp.compat import task
 from tests.django.testapp.models import Note, Ran
 
 pg_app = get_app("pg")

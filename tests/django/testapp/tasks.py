@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from django.tasks import TaskContext, task
+from django.tasks import TaskContext
 
+from tests.django.testapp.compat import task
 from tests.django.testapp.models import Ran
 
 

@@ -68,6 +68,7 @@ def task(
             raise ConfigurationError(f"TASKS[{backend!r}] is not a pigeon backend: it cannot take {options}")
         return PigeonTask(
             func=f,
+            run_after=None,  # 6.0's Task has no default for it
             priority=priority,
             queue_name=queue_name,
             backend=backend,
