@@ -20,10 +20,9 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import django
 import pytest
 from django.conf import settings
-
-import django
 
 _TMP = tempfile.mkdtemp(prefix="pigeon-django-")
 PG_URL = os.environ.get("PIGEON_TEST_POSTGRES_URL")

@@ -6,13 +6,13 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import django
 import pytest
 from django.tasks import TaskResultStatus, task_backends
 from django.tasks.base import Task as DjangoTask
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
 
-import django
 from pigeon.contrib.django import PigeonBackend, PigeonTask, get_app
 from tests.django.testapp import tasks
 from tests.helpers import eventually, wait_until

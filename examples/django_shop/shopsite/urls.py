@@ -1,7 +1,6 @@
 from django.contrib import admin
-from shop import views
-
 from django.urls import path
+from shop import views
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, overload
 
+import django
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, DEFAULT_TASK_QUEUE_NAME, task_backends
 from django.tasks import task as django_task
 from django.tasks.base import DEFAULT_TASK_PRIORITY
 
-import django
 from pigeon.contrib.django.backend import PIGEON_TASK_FIELDS, PigeonTask
 from pigeon.errors import ConfigurationError
 
