@@ -87,3 +87,25 @@ def test_postgres_snapshots() -> None:
         note.delete()
         wait_until(lambda: len(pg_tasks.seen) == 1, what="note event")
     assert pg_tasks.seen[0].pk == pk and pg_tasks.seen[0].fields["text"] == "hello"
+
+
+@pytest.mark.parametrize("alias", ["default"])
+def test_an_unhandled_snapshot_is_recorded_not_left_pending(alias: str, worker: Any) -> None:
+    from pigeon.contrib.django import forward_signals, get_app
+    from pigeon.job import JobState
+
+    forward_signals(Note, ["post_save"], topic="unheard")
+    with transaction.atomic():
+        Note.objects.create(text="nobody listens")
+    app = get_app(alias)
+
+    def records() -> list[Any]:
+        return app.portal_call(_unrouted(app))
+
+    found = wait_until(records, what="the unhandled event recorded")
+    assert {r.state for r in found} == {JobState.CANCELLED}  # closed at once: nothing pending, pruned later
+
+
+async def _unrouted(app: Any) -> list[Any]:
+    broker = await app.connection()
+    return list(await broker.list_jobs(queue="pigeon.unrouted"))

@@ -32,7 +32,7 @@ from django.db.models.fields.files import FieldFile
 from pigeon import codec
 from pigeon.contrib.django._app import get_app
 from pigeon.contrib.django.dbapi import enqueue_in_django
-from pigeon.events import check_topic, fan_out
+from pigeon.events import check_topic, fan_out, is_unrouted
 
 FORWARDABLE = ("post_save", "post_delete", "pre_delete", "pre_save")
 
@@ -102,9 +102,11 @@ def publish_on_commit(topic: str, payload: ModelSnapshot, *, using: str, backend
     conn = connections[using]
     if app.config.in_django_db and app.config.database == using and conn.in_atomic_block:
         jobs = fan_out(app.handlers, topic, payload)
-        if jobs:
+        if not is_unrouted(jobs):
             enqueue_in_django(app, conn, jobs)
-        return
+            return
+    # Elsewhere, outside a transaction, or with no handler (the record of an unhandled event
+    # is written and closed by publish(), which needs the committed row).
     transaction.on_commit(lambda: app.publish(topic, payload), using=using, robust=False)
 
 
