@@ -147,3 +147,16 @@ def test_queue_limit_syntax() -> None:
     assert cfg.queues == ("default", "images") and cfg.queue_limits == (("images", 2),)
     with pytest.raises(ConfigurationError):
         WorkerConfig().replace(queues="images=many")
+
+
+async def test_unheard_progress_leaves_no_event_records(app: App) -> None:
+    @app.task
+    async def step(ctx: JobContext) -> None:
+        ctx.progress(1.0, "done")
+
+    async with app.worker(**FAST):
+        h = await step.asend()
+        await h.aresult(timeout=10)
+        await eventually(h.arecord, lambda r: r.progress is not None, what="progress stored")
+    broker = await app.connection()
+    assert await broker.list_jobs(queue="pigeon.unrouted") == []

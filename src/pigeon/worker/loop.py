@@ -10,6 +10,7 @@ loops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -242,6 +243,10 @@ class Worker:
             if job.id not in self._lost:
                 outcome = Outcome(job_id=job.id, token=claim.token, kind=OutcomeKind.RELEASE)
                 log.info("job handed back unfinished", extra=extra)
+        else:
+            # A last report must land before the settle; when stopping, the known outcome wins.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._progress.flush(job.id)
         finally:
             self._running.pop(job.id, None)
             self._lost.discard(job.id)

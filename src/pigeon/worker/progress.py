@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from pigeon.errors import BrokerError
+from pigeon.events import pattern_regex
 from pigeon.job import Claim
 from pigeon.task import Progress
 from pigeon.worker.seam import InstrumentedBroker
@@ -35,24 +36,48 @@ class ProgressReporter:
         self._app = app
         self._broker = broker
         self._loop = asyncio.get_running_loop()
-        self._sending: set[asyncio.Task[None]] = set()
+        self._sending: dict[str, set[asyncio.Task[None]]] = {}
+        self._listened = any(pattern_regex(pattern).match(TOPIC) for pattern, _ in app.handlers)
 
     def reporter(self, claim: Claim) -> Callable[[float, str], None]:
         def report(fraction: float, message: str) -> None:
-            self._loop.call_soon_threadsafe(self._start, claim, fraction, message)
+            if _on_loop(self._loop):
+                self._start(claim, fraction, message)
+            else:
+                self._loop.call_soon_threadsafe(self._start, claim, fraction, message)
 
         return report
 
     def _start(self, claim: Claim, fraction: float, message: str) -> None:
         task = self._loop.create_task(self._send(claim, fraction, message))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        pending = self._sending.setdefault(claim.job.id, set())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    async def flush(self, job_id: str) -> None:
+        """Wait for a job's reports to be written, before its settle ends what they can change."""
+        pending = self._sending.pop(job_id, set())
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _send(self, claim: Claim, fraction: float, message: str) -> None:
         report = Progress(fraction, message, time.time())
         try:
             await self._broker.progress(claim.job.id, claim.token, msgspec.json.encode(report))
-            event = {"job_id": claim.job.id, "task": claim.job.task, "fraction": fraction, "message": message}
-            await self._app.apublish(TOPIC, event)
+            if self._listened:  # unheard reports would each leave an unrouted-event record
+                event = {
+                    "job_id": claim.job.id,
+                    "task": claim.job.task,
+                    "fraction": fraction,
+                    "message": message,
+                }
+                await self._app.apublish(TOPIC, event)
         except BrokerError as exc:
             log.warning("progress report lost: %s", exc, extra={"job_id": claim.job.id})
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
