@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -13,7 +12,6 @@ import msgspec
 import pytest
 
 from pigeon import App, Fixed, JobState
-from tests.conftest import open_broker
 from tests.helpers import eventually
 
 
@@ -21,15 +19,6 @@ class TagRead(msgspec.Struct, frozen=True):
     station: str
     uid: str
     at: datetime
-
-
-@pytest.fixture
-async def app(broker_url: str) -> AsyncIterator[App]:
-    b = await open_broker(broker_url, {})
-    await b.__aexit__(None, None, None)
-    app = App(broker_url)
-    yield app
-    await app.aclose()
 
 
 FAST = {"poll": 0.05, "heartbeat": 0.2}

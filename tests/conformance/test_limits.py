@@ -5,24 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from pigeon import App, JobContext, JobState
-from tests.conftest import open_broker
 from tests.helpers import eventually
-
-
-@pytest.fixture
-async def app(broker_url: str) -> AsyncIterator[App]:
-    b = await open_broker(broker_url, {})
-    await b.__aexit__(None, None, None)
-    app = App(broker_url)
-    yield app
-    await app.aclose()
-
 
 FAST = {"poll": 0.05, "heartbeat": 0.2}
 

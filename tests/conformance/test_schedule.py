@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 
 from pigeon import App, ConfigurationError, JobContext
-from tests.conftest import open_broker
 from tests.helpers import eventually
-
-
-@pytest.fixture
-async def app(broker_url: str) -> AsyncIterator[App]:
-    b = await open_broker(broker_url, {})
-    await b.__aexit__(None, None, None)
-    app = App(broker_url)
-    yield app
-    await app.aclose()
 
 
 async def _value(x: list[str]) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -11,16 +11,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import pytest
 
 from pigeon import App, JobState, UnsupportedFeature
-from tests.conftest import open_broker
-
-
-@pytest.fixture
-async def app(broker_url: str) -> AsyncIterator[App]:
-    b = await open_broker(broker_url, {})
-    await b.__aexit__(None, None, None)
-    app = App(broker_url)
-    yield app
-    await app.aclose()
 
 
 @contextmanager

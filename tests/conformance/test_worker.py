@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
@@ -15,22 +14,12 @@ import pytest
 
 from pigeon import App, JobContext, JobFailed, JobState, Retry
 from pigeon.retry import Fixed
-from tests.conftest import open_broker
 from tests.helpers import make_job
 
 
 class Point(msgspec.Struct, frozen=True):
     x: int
     y: int
-
-
-@pytest.fixture
-async def app(broker_url: str) -> AsyncIterator[App]:
-    b = await open_broker(broker_url, {})  # creates the schema where a broker needs migrating
-    await b.__aexit__(None, None, None)
-    app = App(broker_url)
-    yield app
-    await app.aclose()
 
 
 FAST = {"poll": 0.05, "heartbeat": 0.2, "lease": 5.0, "recover_every": 0.5, "dead_after": 1.0}

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from pigeon import App, JobCancelled, JobFailed, JobState, chain, chord, group
-from tests.conftest import open_broker
 from tests.helpers import eventually
-
-
-@pytest.fixture
-async def app(broker_url: str) -> AsyncIterator[App]:
-    b = await open_broker(broker_url, {})
-    await b.__aexit__(None, None, None)
-    app = App(broker_url)
-    yield app
-    await app.aclose()
-
 
 FAST = {"poll": 0.05, "heartbeat": 0.2, "lease": 5.0, "recover_every": 0.3, "dead_after": 1.0}
 

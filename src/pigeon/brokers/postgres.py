@@ -36,7 +36,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from pigeon.brokers.base import BrokerBase, Capabilities
-from pigeon.brokers.sql import migrations, queries
+from pigeon.brokers.sql import migrations, queries, record_from_row
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
@@ -56,7 +56,6 @@ _POOL_TIMEOUT = 10.0
 _UNIQUE_RETRIES = 3
 _CLAIM_PASSES = 4
 _LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
-_error_decoder = msgspec.json.Decoder(ErrorInfo)
 _worker_decoder = msgspec.json.Decoder(WorkerInfo)
 
 AnyConnection = psycopg.AsyncConnection[Any] | psycopg.Connection[Any]
@@ -372,7 +371,7 @@ class PostgresBroker(BrokerBase):
 
     async def get(self, job_id: str) -> JobRecord | None:
         rows = await self._fetch("get", {"id": job_id})
-        return _record(rows[0]) if rows else None
+        return record_from_row(rows[0]) if rows else None
 
     async def list_jobs(
         self,
@@ -384,7 +383,7 @@ class PostgresBroker(BrokerBase):
     ) -> list[JobRecord]:
         value = None if state is None else state.value
         params = {"queue": queue, "state": value, "task": task, "limit": limit}
-        return [_record(r) for r in await self._fetch("list", params)]
+        return [record_from_row(r) for r in await self._fetch("list", params)]
 
     async def stats(self) -> list[QueueStats]:
         counts: dict[str, dict[str, int]] = {}
@@ -528,22 +527,6 @@ def _settle_row(o: Outcome, now: float) -> tuple[Any, ...]:
         state = "scheduled" if run_at > now else "queued"
         return (o.job_id, o.token, state, None, None, True, True, run_at, None, None)
     return (o.job_id, o.token, "queued", None, None, True, True, None, None, None)
-
-
-def _record(row: tuple[Any, ...]) -> JobRecord:
-    envelope, state, attempts, result, error, worker_id, started, finished, lease, progress = row
-    return JobRecord(
-        job=Job.decode(envelope),
-        state=JobState(state),
-        attempts=attempts,
-        result=result,
-        error=None if error is None else _error_decoder.decode(error),
-        worker_id=worker_id,
-        started_at=started,
-        finished_at=finished,
-        lease_until=lease,
-        progress=progress,
-    )
 
 
 def _check_not_newer(namespace: str, version: int) -> None:

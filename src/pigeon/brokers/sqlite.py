@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from pigeon.brokers.base import BrokerBase, Capabilities
-from pigeon.brokers.sql import migrations, queries
+from pigeon.brokers.sql import migrations, queries, record_from_row
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
@@ -44,7 +44,6 @@ T = TypeVar("T")
 
 _WATCH_EVERY = 0.004
 _LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
-_error_decoder = msgspec.json.Decoder(ErrorInfo)
 _worker_decoder = msgspec.json.Decoder(WorkerInfo)
 
 
@@ -290,7 +289,7 @@ class SqliteBroker(BrokerBase):
 
     async def get(self, job_id: str) -> JobRecord | None:
         rows = await self._run(self._read, self._q["get"], (job_id,))
-        return _record(rows[0]) if rows else None
+        return record_from_row(rows[0]) if rows else None
 
     async def list_jobs(
         self,
@@ -306,7 +305,7 @@ class SqliteBroker(BrokerBase):
             "task": task,
             "limit": limit,
         }
-        return [_record(r) for r in await self._run(self._read, self._q["list"], params)]
+        return [record_from_row(r) for r in await self._run(self._read, self._q["list"], params)]
 
     async def stats(self) -> list[QueueStats]:
         counts: dict[str, dict[str, int]] = {}
@@ -397,22 +396,6 @@ def _retry_busy(fn: Callable[[], object], within: float) -> None:
                 raise
             time.sleep(pause)  # on the broker's own thread, waiting for another process's lock
             pause = min(pause * 2, 0.2)
-
-
-def _record(row: tuple[Any, ...]) -> JobRecord:
-    envelope, state, attempts, result, error, worker_id, started, finished, lease, progress = row
-    return JobRecord(
-        job=Job.decode(envelope),
-        state=JobState(state),
-        attempts=attempts,
-        result=result,
-        error=None if error is None else _error_decoder.decode(error),
-        worker_id=worker_id,
-        started_at=started,
-        finished_at=finished,
-        lease_until=lease,
-        progress=progress,
-    )
 
 
 def migrate_connection(db: sqlite3.Connection) -> list[str]:

@@ -9,6 +9,11 @@ from __future__ import annotations
 import functools
 import re
 from importlib.resources import files
+from typing import Any
+
+import msgspec
+
+from pigeon.job import ErrorInfo, Job, JobRecord, JobState
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
@@ -30,3 +35,25 @@ def migrations(dialect: str) -> tuple[tuple[int, str, str], ...]:
         if m:
             found.append((int(m.group(1)), m.group(2), entry.read_text()))
     return tuple(sorted(found))
+
+
+_error_decoder = msgspec.json.Decoder(ErrorInfo)
+
+
+def record_from_row(row: tuple[Any, ...]) -> JobRecord:
+    """A JobRecord from the columns every SQL dialect's ``get`` and ``list`` queries select:
+    envelope, state, attempts, result, error, worker_id, started_at, finished_at,
+    lease_until, progress."""
+    envelope, state, attempts, result, error, worker_id, started, finished, lease, progress = row
+    return JobRecord(
+        job=Job.decode(envelope),
+        state=JobState(state),
+        attempts=attempts,
+        result=result,
+        error=None if error is None else _error_decoder.decode(error),
+        worker_id=worker_id,
+        started_at=started,
+        finished_at=finished,
+        lease_until=lease,
+        progress=progress,
+    )

@@ -1,0 +1,19 @@
+"""The app every end-to-end conformance test runs on: one per broker, its schema created."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from pigeon import App
+from tests.conftest import open_broker
+
+
+@pytest.fixture
+async def app(broker_url: str) -> AsyncIterator[App]:
+    migrated = await open_broker(broker_url, {})  # creates the schema where a broker needs migrating
+    await migrated.__aexit__(None, None, None)
+    app = App(broker_url)
+    yield app
+    await app.aclose()
