@@ -19,6 +19,11 @@ class Portal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The portal's loop, once started."""
+        return self._loop
+
     def _start(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:

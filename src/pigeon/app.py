@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
 from pigeon._portal import Portal
-from pigeon.brokers.base import Broker, Notifier, TransactionalBroker, create_broker
+from pigeon.brokers.base import Broker, BrokerBase, Notifier, TransactionalBroker, create_broker
 from pigeon.errors import ConfigurationError, UnsupportedFeature
 from pigeon.events import fan_out, is_unrouted, pattern_regex
 from pigeon.handle import JobHandle
@@ -355,6 +355,8 @@ class App:
         broker = self._brokers.get(loop)
         if broker is None:
             opened = create_broker(self.url, self._shared)
+            if loop is self._portal.loop and isinstance(opened, BrokerBase):
+                opened.blocking_ok = True  # only synchronous callers wait on this loop
             await opened.__aenter__()
             with self._brokers_lock:
                 broker = self._brokers.setdefault(loop, opened)

@@ -183,6 +183,9 @@ class BrokerBase:
 
     capabilities = Capabilities()
     url = ""
+    blocking_ok = False
+    """Set by the app before opening when this instance serves only synchronous callers (on
+    the app's private loop): a broker whose driver blocks may then skip its worker thread."""
 
     async def open(self) -> None:
         """Connect; create what is missing."""

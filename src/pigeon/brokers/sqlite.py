@@ -58,6 +58,7 @@ class SqliteBroker(BrokerBase):
         self._busy_timeout = busy_timeout
         self._db: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._open = False
         self._q = queries("sqlite")
         self.applied: list[str] = []
 
@@ -74,10 +75,12 @@ class SqliteBroker(BrokerBase):
     # -- plumbing ------------------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._thread is None:
+        if not self._open:
             raise BrokerConnectionError("the SQLite broker is not open (use `async with broker:`)")
-        loop = asyncio.get_running_loop()
         try:
+            if self._thread is None:  # blocking_ok: the loop only serves synchronous callers
+                return fn(*args)
+            loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._thread, functools.partial(fn, *args))
         except sqlite3.Error as exc:
             raise BrokerError(f"SQLite ({self.path}): {exc}") from exc
@@ -114,7 +117,9 @@ class SqliteBroker(BrokerBase):
             return fresh.applied
 
     async def open(self) -> None:
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="pigeon-sqlite")
+        if not self.blocking_ok:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="pigeon-sqlite")
+        self._open = True
         try:
             await self._run(self._connect)
         except BrokerError as exc:
@@ -122,12 +127,16 @@ class SqliteBroker(BrokerBase):
             raise BrokerConnectionError(str(exc)) from exc
 
     async def close(self) -> None:
-        if self._thread is None:
+        if not self._open:
             return
-        if self._db is not None:
-            db = self._db
+        self._open = False
+        db, self._db = self._db, None
+        if self._thread is None:
+            if db is not None:
+                db.close()
+            return
+        if db is not None:
             await asyncio.get_running_loop().run_in_executor(self._thread, db.close)
-            self._db = None
         self._thread.shutdown(wait=True)
         self._thread = None
 
