@@ -421,6 +421,16 @@ class App:
         """Synchronous :meth:`amigrate` (also ``pigeon migrate APP``)."""
         return self.portal_call(self.amigrate())
 
+    def swap_broker(self, url: str | Callable[[], str]) -> None:
+        """Use another broker from now on, forgetting this app's open connections.
+
+        Close them first (``close()``/``aclose()``); meant for tests and set-up code.
+        """
+        self.url = url
+        self._shared.clear()
+        with self._brokers_lock:
+            self._brokers.clear()
+
     def resolve_task(self, name: str) -> Task[Any, Any] | None:
         """The task a job names, or None. Workers ask this for every job.
 

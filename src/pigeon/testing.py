@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pigeon.app import App
@@ -66,3 +68,26 @@ def jobs(app: App, *, task: str | None = None, state: JobState | None = None) ->
         return list(reversed(await broker.list_jobs(task=task, state=state, limit=10_000)))
 
     return app.portal_call(fetch())
+
+
+@contextmanager
+def use_memory(app: App) -> Iterator[App]:
+    """Point ``app`` at a fresh in-memory broker for the block, then back.
+
+    For tests of a project's own tasks, with no server and no file::
+
+        @pytest.fixture(autouse=True)
+        def jobs_in_memory():
+            with use_memory(app):
+                yield
+
+    Connections the app had are closed first; each block starts empty.
+    """
+    previous = app._url
+    app.close()
+    app.swap_broker("memory://")
+    try:
+        yield app
+    finally:
+        app.close()
+        app.swap_broker(previous)
