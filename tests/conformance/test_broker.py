@@ -339,11 +339,15 @@ async def test_wait_wakes_on_enqueue_from_another_connection(broker_factory: Fac
         pytest.skip("an in-process broker is woken by the app's notifier, not by wait()")
     producer = await broker_factory()
     waiting = asyncio.create_task(consumer.wait(Q, 30))
-    await asyncio.sleep(0.05)  # let wait() take its starting point; correctness does not hang on it
-    await producer.enqueue([make_job()])
+    sent = 0
+    # An enqueue may land before wait() takes its starting point, so keep enqueueing until it
+    # returns; a broker that only returned on its 30 s timeout fails the 10 s deadline.
     async with asyncio.timeout(10):
-        await waiting  # a broker that only returned on its 30 s timeout fails here
-    assert len(await consumer.claim("w", Q, 10, 30)) == 1
+        while not waiting.done():
+            await producer.enqueue([make_job()])
+            sent += 1
+            await asyncio.wait({waiting}, timeout=0.2)
+    assert len(await consumer.claim("w", Q, 100, 30)) == sent
 
 
 async def test_batch_enqueue_keeps_order(broker: Broker) -> None:
