@@ -730,16 +730,10 @@ def report(sections: list[tuple[str, list[Row]]], title: str) -> None:
     t.add_column("target")
     t.add_column("huey", justify="right")
     t.add_column("pigeon/huey", justify="right")
-    notes: list[str] = []
+    notes = servers.Notes()
 
     def noted(who: str, fig: Figure) -> str:
-        text = fig.why if fig.value is None else fig.detail
-        if not text:
-            return ""
-        note = f"{who}: {text}"
-        if note not in notes:
-            notes.append(note)
-        return f" [dim]\\[{notes.index(note) + 1}][/]"
+        return notes.mark(who, fig.why if fig.value is None else fig.detail)
 
     for i, (_, rows) in enumerate(sections):
         if i:
@@ -751,8 +745,7 @@ def report(sections: list[tuple[str, list[Row]]], title: str) -> None:
             huey = "" if row.huey is None else cell(row.huey, row.fmt, noted("huey", row.huey))
             t.add_row(row.label, row.unit, pigeon, f"{row.target_text}{mark}", huey, ratio(row))
     console.print(t)
-    for i, note in enumerate(notes, 1):
-        console.print(f"  [dim]\\[{i}][/] {note}", highlight=False)
+    notes.print(console)
 
 
 def failed(label: str, exc: BaseException) -> list[Row]:

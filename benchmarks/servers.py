@@ -326,6 +326,26 @@ def prepare(names: list[str], console: Console) -> dict[str, Interpreter]:
     return out
 
 
+class Notes:
+    """Numbered notes beneath a table: each distinct note once, its cells pointing at it."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def mark(self, who: str, text: str) -> str:
+        """The marker a cell carries for ``who: text`` (empty when there is nothing to say)."""
+        if not text:
+            return ""
+        note = f"{who}: {text}"
+        if note not in self.items:
+            self.items.append(note)
+        return f" [dim]\\[{self.items.index(note) + 1}][/]"
+
+    def print(self, console: Console) -> None:
+        for i, note in enumerate(self.items, 1):
+            console.print(f"  [dim]\\[{i}][/] {note}", highlight=False)
+
+
 def report(
     console: Console, section: str, columns: list[Column], interpreters: dict[str, Interpreter]
 ) -> None:
@@ -334,16 +354,10 @@ def report(
     table.add_column("tool")
     for col in columns:
         table.add_column(f"{col.title} ({col.unit})", justify="right")
-    notes: list[str] = []
+    notes = Notes()
 
     def noted(who: str, cell: Cell) -> str:
-        text = cell.why if cell.value is None else cell.detail
-        if not text:
-            return ""
-        note = f"{who}: {text}"
-        if note not in notes:
-            notes.append(note)
-        return f" [dim]\\[{notes.index(note) + 1}][/]"
+        return notes.mark(who, cell.why if cell.value is None else cell.detail)
 
     for tool in tools:
         interp = interpreters.get(tool.name)
@@ -371,8 +385,7 @@ def report(
     table.add_row(*ratio_row)
     table.add_row(*aim_row)
     console.print(table)
-    for i, note in enumerate(notes, 1):
-        console.print(f"  [dim]\\[{i}][/] {note}", highlight=False)
+    notes.print(console)
 
 
 def best_peer(col: Column) -> tuple[str, float] | None:
