@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -151,18 +151,8 @@ class ArgCodec:
             values = self.decoder().decode(payload)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise DecodeError(f"cannot decode arguments: {exc}") from exc
-        args: list[Any] = []
-        kwargs: dict[str, Any] = {}
-        for p in self._sig.parameters.values():
-            value = freeze(getattr(values, p.name))
-            if p.kind is p.VAR_POSITIONAL:
-                args.extend(value)
-            elif p.kind is p.VAR_KEYWORD:
-                kwargs.update(value)
-            elif p.kind is p.KEYWORD_ONLY:
-                kwargs[p.name] = value
-            else:
-                args.append(value)
+        params = self._sig.parameters.values()
+        args, kwargs = call_arguments(params, {p.name: freeze(getattr(values, p.name)) for p in params})
         return tuple(args), kwargs
 
     def decode_result(self, data: bytes) -> Any:
@@ -176,6 +166,31 @@ class ArgCodec:
             return self._result_decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise DecodeError(f"cannot decode result: {exc}") from exc
+
+
+def call_arguments(
+    params: Iterable[inspect.Parameter], values: Mapping[str, Any]
+) -> tuple[list[Any], dict[str, Any]]:
+    """Positional and keyword arguments for a call, from argument values by parameter name.
+
+    ``*args`` and ``**kwargs`` parameters hold a sequence and a mapping; names missing from
+    ``values`` are left to their defaults.
+    """
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for p in params:
+        if p.name not in values:
+            continue
+        value = values[p.name]
+        if p.kind is p.VAR_POSITIONAL:
+            args.extend(value)
+        elif p.kind is p.VAR_KEYWORD:
+            kwargs.update(value)
+        elif p.kind is p.KEYWORD_ONLY:
+            kwargs[p.name] = value
+        else:
+            args.append(value)
+    return args, kwargs
 
 
 def _hints(fn: Callable[..., Any]) -> dict[str, Any]:

@@ -24,11 +24,7 @@ for i = 3, #ARGV, 10 do
       if ukey ~= '' then
         redis.call('SET', P .. 'unique:' .. ukey, id)
       end
-      if run_at ~= '' and tonumber(run_at) > now then
-        schedule(id, q, seq, run_at, nil)
-      else
-        push_ready(id, q, ARGV[i + 3], seq, nil)
-      end
+      place(id, q, ARGV[i + 3], seq, run_at, now, nil)
     end
   end
 end

@@ -30,11 +30,7 @@ for i = 3, #ARGV, 8 do
       else
         set_error(key, err)
       end
-      if run_at ~= '' and tonumber(run_at) > tonumber(now) then
-        schedule(id, h.q, h.seq, run_at, 'running')
-      else
-        push_ready(id, h.q, h.prio, h.seq, 'running')
-      end
+      place(id, h.q, h.prio, h.seq, run_at, now, 'running')
     end
   end
 end

@@ -66,21 +66,7 @@ def split_arguments(task: DjangoTask[Any, Any], payload: bytes) -> tuple[list[An
     params = list(inspect.signature(task.func).parameters.values())
     if task.takes_context:
         params = params[1:]
-    args: list[Any] = []
-    kwargs: dict[str, Any] = {}
-    for p in params:
-        if p.name not in values:
-            continue
-        value = values[p.name]
-        if p.kind is p.VAR_POSITIONAL:
-            args.extend(value)
-        elif p.kind is p.VAR_KEYWORD:
-            kwargs.update(value)
-        elif p.kind is p.KEYWORD_ONLY:
-            kwargs[p.name] = value
-        else:
-            args.append(value)
-    return args, kwargs
+    return codec.call_arguments(params, values)
 
 
 def to_task_result(record: JobRecord, alias: str) -> TaskResult[Any, Any]:
