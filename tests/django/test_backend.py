@@ -83,7 +83,12 @@ def test_enqueue_run_and_result(alias: str, worker: Any) -> None:
     ]
     names = [name for name, _, _ in seen]
     assert names.index("started") < names.index("finished")
-    assert seen[-1][2] is TaskResultStatus.SUCCESSFUL
+    # Each signal carries the state at its moment; task_enqueued may arrive last.
+    assert {name: status for name, _, status in seen} == {
+        "enqueued": TaskResultStatus.READY,
+        "started": TaskResultStatus.RUNNING,
+        "finished": TaskResultStatus.SUCCESSFUL,
+    }
     result.refresh()
     assert result.status is TaskResultStatus.SUCCESSFUL
 
