@@ -53,6 +53,7 @@ class Worker:
         self.processed = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
+        self._claimed = asyncio.Event()  # set after each claim attempt
         self._stopping = False
         self._hard = asyncio.Event()
         self._starved = False
@@ -168,12 +169,14 @@ class Worker:
                 try:
                     claims, want = await self._claim(free)
                 except BrokerError as exc:
+                    self._claimed.set()
                     log.error("claim failed, retrying: %s", exc)
                     await self._pause(min(cfg.poll * 4, 5.0))
                     continue
                 for claim in claims:
                     task = jobs.create_task(self._run_job(claim), name=f"pigeon-job-{claim.job.id}")
                     self._running[claim.job.id] = (claim, task)
+                self._claimed.set()  # after the jobs, which then start before the watch's next wait
                 if len(claims) == want:
                     self._starved = False
                     continue
@@ -389,7 +392,12 @@ class Worker:
             await wake.wait()
             wake.clear()
             if self._starved:
+                self._claimed.clear()
                 self._wake.set()
+                # The next wait() may cost a round trip of its own: let the claim go first.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.config.poll):
+                        await self._claimed.wait()
 
     async def _watch(self) -> None:
         """Wake the claim loop when another process may have enqueued, or a delay fell due."""
@@ -401,7 +409,12 @@ class Worker:
                 log.warning("wake-up watch failed: %s", exc)
                 await asyncio.sleep(self.config.poll)
             if self._starved:
+                self._claimed.clear()
                 self._wake.set()
+                # The next wait() may cost a round trip of its own: let the claim go first.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.config.poll):
+                        await self._claimed.wait()
 
     async def _settler(self) -> None:
         """Flush outcomes in batches; keep them until the broker takes them."""
