@@ -38,8 +38,8 @@ class PigeonPeer(Peer):
     def enqueue(self, n: int) -> None:
         noop.send_many([()] * n)
 
-    def send(self) -> None:
-        noop.send()
+    async def send(self) -> None:
+        await noop.asend()
 
     def worker(self, mode: str, n: int) -> Worker:
         argv = [sys.executable, "-m", "pigeon", "worker", "pigeon_peer:app", "-l", "warning"]
@@ -49,7 +49,8 @@ class PigeonPeer(Peer):
             )
         return Worker(argv, note="`pigeon worker` at its defaults (c=32)")
 
-    def teardown(self) -> None:
+    async def teardown(self) -> None:
+        await app.aclose()  # the driver loop's connection, which asend() opened
         app.close()
 
 
