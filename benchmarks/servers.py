@@ -432,5 +432,7 @@ def run_sections(names: list[str], quick: bool, console: Console, rearm: Callabl
         "[dim]Server sections: every tool's no-op job only tells the driver it started (a UDP datagram); "
         "drain jobs/s run from the first job's start to the N-th's, stamped in the worker, so no start-up "
         "is counted; latency runs from just before the send to the job's start, after a "
-        f"{LATENCY_GAP * 1000:.0f} ms idle gap. Jobs are filled before each drain, untimed.[/]"
+        f"{LATENCY_GAP * 1000:.0f} ms idle gap; tools with an async API (pigeon among them) send with it on "
+        "the driver's event loop, the others with their sync call. "
+        "Jobs are filled before each drain, untimed.[/]"
     )
