@@ -25,7 +25,7 @@ format: env
 	$(VENV)/bin/ruff format src tests benchmarks examples
 
 bench: env
-	$(PY) benchmarks/run.py
+	scripts/with-servers $(PY) benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) .servers .mypy_cache .ruff_cache .pytest_cache

@@ -1,8 +1,8 @@
 """pigeon on PostgreSQL and Redis, beside its peers, on the servers named in the environment.
 
-``PIGEON_TEST_POSTGRES_URL`` and ``PIGEON_TEST_REDIS_URL`` (``.servers/*.env``,
-started by ``make test``) name the servers; a section whose variable is unset
-is skipped with a note: the benchmark never starts a server.
+``PIGEON_TEST_POSTGRES_URL`` and ``PIGEON_TEST_REDIS_URL`` (``.servers/*.env``) name the
+servers, which ``make bench`` starts (``scripts/with-servers``); a section whose variable is
+unset is skipped with a note: this module never starts a server itself.
 
 Every tool, pigeon included, runs the same way: a driver script in
 ``benchmarks/peers/`` (stdlib-only plumbing in ``benchcommon.py``), run with
@@ -212,7 +212,7 @@ def pg_place(base: str, tool: str, slot: str) -> Iterator[str]:
 def postgres_section(scale: Scale, quick: bool, interpreters: dict[str, Interpreter]) -> list[Column] | str:
     base = os.environ.get(PG_ENV)
     if not base:
-        return f"skipped: ${PG_ENV} is not set (`make test` starts the servers; this benchmark does not)"
+        return f"skipped: ${PG_ENV} is not set (`make bench` starts the servers)"
     enqueue = Column(
         f"enqueue {scale.enqueue:,}, one batch", "jobs/s", True, "{:,.0f}", "> 50,000", aim_value=50_000
     )
@@ -267,7 +267,7 @@ def redis_place(base: str, tool: Tool) -> Iterator[str]:
 def redis_section(scale: Scale, quick: bool, interpreters: dict[str, Interpreter]) -> list[Column] | str:
     base = os.environ.get(REDIS_ENV)
     if not base:
-        return f"skipped: ${REDIS_ENV} is not set (`make test` starts the servers; this benchmark does not)"
+        return f"skipped: ${REDIS_ENV} is not set (`make bench` starts the servers)"
     drain = Column("drain no-ops", "jobs/s", True, "{:,.0f}", "≥ 2× best peer", aim_ratio=2.0)
     p50 = Column("latency p50", "ms", False, "{:.2f}", "≤ ½ best peer", aim_ratio=0.5)
     p99 = Column("latency p99", "ms", False, "{:.2f}")
