@@ -361,6 +361,9 @@ def jobs_show(app_path: str, job_id: str) -> None:
     ]
     for key, value in rows:
         console.print(f"[bold]{key:>11}[/] {value}", highlight=False)
+    earlier = r.errors[:-1] if r.error is not None and r.errors[-1:] == (r.error,) else r.errors
+    for n, e in enumerate(earlier, 1):
+        console.print(f"[bold]{'failed':>11}[/] ({n}) {e.type}: {e.message}", highlight=False)
     if r.error is not None:
         console.print(f"[bold]{'error':>11}[/] {r.error.type}: {r.error.message}", highlight=False)
         if r.error.traceback:

@@ -136,6 +136,9 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     attempts: int = 0
     result: bytes | None = None
     error: ErrorInfo | None = None
+    """The last attempt's error, if it failed; cleared by a success."""
+    errors: tuple[ErrorInfo, ...] = ()
+    """Every failed attempt's error, oldest first, attempts lost with their worker included."""
     worker_id: str | None = None
     started_at: float | None = None
     finished_at: float | None = None

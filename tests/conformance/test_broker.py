@@ -125,6 +125,39 @@ async def test_fail_keeps_error(broker: Broker) -> None:
     assert rec is not None and rec.state is JobState.FAILED and rec.error == err
 
 
+async def test_every_failed_attempt_is_kept_in_order(broker: Broker) -> None:
+    job = make_job(max_attempts=5)
+    await broker.enqueue([job])
+    first = ErrorInfo("builtins.ValueError", 'first: ünïcode "quoted", [brackets]', "Traceback 1\n")
+    second = ErrorInfo("builtins.KeyError", "second", "Traceback 2\n")
+    (c,) = await broker.claim("w", Q, 1, 30)
+    await broker.settle([Outcome(job_id=job.id, token=c.token, kind=OutcomeKind.RETRY, error=first)])
+    (c,) = await eventually(lambda: broker.claim("w", Q, 1, 0.05), what="second attempt")
+    lost = await eventually(
+        lambda: _recover_then_get(broker, job.id), lambda r: r.state is JobState.QUEUED, what="lost attempt"
+    )
+    assert [e.type for e in lost.errors] == ["builtins.ValueError", "pigeon.WorkerLost"]
+    (c,) = await eventually(lambda: broker.claim("w", Q, 1, 30), what="third attempt")
+    # An explicit retry without an error (Retry()) and a deferral add nothing.
+    await broker.settle([Outcome(job_id=job.id, token=c.token, kind=OutcomeKind.RETRY)])
+    (c,) = await eventually(lambda: broker.claim("w", Q, 1, 30), what="fourth attempt")
+    await broker.settle([Outcome(job_id=job.id, token=c.token, kind=OutcomeKind.DEFER)])
+    (c,) = await eventually(lambda: broker.claim("w", Q, 1, 30), what="deferred attempt")
+    expires = time.time() + 60
+    fail = Outcome(job_id=job.id, token=c.token, kind=OutcomeKind.FAIL, error=second, expires_at=expires)
+    assert await broker.settle([fail]) == [True]
+    rec = await broker.get(job.id)
+    assert rec is not None and rec.state is JobState.FAILED and rec.error == second
+    assert rec.errors == (first, lost.errors[1], second)
+    assert await broker.requeue(job.id)
+    (c,) = await eventually(lambda: broker.claim("w", Q, 1, 30), what="requeued")
+    assert await broker.settle([complete(job.id, c.token)]) == [True]
+    done = await broker.get(job.id)
+    assert done is not None and done.error is None and done.errors == rec.errors  # success keeps history
+    listed = await broker.list_jobs(state=JobState.SUCCEEDED)
+    assert [r.errors for r in listed if r.job.id == job.id] == [rec.errors]
+
+
 async def test_release_gives_the_attempt_back(broker: Broker) -> None:
     job = make_job()
     await broker.enqueue([job])

@@ -45,6 +45,9 @@ def test_admin_lists_filters_shows_and_acts(staff: Client) -> None:
 
     staff.post("/admin/pigeon/job/", {"action": "retry_jobs", "_selected_action": [failed.id]})
     assert get_app().job(failed.id).status is JobState.QUEUED
+    drain(get_app(), queues=("default",))
+    again = staff.get(f"/admin/pigeon/job/{failed.id}/change/").content.decode()
+    assert "1. builtins.ValueError: no admin\n2. builtins.ValueError: no admin" in again  # both runs' errors
     staff.post("/admin/pigeon/job/", {"action": "cancel_jobs", "_selected_action": [queued.id]})
     assert get_app().job(queued.id).status is JobState.CANCELLED
 

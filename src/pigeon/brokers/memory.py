@@ -49,7 +49,13 @@ class _Row:
     expires_at: float | None = None
     result: bytes | None = None
     error: ErrorInfo | None = None
+    errors: list[ErrorInfo] = field(default_factory=list)
     progress: bytes | None = None
+
+    def failed_with(self, error: ErrorInfo | None) -> None:
+        self.error = error
+        if error is not None:
+            self.errors.append(error)
 
     def record(self) -> JobRecord:
         return JobRecord(
@@ -58,6 +64,7 @@ class _Row:
             attempts=self.attempts,
             result=self.result,
             error=self.error,
+            errors=tuple(self.errors),
             worker_id=self.worker_id,
             started_at=self.started_at,
             finished_at=self.finished_at,
@@ -210,7 +217,7 @@ class MemoryBroker(BrokerBase):
                     row.error = None
                     self._finish(row, JobState.SUCCEEDED, o.expires_at)
                 elif o.kind is OutcomeKind.FAIL:
-                    row.error = o.error
+                    row.failed_with(o.error)
                     self._finish(row, JobState.FAILED, o.expires_at)
                 else:
                     row.token = None
@@ -218,7 +225,7 @@ class MemoryBroker(BrokerBase):
                     if o.kind in (OutcomeKind.RELEASE, OutcomeKind.DEFER):
                         row.attempts -= 1
                     else:
-                        row.error = o.error
+                        row.failed_with(o.error)
                     run_at = o.run_at or 0.0
                     if run_at > time.time():
                         self._schedule(row, run_at)
@@ -261,8 +268,8 @@ class MemoryBroker(BrokerBase):
                 count += 1
                 row.token = None
                 row.lease_until = None
+                row.failed_with(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
                 if row.attempts >= row.job.max_attempts:
-                    row.error = ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost")
                     self._finish(row, JobState.FAILED, expires_at)
                 else:
                     self._push_ready(row)
@@ -333,6 +340,7 @@ class MemoryBroker(BrokerBase):
                     return False
                 self._s.unique[key] = job_id
             row.attempts = 0
+            row.error = None  # the history stays
             row.finished_at = None
             row.expires_at = None
             self._push_ready(row)

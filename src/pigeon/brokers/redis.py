@@ -88,9 +88,10 @@ _SCRIPTS = (
 )
 _CHUNK = 1000
 """Jobs per script call: long scripts block every other client of the server."""
-_FIELDS = ("env", "state", "att", "res", "err", "wid", "start", "fin", "lease", "prog")
+_FIELDS = ("env", "state", "att", "res", "err", "errs", "wid", "start", "fin", "lease", "prog")
 _LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
 _error_decoder = msgspec.json.Decoder(ErrorInfo)
+_errors_decoder = msgspec.json.Decoder(tuple[ErrorInfo, ...])
 _worker_decoder = msgspec.json.Decoder(WorkerInfo)
 
 
@@ -500,7 +501,7 @@ class RedisBroker(BrokerBase):
 
 
 def _record(values: list[bytes | None]) -> JobRecord | None:
-    env, state, attempts, result, error, worker_id, started, finished, lease, progress = values
+    env, state, attempts, result, error, errors, worker_id, started, finished, lease, progress = values
     if env is None or state is None:
         return None
     return JobRecord(
@@ -509,6 +510,7 @@ def _record(values: list[bytes | None]) -> JobRecord | None:
         attempts=int(attempts or 0),
         result=result,
         error=None if error is None else _error_decoder.decode(error),
+        errors=() if errors is None else _errors_decoder.decode(errors),
         worker_id=None if worker_id is None else worker_id.decode(),
         started_at=None if started is None else float(started),
         finished_at=None if finished is None else float(finished),

@@ -43,7 +43,8 @@ from pigeon.job import (
 T = TypeVar("T")
 
 _WATCH_EVERY = 0.004
-_LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
+# Errors are stored as text: SQLite's json() refuses a BLOB (or, from 3.45, reads it as JSONB).
+_LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost")).decode()
 _worker_decoder = msgspec.json.Decoder(WorkerInfo)
 
 
@@ -224,15 +225,16 @@ class SqliteBroker(BrokerBase):
             now = time.time()
             done = []
             for o in outcomes:
-                err = None if o.error is None else msgspec.json.encode(o.error)
+                err = None if o.error is None else msgspec.json.encode(o.error).decode()
+                key = {"id": o.job_id, "token": o.token, "error": err}
                 if o.kind is OutcomeKind.COMPLETE:
                     cur = db.execute(q["complete"], (o.result, now, o.expires_at, o.job_id, o.token))
                 elif o.kind is OutcomeKind.FAIL:
-                    cur = db.execute(q["fail"], (err, now, o.expires_at, o.job_id, o.token))
+                    cur = db.execute(q["fail"], {**key, "now": now, "expires_at": o.expires_at})
                 elif o.kind is OutcomeKind.RETRY:
                     run_at = o.run_at or now
                     state = "scheduled" if run_at > now else "queued"
-                    cur = db.execute(q["retry"], (state, run_at, err, o.job_id, o.token))
+                    cur = db.execute(q["retry"], {**key, "state": state, "run_at": run_at})
                 elif o.kind is OutcomeKind.DEFER:
                     run_at = o.run_at or now
                     state = "scheduled" if run_at > now else "queued"
@@ -278,10 +280,11 @@ class SqliteBroker(BrokerBase):
             now = time.time()
             rows = db.execute(q["recoverable"], (now, now - dead_after)).fetchall()
             for job_id, attempts, max_attempts in rows:
+                lost = {"id": job_id, "error": _LOST}
                 if attempts >= max_attempts:
-                    db.execute(q["recover_fail"], (_LOST, now, expires_at, job_id))
+                    db.execute(q["recover_fail"], {**lost, "now": now, "expires_at": expires_at})
                 else:
-                    db.execute(q["recover_requeue"], (job_id,))
+                    db.execute(q["recover_requeue"], lost)
             db.execute(q["forget_silent_workers"], (now - dead_after,))
             return len(rows)
 

@@ -62,12 +62,20 @@ local function free_unique(id, ukey)
   end
 end
 
+-- The last attempt's error ('' = none), also appended to the history: a JSON array kept as text,
+-- so an append is string work rather than a decode and re-encode.
 local function set_error(key, err)
   if err == '' then
     redis.call('HDEL', key, 'err')
-  else
-    redis.call('HSET', key, 'err', err)
+    return
   end
+  local errs = redis.call('HGET', key, 'errs')
+  if errs then
+    errs = string.sub(errs, 1, -2) .. ',' .. err .. ']'
+  else
+    errs = '[' .. err .. ']'
+  end
+  redis.call('HSET', key, 'err', err, 'errs', errs)
 end
 
 -- RUNNING or pending -> a final state; the caller has removed it from ready/sched/running.

@@ -1,6 +1,7 @@
 -- ARGV: prefix, now, silent_before, the WorkerLost error, expiry of such failures ('' = never).
 -- Requeues (or fails, with no attempts left) running jobs whose lease expired or whose
--- registered worker went silent, and forgets silent workers. Returns how many.
+-- registered worker went silent, noting WorkerLost as their attempt's error, and forgets
+-- silent workers. Returns how many.
 local now = ARGV[2]
 local silent = redis.call('ZRANGEBYSCORE', P .. 'seen', '-inf', '(' .. ARGV[3])
 local victims = redis.call('ZRANGEBYSCORE', P .. 'running', '-inf', '(' .. now)
@@ -28,8 +29,8 @@ for _, id in ipairs(victims) do
     count = count + 1
     leave_running(h)
     redis.call('HDEL', jkey(id), 'tok', 'lease')
+    set_error(jkey(id), ARGV[4])
     if tonumber(h.att) >= tonumber(h.max) then
-      redis.call('HSET', jkey(id), 'err', ARGV[4])
       finish(id, h, 'failed', now, ARGV[5])
     else
       push_ready(id, h.q, h.prio, h.seq, 'running')

@@ -38,19 +38,21 @@ def migrations(dialect: str) -> tuple[tuple[int, str, str], ...]:
 
 
 _error_decoder = msgspec.json.Decoder(ErrorInfo)
+_errors_decoder = msgspec.json.Decoder(tuple[ErrorInfo, ...])
 
 
 def record_from_row(row: tuple[Any, ...]) -> JobRecord:
     """A JobRecord from the columns every SQL dialect's ``get`` and ``list`` queries select:
-    envelope, state, attempts, result, error, worker_id, started_at, finished_at,
+    envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at,
     lease_until, progress."""
-    envelope, state, attempts, result, error, worker_id, started, finished, lease, progress = row
+    envelope, state, attempts, result, error, errors, worker_id, started, finished, lease, progress = row
     return JobRecord(
         job=Job.decode(envelope),
         state=JobState(state),
         attempts=attempts,
         result=result,
         error=None if error is None else _error_decoder.decode(error),
+        errors=() if errors is None else _errors_decoder.decode(errors),
         worker_id=worker_id,
         started_at=started,
         finished_at=finished,

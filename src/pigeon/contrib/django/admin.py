@@ -51,6 +51,7 @@ class JobAdmin(_ModelAdmin):
         "result_shown",
         "error_shown",
         "traceback_shown",
+        "history_shown",
     )
     readonly_fields = fields
     show_full_result_count = False
@@ -62,7 +63,8 @@ class JobAdmin(_ModelAdmin):
         self.database = cfg.database if cfg else "default"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
-        return super().get_queryset(request).using(self.database).defer("envelope", "result", "error")
+        lazy = ("envelope", "result", "error", "errors")
+        return super().get_queryset(request).using(self.database).defer(*lazy)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -116,6 +118,11 @@ class JobAdmin(_ModelAdmin):
     def traceback_shown(self, job: Job) -> str:
         err = job.error_info()
         return "" if err is None or not err.traceback else format_html("<pre>{}</pre>", err.traceback)
+
+    @admin.display(description="failed attempts")
+    def history_shown(self, job: Job) -> str:
+        lines = [f"{i}. {e.type}: {e.message}" for i, e in enumerate(job.error_history(), 1)]
+        return format_html("<pre>{}</pre>", "\n".join(lines)) if lines else ""
 
     def _apply(self, request: HttpRequest, jobs: QuerySet[Job], verb: str, action: Any) -> None:
         app = get_app(self.backend_alias)

@@ -20,6 +20,12 @@ from pigeon.job import ErrorInfo, JobState
 from pigeon.job import Job as Envelope
 
 _error_decoder = msgspec.json.Decoder(ErrorInfo)
+_errors_decoder = msgspec.json.Decoder(tuple[ErrorInfo, ...])
+
+
+def _raw(value: Any) -> bytes | str:
+    # SQLite stores errors as text, PostgreSQL as bytea (a memoryview through Django).
+    return value if isinstance(value, str | bytes) else bytes(value)
 
 
 class Job(models.Model):
@@ -39,6 +45,7 @@ class Job(models.Model):
     finished_at: models.FloatField[Any, Any] = models.FloatField(null=True)
     result: models.BinaryField[Any, Any] = models.BinaryField(null=True)
     error: models.BinaryField[Any, Any] = models.BinaryField(null=True)
+    errors: models.TextField[Any, Any] = models.TextField(null=True)
 
     class Meta:
         managed = False
@@ -57,7 +64,10 @@ class Job(models.Model):
         return None if self.result is None else codec.decode_any(bytes(self.result))
 
     def error_info(self) -> ErrorInfo | None:
-        return None if self.error is None else _error_decoder.decode(bytes(self.error))
+        return None if self.error is None else _error_decoder.decode(_raw(self.error))
+
+    def error_history(self) -> tuple[ErrorInfo, ...]:
+        return () if self.errors is None else _errors_decoder.decode(self.errors)
 
     def when(self, field: str) -> datetime | None:
         value: float | None = getattr(self, field)

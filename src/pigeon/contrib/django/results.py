@@ -74,7 +74,7 @@ def to_task_result(record: JobRecord, alias: str) -> TaskResult[Any, Any]:
 
     ``started_at`` and ``last_attempted_at`` are both the last attempt's start
     (pigeon keeps one); ``worker_ids`` repeats the last worker once per attempt,
-    so ``attempts`` is right; ``errors`` holds the last error.
+    so ``attempts`` is right; ``errors`` holds every failed attempt's error.
 
     Raises:
         TaskResultDoesNotExist: the job is not a django task's.
@@ -94,8 +94,8 @@ def to_task_result(record: JobRecord, alias: str) -> TaskResult[Any, Any]:
         with contextlib.suppress(InvalidTask):  # e.g. a queue since removed from QUEUES: as declared
             task = dataclasses.replace(task, **changes)
     args, kwargs = split_arguments(task, bytes(job.payload))
-    err = record.error
-    errors = [] if err is None else [TaskError(exception_class_path=err.type, traceback=err.traceback)]
+    history = record.errors or ((record.error,) if record.error is not None else ())
+    errors = [TaskError(exception_class_path=e.type, traceback=e.traceback) for e in history]
     if record.state is JobState.CANCELLED:
         errors.append(TaskError(exception_class_path="pigeon.errors.JobCancelled", traceback=""))
     result: TaskResult[Any, Any] = TaskResult(

@@ -101,6 +101,7 @@ WITH o AS (
     SET state = o.state,
         result = CASE WHEN o.state = 'succeeded' THEN o.result ELSE j.result END,
         error = CASE WHEN o.keep_error THEN j.error ELSE o.error END,
+        errors = CASE WHEN o.keep_error THEN j.errors ELSE {ns}.append_error(j.errors, o.error) END,
         attempts = j.attempts - o.release::int,
         run_at = coalesce(o.run_at, j.run_at),
         finished_at = coalesce(o.finished_at, j.finished_at),
@@ -150,7 +151,8 @@ WITH lost AS (
 ), done AS (
     UPDATE {ns}.jobs j
     SET state = CASE WHEN lost.spent THEN 'failed' ELSE 'queued' END,
-        error = CASE WHEN lost.spent THEN %(lost_error)s ELSE j.error END,
+        error = %(lost_error)s,
+        errors = {ns}.append_error(j.errors, %(lost_error)s),
         finished_at = CASE WHEN lost.spent THEN %(now)s ELSE j.finished_at END,
         expires_at = CASE WHEN lost.spent THEN %(expires)s::double precision ELSE j.expires_at END,
         token = NULL, lease_until = NULL
@@ -169,11 +171,11 @@ DELETE FROM {ns}.jobs
 WHERE expires_at <= %(now)s AND state IN ('succeeded', 'failed', 'cancelled')
 
 -- name: get
-SELECT envelope, state, attempts, result, error, worker_id, started_at, finished_at, lease_until, progress
+SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress
 FROM {ns}.jobs WHERE id = %(id)s
 
 -- name: list
-SELECT envelope, state, attempts, result, error, worker_id, started_at, finished_at, lease_until, progress
+SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress
 FROM {ns}.jobs
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(state)s::text IS NULL OR state = %(state)s)

@@ -38,13 +38,15 @@ WHERE id = ? AND token = ? AND state = 'running'
 
 -- name: fail
 UPDATE pigeon_jobs
-SET state = 'failed', error = ?, finished_at = ?, expires_at = ?, token = NULL, lease_until = NULL
-WHERE id = ? AND token = ? AND state = 'running'
+SET state = 'failed', error = :error, errors = json_insert(coalesce(errors, '[]'), '$[#]', json(:error)),
+    finished_at = :now, expires_at = :expires_at, token = NULL, lease_until = NULL
+WHERE id = :id AND token = :token AND state = 'running'
 
 -- name: retry
 UPDATE pigeon_jobs
-SET state = ?, run_at = ?, error = ?, token = NULL, lease_until = NULL
-WHERE id = ? AND token = ? AND state = 'running'
+SET state = :state, run_at = :run_at, error = :error, token = NULL, lease_until = NULL,
+    errors = CASE WHEN :error IS NULL THEN errors ELSE json_insert(coalesce(errors, '[]'), '$[#]', json(:error)) END
+WHERE id = :id AND token = :token AND state = 'running'
 
 -- name: release
 UPDATE pigeon_jobs
@@ -88,13 +90,15 @@ LEFT JOIN pigeon_workers w ON w.id = j.worker_id
 WHERE j.state = 'running' AND (j.lease_until < ? OR (w.id IS NOT NULL AND w.last_seen < ?))
 
 -- name: recover_requeue
-UPDATE pigeon_jobs SET state = 'queued', token = NULL, lease_until = NULL
-WHERE id = ? AND state = 'running'
+UPDATE pigeon_jobs SET state = 'queued', token = NULL, lease_until = NULL,
+    error = :error, errors = json_insert(coalesce(errors, '[]'), '$[#]', json(:error))
+WHERE id = :id AND state = 'running'
 
 -- name: recover_fail
 UPDATE pigeon_jobs
-SET state = 'failed', error = ?, finished_at = ?, expires_at = ?, token = NULL, lease_until = NULL
-WHERE id = ? AND state = 'running'
+SET state = 'failed', error = :error, errors = json_insert(coalesce(errors, '[]'), '$[#]', json(:error)),
+    finished_at = :now, expires_at = :expires_at, token = NULL, lease_until = NULL
+WHERE id = :id AND state = 'running'
 
 -- name: forget_silent_workers
 DELETE FROM pigeon_workers WHERE last_seen < ?
@@ -104,11 +108,11 @@ DELETE FROM pigeon_jobs
 WHERE expires_at <= ? AND state IN ('succeeded', 'failed', 'cancelled')
 
 -- name: get
-SELECT envelope, state, attempts, result, error, worker_id, started_at, finished_at, lease_until, progress
+SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress
 FROM pigeon_jobs WHERE id = ?
 
 -- name: list
-SELECT envelope, state, attempts, result, error, worker_id, started_at, finished_at, lease_until, progress
+SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress
 FROM pigeon_jobs
 WHERE (:queue IS NULL OR queue = :queue) AND (:state IS NULL OR state = :state) AND (:task IS NULL OR task = :task)
 ORDER BY seq DESC LIMIT :limit
