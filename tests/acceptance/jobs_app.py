@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from pigeon import App
+from pigeon import App, Fixed
 
 app = App(os.environ.get("PIGEON_URL", "sqlite:///acceptance.db"))
 
@@ -23,6 +23,11 @@ def mark(path: str, hold: float = 0.0) -> int:
 @app.task
 def add(a: int, b: int) -> int:
     return a + b
+
+
+@app.task(max_attempts=2, backoff=Fixed(0))
+def broken(what: str) -> None:
+    raise ValueError(f"no {what}")
 
 
 @app.task(executor="process", timeout=0.5, max_attempts=1)

@@ -177,6 +177,15 @@ def test_enqueue_status_and_jobs_commands(app: App, env: dict[str, str]) -> None
     assert "purged 1 jobs" in pigeon(env, "jobs", "purge", env["PIGEON_URL"]).stdout
 
 
+def test_jobs_show_lists_every_failed_attempt(app: App, env: dict[str, str]) -> None:
+    sent = pigeon(env, "enqueue", "tests.acceptance.jobs_app:app", "broken", "--args", '["cake"]')
+    job_id = sent.stdout.strip()
+    pigeon(env, "worker", "tests.acceptance.jobs_app:app", "--burst")
+    shown = pigeon(env, "jobs", "show", env["PIGEON_URL"], job_id).stdout
+    assert "failed (1) builtins.ValueError: no cake" in shown  # the first attempt
+    assert "error builtins.ValueError: no cake" in shown and "Traceback" in shown  # the last, in full
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
