@@ -444,7 +444,7 @@ class App:
         return JobHandle(self, job_id)
 
     async def acancel(self, job_id: str) -> bool:
-        """Cancel a job that has not started; True if it was cancelled."""
+        """Cancel a job unless it has finished; True if it was cancelled (see :meth:`JobHandle.cancel`)."""
         broker = await self.connection()
         return await broker.cancel(job_id, time.time() + self.failed_ttl)
 

@@ -392,7 +392,11 @@ async def _retry(app: App, job_id: str) -> bool:
 
 
 _job_action("retry", "Queue a failed or cancelled job again, with fresh attempts.", _retry)
-_job_action("cancel", "Cancel a job that has not started.", lambda app, job_id: app.acancel(job_id))
+_job_action(
+    "cancel",
+    "Cancel a job that has not finished; a running one stops at its worker's next heartbeat.",
+    lambda app, job_id: app.acancel(job_id),
+)
 
 
 @jobs.command("purge")

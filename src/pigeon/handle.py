@@ -106,8 +106,18 @@ class JobHandle(Generic[R]):
         )
 
     def cancel(self) -> bool:
-        """Cancel the job if it has not started; True if it was cancelled."""
+        """Cancel the job unless it has finished; True if it was cancelled.
+
+        A pending job never runs. A running one is stopped at its worker's next
+        heartbeat (2 s by default): an async task is cancelled, a process task's
+        process is killed; a thread cannot be stopped, so it runs on and its
+        outcome is discarded.
+        """
         return self.app.cancel(self.id)
+
+    async def acancel(self) -> bool:
+        """Asynchronous :meth:`cancel`."""
+        return await self.app.acancel(self.id)
 
     @property
     def progress(self) -> Progress | None:

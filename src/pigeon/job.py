@@ -20,7 +20,8 @@ The state machine, the only place it is written down::
                     SUCCEEDED    │ (delay)  FAILED
                                  └──► SCHEDULED
 
-    QUEUED / SCHEDULED ── cancel ──► CANCELLED
+    QUEUED / SCHEDULED / RUNNING ── cancel ──► CANCELLED (a running job's token ends
+                                                with it: its worker stops the attempt)
     FAILED / CANCELLED ── retry (by an operator) ──► QUEUED, attempts reset
 
 SUCCEEDED, FAILED and CANCELLED are final; a final job keeps its result or error

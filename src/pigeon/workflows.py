@@ -113,8 +113,8 @@ class _Base:
         return [await broker.get(i) for i in self.ids]
 
     async def acancel(self) -> int:
-        """Cancel every job of the workflow that has not started, and every step not yet
-        enqueued; return how many were cancelled."""
+        """Cancel every job of the workflow that has not finished (running ones are stopped,
+        see :meth:`JobHandle.cancel`) and every step not yet enqueued; return how many."""
         broker = await self.app.connection()
         cancelled = 0
         expires = time.time() + self.app.failed_ttl

@@ -9,6 +9,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+import msgspec
 import pytest
 
 from pigeon.brokers.base import Broker
@@ -306,6 +307,30 @@ async def test_many_workers_never_share_a_job(broker_factory: Factory) -> None:
     assert len(seen) == len(set(seen)) == 400
 
 
+async def test_cancel_a_running_job_ends_its_lease(broker: Broker) -> None:
+    job = make_job()
+    await broker.enqueue([job])
+    (c,) = await broker.claim("w", Q, 1, 30)
+    assert await broker.cancel(job.id, time.time() + 60) is True
+    rec = await broker.get(job.id)
+    assert rec is not None and rec.state is JobState.CANCELLED and rec.lease_until is None
+    # Its worker learns at the next heartbeat, and stops it.
+    assert await broker.heartbeat(worker_info("w"), [(job.id, c.token)], 30) == [job.id]
+    assert await broker.settle([complete(job.id, c.token)]) == [False]  # and cannot finish it
+    assert (await broker.get(job.id)).state is JobState.CANCELLED  # type: ignore[union-attr]
+    assert await broker.recover(0.0) == 0  # nothing left to recover
+    assert await broker.cancel(job.id, time.time() + 60) is False
+
+
+async def test_cancel_a_running_job_frees_its_concurrency_slot(broker: Broker) -> None:
+    first, second = (msgspec.structs.replace(make_job(), limit_key="solo", limit=1) for _ in range(2))
+    await broker.enqueue([first, second])
+    assert [c.job.id for c in await broker.claim("w", Q, 5, 30)] == [first.id]
+    assert await broker.cancel(first.id, time.time() + 60) is True
+    (c,) = await eventually(lambda: broker.claim("w", Q, 5, 30), what="the freed slot")
+    assert c.job.id == second.id
+
+
 async def test_cancel_and_requeue(broker: Broker) -> None:
     queued, running = make_job(), make_job()
     scheduled = make_job(run_at=time.time() + 3600)
@@ -315,8 +340,8 @@ async def test_cancel_and_requeue(broker: Broker) -> None:
     expires = time.time() + 60
     assert await broker.cancel(queued.id, expires) is True
     assert await broker.cancel(scheduled.id, expires) is True
-    assert await broker.cancel(running.id, expires) is False
     assert await broker.cancel("0" * 32, expires) is False
+    assert await broker.cancel(queued.id, expires) is False  # already final
     assert (await broker.get(queued.id)).state is JobState.CANCELLED  # type: ignore[union-attr]
     assert await broker.claim("w", Q, 5, 30) == []
     await broker.settle(

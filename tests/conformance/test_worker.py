@@ -12,9 +12,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from pigeon import App, JobContext, JobFailed, JobState, Retry
+from pigeon import App, JobCancelled, JobContext, JobFailed, JobState, Retry
 from pigeon.retry import Fixed
-from tests.helpers import make_job
+from tests.helpers import eventually, make_job
 
 
 class Point(msgspec.Struct, frozen=True):
@@ -116,6 +116,50 @@ async def test_async_timeout_cancels_the_task(app: App) -> None:
             await h.aresult(timeout=10)
     assert info.value.error_type == "builtins.TimeoutError"
     assert cancelled.is_set()
+
+
+async def test_cancelling_a_running_job_stops_it(app: App) -> None:
+    import threading
+
+    started, cancelled, release = asyncio.Event(), asyncio.Event(), threading.Event()
+    ran: list[str] = []
+
+    @app.task
+    async def endless() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    @app.task
+    def blocking() -> str:
+        release.wait(30)  # a thread cannot be stopped: it runs on, and its outcome is discarded
+        ran.append("blocking")
+        return "too late"
+
+    @app.task
+    async def after() -> str:
+        return "next"
+
+    async with app.worker(**FAST):
+        h, t = await endless.asend(), await blocking.asend()
+        await asyncio.wait_for(started.wait(), 10)
+        await eventually(t.arecord, lambda r: r.state is JobState.RUNNING, what="the thread task started")
+        assert await h.acancel() and await t.acancel()
+        await asyncio.wait_for(cancelled.wait(), 10)  # by the next heartbeat
+        release.set()
+        assert await (await after.asend()).aresult(timeout=10) == "next"  # the worker goes on
+
+        async def thread_ran() -> bool:
+            return bool(ran)
+
+        await eventually(thread_ran, what="the thread finished")
+    for handle in (h, t):
+        with pytest.raises(JobCancelled):
+            await handle.aresult(timeout=1)
+        assert (await handle.arecord()).state is JobState.CANCELLED
 
 
 async def test_thread_timeout_fails_the_job(app: App) -> None:

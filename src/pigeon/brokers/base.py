@@ -123,7 +123,11 @@ class Broker(Protocol):
         ...
 
     async def cancel(self, job_id: str, expires_at: float) -> bool:
-        """QUEUED/SCHEDULED → CANCELLED. False if the job is not pending or unknown."""
+        """QUEUED/SCHEDULED/RUNNING → CANCELLED. False if the job is final or unknown.
+
+        A running job's token ends with it, so its worker's settle is refused and
+        its next heartbeat reports the lease lost, which stops the attempt.
+        """
         ...
 
     async def requeue(self, job_id: str) -> bool:

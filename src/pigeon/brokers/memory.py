@@ -324,7 +324,7 @@ class MemoryBroker(BrokerBase):
     async def cancel(self, job_id: str, expires_at: float) -> bool:
         with self._s.lock:
             row = self._s.rows.get(job_id)
-            if row is None or row.state not in (JobState.QUEUED, JobState.SCHEDULED):
+            if row is None or row.state.is_final:
                 return False
             self._finish(row, JobState.CANCELLED, expires_at)
             return True

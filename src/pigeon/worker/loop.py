@@ -461,7 +461,8 @@ class Worker:
                 entry = self._running.get(jid)
                 if entry is not None:
                     log.warning(
-                        "lease lost (another worker owns the job now); abandoning it", extra={"job_id": jid}
+                        "lease lost (the job was cancelled, or recovered for another worker); stopping it",
+                        extra={"job_id": jid},
                     )
                     self._lost.add(jid)
                     entry[1].cancel()

@@ -143,7 +143,7 @@ class JobAdmin(_ModelAdmin):
 
         self._apply(request, queryset, "Retried", retry)
 
-    @admin.action(description="Cancel the selected jobs that have not started", permissions=["change"])
+    @admin.action(description="Cancel the selected unfinished jobs", permissions=["change"])
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         self._apply(request, queryset, "Cancelled", lambda app, i: app.acancel(i))
 

@@ -187,8 +187,8 @@ SELECT queue, state, count(*) FROM {ns}.jobs GROUP BY queue, state ORDER BY queu
 
 -- name: cancel
 UPDATE {ns}.jobs
-SET state = 'cancelled', finished_at = %(now)s, expires_at = %(expires_at)s
-WHERE id = %(id)s AND state IN ('queued', 'scheduled')
+SET state = 'cancelled', finished_at = %(now)s, expires_at = %(expires_at)s, token = NULL, lease_until = NULL
+WHERE id = %(id)s AND state IN ('queued', 'scheduled', 'running')
 
 -- name: requeue
 WITH done AS (

@@ -122,8 +122,8 @@ SELECT queue, state, count(*) FROM pigeon_jobs GROUP BY queue, state ORDER BY qu
 
 -- name: cancel
 UPDATE pigeon_jobs
-SET state = 'cancelled', finished_at = ?, expires_at = ?
-WHERE id = ? AND state IN ('queued', 'scheduled')
+SET state = 'cancelled', finished_at = ?, expires_at = ?, token = NULL, lease_until = NULL
+WHERE id = ? AND state IN ('queued', 'scheduled', 'running')
 
 -- name: requeue
 UPDATE pigeon_jobs
