@@ -65,8 +65,11 @@ class Executors:
         if task.takes_context:
             args = (ctx, *args)
         if kind == "async":
-            async with asyncio.timeout(timeout):
+            if timeout is None:  # no timeout context: it costs a tenth of a no-op job
                 value = await task.fn(*args, **kwargs)
+            else:
+                async with asyncio.timeout(timeout):
+                    value = await task.fn(*args, **kwargs)
         else:
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(self._thread_count, thread_name_prefix="pigeon-job")

@@ -62,6 +62,7 @@ class Worker:
         self._outbox: list[Outcome] = []
         self._outbox_ready = asyncio.Event()
         self._executors = Executors(config.thread_count, config.process_count)
+        self._limited_queues = frozenset(q for q, _ in config.queue_limits)
         self._broker: InstrumentedBroker | None = None
         self._started_at = time.time()
         self.services: dict[str, ServiceState] = {}
@@ -248,8 +249,9 @@ class Worker:
                 log.info("job handed back unfinished", extra=extra)
         else:
             # A last report must land before the settle; when stopping, the known outcome wins.
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._progress.flush(job.id)
+            if self._progress.reporting(job.id):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._progress.flush(job.id)
         finally:
             self._running.pop(job.id, None)
             self._lost.discard(job.id)
@@ -257,7 +259,7 @@ class Worker:
             if outcome is not None:
                 self._outbox.append(outcome)
                 self._outbox_ready.set()
-            limited = any(q == job.queue for q, _ in self.config.queue_limits)
+            limited = job.queue in self._limited_queues
             if not self._starved or limited or self.config.burst or self._stopping:
                 self._wake.set()
 

@@ -54,6 +54,10 @@ class ProgressReporter:
         pending.add(task)
         task.add_done_callback(pending.discard)
 
+    def reporting(self, job_id: str) -> bool:
+        """Whether a job has reports on their way."""
+        return job_id in self._sending
+
     async def flush(self, job_id: str) -> None:
         """Wait for a job's reports to be written, before its settle ends what they can change."""
         pending = self._sending.pop(job_id, set())
