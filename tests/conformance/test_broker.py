@@ -126,6 +126,22 @@ async def test_fail_keeps_error(broker: Broker) -> None:
     assert rec is not None and rec.state is JobState.FAILED and rec.error == err
 
 
+async def test_a_long_settle_batch_is_applied_whole(broker: Broker) -> None:
+    # Longer than the batches brokers split into, with a refused outcome in the middle.
+    jobs = [make_job() for _ in range(2500)]
+    await broker.enqueue(jobs)
+    claims = []
+    while len(claims) < len(jobs):
+        claims += await broker.claim("w", Q, 1000, 60)
+    outcomes = [complete(c.job.id, c.token) for c in claims]
+    outcomes.insert(1200, complete(claims[5].job.id, "not-the-token"))
+    expected = [True] * len(outcomes)
+    expected[1200] = False
+    assert await broker.settle(outcomes) == expected
+    stats = {q.queue: q.counts for q in await broker.stats()}
+    assert stats[Q[0]] == {"succeeded": 2500}
+
+
 async def test_every_failed_attempt_is_kept_in_order(broker: Broker) -> None:
     job = make_job(max_attempts=5)
     await broker.enqueue([job])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import re
 import selectors
@@ -55,6 +56,9 @@ _CONNECTION_STATES = ("57P01", "57P02", "57P03")  # admin/crash shutdown, cannot
 _POOL_TIMEOUT = 10.0
 _UNIQUE_RETRIES = 3
 _CLAIM_PASSES = 4
+_CHUNK = 1000
+"""Outcomes per settle statement: a worker that fell behind flushes a long outbox in steps,
+each holding its row locks briefly."""
 _LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
 _worker_decoder = msgspec.json.Decoder(WorkerInfo)
 
@@ -283,8 +287,10 @@ class PostgresBroker(BrokerBase):
         rows: dict[str, tuple[Any, ...]] = {}
         for o in outcomes:  # a second outcome for one job in one batch is refused, as it would be later
             rows.setdefault(o.job_id, _settle_row(o, now))
-        params = _columns(_SETTLE_COLUMNS, list(rows.values()))
-        done = {r[0] for r in await self._fetch("settle", {**params, "channel": self._channel})}
+        done: set[str] = set()
+        for chunk in itertools.batched(rows.values(), _CHUNK):
+            params = _columns(_SETTLE_COLUMNS, list(chunk))
+            done.update(r[0] for r in await self._fetch("settle", {**params, "channel": self._channel}))
         accepted: list[bool] = []
         for o in outcomes:
             accepted.append(o.job_id in done)

@@ -85,30 +85,38 @@ WHERE limit_key IS NOT NULL AND NOT room
 
 -- name: settle
 -- Rows are locked in id order so a settle and a heartbeat of the same jobs cannot deadlock.
-WITH o AS (
-    SELECT * FROM unnest(
+--
+-- Plans that stay linear whatever the statistics say. A queue's statistics are always
+-- stale (ANALYZE may have seen no job running while thousands run now), and a predicate
+-- on state lets the planner believe the RUNNING partial index holds one row and pair each
+-- outcome with every running job: 37 s for a 12,800-outcome batch. So rows are found by
+-- id, and the token stands for the state: a claim sets it and every way out of RUNNING
+-- clears it. Each outcome rides with its locked row into the update, which finds its
+-- rows by primary key alone; the lock keeps them as they were checked.
+WITH locked AS (
+    SELECT j.id, o.state, o.result, o.error, o.keep_error, o.release, o.run_at, o.finished_at,
+        o.expires_at
+    FROM unnest(
         %(id)b::text[], %(token)b::text[], %(state)b::text[], %(result)b::bytea[], %(error)b::bytea[],
         %(keep_error)b::bool[], %(release)b::bool[], %(run_at)b::float8[], %(finished_at)b::float8[],
         %(expires_at)b::float8[]
     ) AS o(id, token, state, result, error, keep_error, release, run_at, finished_at, expires_at)
-), locked AS (
-    SELECT j.id FROM {ns}.jobs j JOIN o ON o.id = j.id AND o.token = j.token
-    WHERE j.state = 'running'
+    JOIN {ns}.jobs j ON j.id = o.id AND j.token = o.token
     ORDER BY j.id
     FOR UPDATE OF j
 ), done AS (
     UPDATE {ns}.jobs j
-    SET state = o.state,
-        result = CASE WHEN o.state = 'succeeded' THEN o.result ELSE j.result END,
-        error = CASE WHEN o.keep_error THEN j.error ELSE o.error END,
-        errors = CASE WHEN o.keep_error THEN j.errors ELSE {ns}.append_error(j.errors, o.error) END,
-        attempts = j.attempts - o.release::int,
-        run_at = coalesce(o.run_at, j.run_at),
-        finished_at = coalesce(o.finished_at, j.finished_at),
-        expires_at = CASE WHEN o.finished_at IS NULL THEN j.expires_at ELSE o.expires_at END,
+    SET state = l.state,
+        result = CASE WHEN l.state = 'succeeded' THEN l.result ELSE j.result END,
+        error = CASE WHEN l.keep_error THEN j.error ELSE l.error END,
+        errors = CASE WHEN l.keep_error THEN j.errors ELSE {ns}.append_error(j.errors, l.error) END,
+        attempts = j.attempts - l.release::int,
+        run_at = coalesce(l.run_at, j.run_at),
+        finished_at = coalesce(l.finished_at, j.finished_at),
+        expires_at = CASE WHEN l.finished_at IS NULL THEN j.expires_at ELSE l.expires_at END,
         token = NULL, lease_until = NULL
-    FROM o
-    WHERE j.id = o.id AND j.token = o.token AND j.state = 'running' AND j.id IN (SELECT id FROM locked)
+    FROM locked l
+    WHERE j.id = l.id
     RETURNING j.id, j.queue, j.state
 ), woke AS (
     SELECT pg_notify(%(channel)s, queue) FROM done WHERE state = 'queued' GROUP BY queue
@@ -116,13 +124,13 @@ WITH o AS (
 SELECT id FROM done WHERE (SELECT count(*) FROM woke) >= 0
 
 -- name: heartbeat
+-- By id and token, as settle does.
 WITH beat AS (
     INSERT INTO {ns}.workers (id, info, last_seen) VALUES (%(worker_id)s, %(info)s, %(now)s)
     ON CONFLICT (id) DO UPDATE SET info = excluded.info, last_seen = excluded.last_seen
 ), locked AS (
     SELECT j.id FROM {ns}.jobs j
     JOIN unnest(%(id)b::text[], %(token)b::text[]) AS l(id, token) ON l.id = j.id AND l.token = j.token
-    WHERE j.state = 'running'
     ORDER BY j.id
     FOR UPDATE OF j
 )
@@ -205,8 +213,9 @@ SELECT count(*) FROM done WHERE (SELECT count(*) FROM woke) >= 0
 DELETE FROM {ns}.jobs WHERE state = ANY(%(states)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
 
 -- name: progress
+-- The token stands for the state (see settle).
 UPDATE {ns}.jobs SET progress = %(data)s
-WHERE id = %(id)s AND token = %(token)s AND state = 'running'
+WHERE id = %(id)s AND token = %(token)s
 
 -- name: take
 -- The refill and the take are computed from the old row (SET sees it), atomically.
