@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -160,6 +161,50 @@ async def test_cancelling_a_running_job_stops_it(app: App) -> None:
         with pytest.raises(JobCancelled):
             await handle.aresult(timeout=1)
         assert (await handle.arecord()).state is JobState.CANCELLED
+
+
+async def test_a_finished_job_keeps_its_lease_while_its_settle_is_slow(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[float] = []
+
+    @app.task
+    async def quick() -> str:
+        runs.append(time.time())
+        return "done"
+
+    broker = await app.connection()
+    settle, recover = broker.settle, broker.recover
+    gate = asyncio.Event()
+    sweeps: list[float] = []
+
+    async def slow_settle(outcomes: Any) -> list[bool]:
+        await gate.wait()  # a slow database: the outcome waits in the worker
+        return await settle(outcomes)
+
+    async def counted_recover(*args: Any, **kwargs: Any) -> int:
+        n = await recover(*args, **kwargs)
+        sweeps.append(time.time())
+        return n
+
+    monkeypatch.setattr(broker, "settle", slow_settle)
+    monkeypatch.setattr(broker, "recover", counted_recover)
+    lease = 0.6
+    async with app.worker(poll=0.05, heartbeat=0.1, lease=lease, recover_every=0.1, dead_after=5.0):
+        h = await quick.asend()
+
+        async def ran() -> bool:
+            return bool(runs)
+
+        await eventually(ran, what="the job ran")
+
+        async def swept_past_the_lease() -> bool:
+            return len([t for t in sweeps if t > runs[0] + 2 * lease]) >= 2
+
+        await eventually(swept_past_the_lease, what="recovery sweeps long after the lease")
+        gate.set()
+        assert await h.aresult(timeout=10) == "done"
+    assert len(runs) == 1 and (await h.arecord()).attempts == 1  # never recovered, never run twice
 
 
 async def test_thread_timeout_fails_the_job(app: App) -> None:

@@ -60,6 +60,7 @@ class Worker:
         self._running: dict[str, tuple[Claim, asyncio.Task[None]]] = {}
         self._lost: set[str] = set()
         self._outbox: list[Outcome] = []
+        self._settling: list[Outcome] = []  # the batch the broker is taking now
         self._outbox_ready = asyncio.Event()
         self._executors = Executors(config.thread_count, config.process_count)
         self._limited_queues = frozenset(q for q, _ in config.queue_limits)
@@ -427,22 +428,25 @@ class Worker:
             self._outbox_ready.clear()
             while self._outbox:
                 batch, self._outbox = self._outbox, []
+                self._settling = batch
                 try:
                     accepted = await self._broker.settle(batch)
                 except BrokerError as exc:
                     log.error("settle failed, will retry: %s", exc)
                     self._outbox = batch + self._outbox
+                    self._settling = []
                     if self._hard.is_set() and self._stopping:
                         log.error("stopping with %d unsettled outcomes; their leases will expire", len(batch))
                         return
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 5.0)
                     continue
+                self._settling = []
                 pause = 0.05
                 for outcome, ok in zip(batch, accepted, strict=True):
                     if not ok:
                         log.warning(
-                            "job %s was no longer ours to %s (its lease expired)",
+                            "job %s was no longer ours to %s (cancelled, or its lease expired)",
                             outcome.job_id,
                             outcome.kind,
                         )
@@ -453,7 +457,10 @@ class Worker:
         assert self._broker is not None
         while True:
             await asyncio.sleep(self.config.heartbeat)
+            # A finished job stays RUNNING in the broker until its outcome lands; its lease is
+            # kept too, or a slow settle would let the job be recovered and run again.
             leases = [(jid, claim.token) for jid, (claim, _) in self._running.items()]
+            leases += [(o.job_id, o.token) for o in (*self._settling, *self._outbox)]
             try:
                 lost = await self._broker.heartbeat(self.info(), leases, self.config.lease)
             except BrokerError as exc:
