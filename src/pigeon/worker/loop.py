@@ -394,13 +394,21 @@ class Worker:
         while True:
             await wake.wait()
             wake.clear()
-            if self._starved:
-                self._claimed.clear()
-                self._wake.set()
-                # The next wait() may cost a round trip of its own: let the claim go first.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.config.poll):
-                        await self._claimed.wait()
+            await self._nudge()
+
+    async def _nudge(self) -> None:
+        """Wake a starved claim loop, and return once its claim has gone out.
+
+        The caller's next step may be a round trip of its own (a broker's wait()
+        can open with one); issued first, it would delay the claim behind it.
+        """
+        if not self._starved:
+            return
+        self._claimed.clear()
+        self._wake.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.poll):
+                await self._claimed.wait()
 
     async def _watch(self) -> None:
         """Wake the claim loop when another process may have enqueued, or a delay fell due."""
@@ -411,13 +419,7 @@ class Worker:
             except BrokerError as exc:
                 log.warning("wake-up watch failed: %s", exc)
                 await asyncio.sleep(self.config.poll)
-            if self._starved:
-                self._claimed.clear()
-                self._wake.set()
-                # The next wait() may cost a round trip of its own: let the claim go first.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.config.poll):
-                        await self._claimed.wait()
+            await self._nudge()
 
     async def _settler(self) -> None:
         """Flush outcomes in batches; keep them until the broker takes them."""
