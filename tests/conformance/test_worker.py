@@ -189,7 +189,7 @@ async def test_a_finished_job_keeps_its_lease_while_its_settle_is_slow(
 
     monkeypatch.setattr(broker, "settle", slow_settle)
     monkeypatch.setattr(broker, "recover", counted_recover)
-    lease = 0.6
+    lease = 1.0  # ten heartbeats: a loaded machine may stall one or two
     async with app.worker(poll=0.05, heartbeat=0.1, lease=lease, recover_every=0.1, dead_after=5.0):
         h = await quick.asend()
 
