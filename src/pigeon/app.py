@@ -17,7 +17,7 @@ from pigeon._portal import Portal
 from pigeon.brokers.base import Broker, BrokerBase, Notifier, TransactionalBroker, create_broker
 from pigeon.errors import ConfigurationError, UnsupportedFeature
 from pigeon.events import fan_out, is_unrouted, pattern_regex
-from pigeon.handle import JobHandle
+from pigeon.handle import JobHandle, ResultWaiters
 from pigeon.job import Job
 from pigeon.retry import Backoff, BackoffPolicy
 from pigeon.schedule import MissedPolicy, Schedule
@@ -82,6 +82,7 @@ class App:
         self.services: list[tuple[Service, tuple[Any, ...]]] = []
         self.schedules: list[Schedule] = []
         self.notifier = Notifier()
+        self.result_waiters = ResultWaiters()
         self._shared: dict[str, Any] = {}
         self._brokers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Broker] = (
             weakref.WeakKeyDictionary()
@@ -446,7 +447,10 @@ class App:
     async def acancel(self, job_id: str) -> bool:
         """Cancel a job unless it has finished; True if it was cancelled (see :meth:`JobHandle.cancel`)."""
         broker = await self.connection()
-        return await broker.cancel(job_id, time.time() + self.failed_ttl)
+        cancelled = await broker.cancel(job_id, time.time() + self.failed_ttl)
+        if cancelled:
+            self.result_waiters.done([job_id])
+        return cancelled
 
     def cancel(self, job_id: str) -> bool:
         """Synchronous :meth:`acancel`."""

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import msgspec
 
 from pigeon.errors import Defer, JobCancelled, JobFailed, JobNotFound
-from pigeon.handle import JobHandle
+from pigeon.handle import JobHandle, wait_a_while
 from pigeon.job import Job, JobRecord, JobState, Step, Then, new_id
 from pigeon.task import JobContext
 
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 R = TypeVar("R")
 
 CHORD_TASK = "pigeon.chord"
-_POLL_MAX = 0.1
 
 
 def step_id(root: str, key: object) -> str:
@@ -122,6 +121,7 @@ class _Base:
             if await broker.get(job_id) is None:  # not enqueued yet: leave a cancelled placeholder
                 await broker.enqueue([Job(id=job_id, task="pigeon.cancelled", run_at=time.time() + 3e8)])
             cancelled += await broker.cancel(job_id, expires)
+        self.app.result_waiters.done(self.ids)
         return cancelled
 
     def cancel(self) -> int:
@@ -139,11 +139,10 @@ def _raise_for(rec: JobRecord) -> None:
         )
 
 
-async def _wait(deadline: float | None, pause: float) -> float:
+async def _wait(deadline: float | None, pause: float, settled: asyncio.Event) -> float:
     if deadline is not None and time.monotonic() >= deadline:
         raise TimeoutError("the workflow did not finish in time")
-    await asyncio.sleep(pause)
-    return min(pause * 2, _POLL_MAX)
+    return await wait_a_while(settled, pause, deadline)
 
 
 class ChainHandle(_Base, Generic[R]):
@@ -152,14 +151,15 @@ class ChainHandle(_Base, Generic[R]):
     async def aresult(self, timeout: float | None = None) -> R:
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.001
-        while True:
-            for rec in await self._records():
-                if rec is None or not rec.state.is_final:
-                    break
-                _raise_for(rec)
-            else:
-                return await JobHandle[R](self.app, self.ids[-1]).aresult(0)
-            pause = await _wait(deadline, pause)
+        with self.app.result_waiters.watching(self.ids) as settled:
+            while True:
+                for rec in await self._records():
+                    if rec is None or not rec.state.is_final:
+                        break
+                    _raise_for(rec)
+                else:
+                    return await JobHandle[R](self.app, self.ids[-1]).aresult(0)
+                pause = await _wait(deadline, pause, settled)
 
     def result(self, timeout: float | None = None) -> R:
         return self.app.portal_call(self.aresult(timeout))
@@ -171,14 +171,15 @@ class GroupHandle(_Base):
     async def aresult(self, timeout: float | None = None) -> list[Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.001
-        while True:
-            records = await self._records()
-            if all(r is not None and r.state.is_final for r in records):
-                return [await JobHandle[Any](self.app, i).aresult(0) for i in self.ids]
-            for r in records:
-                if r is not None and r.state.is_final:
-                    _raise_for(r)
-            pause = await _wait(deadline, pause)
+        with self.app.result_waiters.watching(self.ids) as settled:
+            while True:
+                records = await self._records()
+                if all(r is not None and r.state.is_final for r in records):
+                    return [await JobHandle[Any](self.app, i).aresult(0) for i in self.ids]
+                for r in records:
+                    if r is not None and r.state.is_final:
+                        _raise_for(r)
+                pause = await _wait(deadline, pause, settled)
 
     def result(self, timeout: float | None = None) -> list[Any]:
         return self.app.portal_call(self.aresult(timeout))
@@ -191,17 +192,18 @@ class ChordHandle(_Base, Generic[R]):
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.001
         callback = JobHandle[R](self.app, self.ids[-1])
-        while True:
-            try:
-                rec = await callback.arecord()
-            except JobNotFound:
-                waiter = (await self._records())[-2]
-                if waiter is not None and waiter.state.is_final:
-                    _raise_for(waiter)
-            else:
-                if rec.state.is_final:
-                    return await callback.aresult(0)
-            pause = await _wait(deadline, pause)
+        with self.app.result_waiters.watching(self.ids) as settled:
+            while True:
+                try:
+                    rec = await callback.arecord()
+                except JobNotFound:
+                    waiter = (await self._records())[-2]
+                    if waiter is not None and waiter.state.is_final:
+                        _raise_for(waiter)
+                else:
+                    if rec.state.is_final:
+                        return await callback.aresult(0)
+                pause = await _wait(deadline, pause, settled)
 
     def result(self, timeout: float | None = None) -> R:
         return self.app.portal_call(self.aresult(timeout))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -17,3 +18,4 @@ async def app(broker_url: str) -> AsyncIterator[App]:
     app = App(broker_url)
     yield app
     await app.aclose()
+    await asyncio.to_thread(app.close)  # what synchronous calls opened on the app's own loop

@@ -207,6 +207,44 @@ async def test_a_finished_job_keeps_its_lease_while_its_settle_is_slow(
     assert len(runs) == 1 and (await h.arecord()).attempts == 1  # never recovered, never run twice
 
 
+async def test_result_waiters_here_wake_when_this_process_finishes_the_job(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pigeon import handle
+
+    monkeypatch.setattr(handle, "_FIRST_POLL", 3600.0)  # no polling: only the wake-up can answer
+    monkeypatch.setattr(handle, "_MAX_POLL", 3600.0)
+    gate = asyncio.Event()
+
+    @app.task(max_attempts=1)
+    async def held(fail: bool) -> str:
+        await gate.wait()
+        if fail:
+            raise ValueError("as asked")
+        return "done"
+
+    async with app.worker(**FAST):
+        ok, bad, cancelled = await held.asend(False), await held.asend(True), await held.asend(False)
+        waits = [
+            asyncio.ensure_future(ok.aresult(timeout=20)),
+            asyncio.ensure_future(asyncio.to_thread(ok.result, 20)),  # on the portal loop
+            asyncio.ensure_future(bad.aresult(timeout=20)),
+            asyncio.ensure_future(cancelled.aresult(timeout=20)),
+        ]
+
+        async def all_waiting() -> bool:
+            watched = app.result_waiters._waiters
+            return [len(watched.get(h.id, ())) for h in (ok, bad, cancelled)] == [2, 1, 1]
+
+        await eventually(all_waiting, what="every waiter waiting")
+        assert await cancelled.acancel()
+        gate.set()
+        results = await asyncio.gather(*waits, return_exceptions=True)
+    assert results[:2] == ["done", "done"]
+    assert isinstance(results[2], JobFailed) and isinstance(results[3], JobCancelled)
+    assert app.result_waiters._waiters == {}
+
+
 async def test_thread_timeout_fails_the_job(app: App) -> None:
     import threading
 

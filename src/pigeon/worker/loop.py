@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pigeon.worker")
 
+_FINAL = frozenset({OutcomeKind.COMPLETE, OutcomeKind.FAIL})
+"""Outcomes that end a job: its result waiters in this process are woken."""
+
 
 class Worker:
     """Runs jobs of one app.
@@ -445,6 +448,9 @@ class Worker:
                     continue
                 self._settling = []
                 pause = 0.05
+                self.app.result_waiters.done(
+                    o.job_id for o, ok in zip(batch, accepted, strict=True) if ok and o.kind in _FINAL
+                )
                 for outcome, ok in zip(batch, accepted, strict=True):
                     if not ok:
                         log.warning(
