@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -63,3 +65,23 @@ class Portal:
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()
+
+
+def at_exit(fn: Callable[[], None]) -> None:
+    """Call ``fn`` when the interpreter exits, before its thread pools shut down.
+
+    ``atexit`` is too late: by then ``concurrent.futures`` has refused new work,
+    so a loop's ``run_in_executor`` (DNS lookups, SQLite calls, job threads)
+    fails with "cannot schedule new futures after interpreter shutdown". The
+    hooks ``threading`` runs before joining threads come first, last registered
+    first: registering after ``concurrent.futures.thread`` (imported here) runs
+    ``fn`` before it shuts its pools down.
+    """
+    import concurrent.futures.thread  # noqa: F401 - its own hook must be registered before ours
+
+    register: Callable[[Callable[[], None]], None] | None = getattr(threading, "_register_atexit", None)
+    if register is None:
+        atexit.register(fn)
+        return
+    with contextlib.suppress(RuntimeError):  # already exiting: too late to close in order
+        register(fn)

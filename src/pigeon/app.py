@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
-from pigeon._portal import Portal
+from pigeon._portal import Portal, at_exit
 from pigeon.brokers.base import Broker, BrokerBase, Notifier, TransactionalBroker, create_broker
 from pigeon.errors import ConfigurationError, UnsupportedFeature
 from pigeon.events import fan_out, is_unrouted, pattern_regex
@@ -33,6 +33,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_URL = "sqlite:///pigeon.db"
+EXIT_MARGIN = 5.0
+"""Seconds past its grace an in-process worker gets at interpreter exit to hand jobs back and settle."""
 
 
 class _TaskDecorator(Protocol):
@@ -89,6 +91,8 @@ class App:
         )
         self._brokers_lock = threading.Lock()
         self._portal = Portal("pigeon-portal")
+        self._threads: weakref.WeakSet[WorkerThread] = weakref.WeakSet()
+        self._exit_hooked = False
         from pigeon.workflows import install
 
         install(self)
@@ -366,7 +370,13 @@ class App:
         return broker
 
     def portal_call(self, coro: Coroutine[Any, Any, R]) -> R:
-        """Run a coroutine for synchronous callers, on the app's private loop."""
+        """Run a coroutine for synchronous callers, on the app's private loop.
+
+        The first call also arranges for the app to close at interpreter exit
+        (see :meth:`close`), so a script that only sends exits cleanly.
+        """
+        if not self._exit_hooked:
+            self._hook_exit()
         return self._portal.call(coro)
 
     async def aenqueue(self, jobs: Sequence[Job]) -> list[JobHandle[Any]]:
@@ -490,6 +500,9 @@ class App:
         from pigeon.worker.thread import WorkerThread
 
         wt = WorkerThread(self.make_worker(config, **overrides))
+        self._threads.add(wt)
+        if not self._exit_hooked:
+            self._hook_exit()
         wt.start()
         return wt
 
@@ -504,5 +517,29 @@ class App:
             await broker.__aexit__(None, None, None)
 
     def close(self) -> None:
-        """Close the connections synchronous calls opened."""
+        """Close the connections synchronous calls opened.
+
+        Called for you at interpreter exit, after any worker threads of this app
+        were stopped gracefully; call it yourself to close sooner.
+        """
         self._portal.close(self.aclose())
+
+    def _hook_exit(self) -> None:
+        with self._brokers_lock:
+            if self._exit_hooked:
+                return
+            self._exit_hooked = True
+        ref = weakref.ref(self)  # the hook must not keep a discarded app alive
+
+        def close_at_exit() -> None:
+            app = ref()
+            if app is not None:
+                app._close_at_exit()
+
+        at_exit(close_at_exit)
+
+    def _close_at_exit(self) -> None:
+        """Stop this app's worker threads (each within its grace), then close the portal's broker."""
+        for wt in list(self._threads):
+            wt.stop(timeout=wt.worker.config.grace + EXIT_MARGIN)
+        self.close()

@@ -141,21 +141,24 @@ def worker(
         changes["grace"] = grace
     config = WorkerConfig.from_env().replace(**changes)
 
+    the_worker = app.make_worker(config)
+
     async def run(app: App) -> None:
-        await app.make_worker(config).run()
+        await the_worker.run()
 
     _run(app, run)
-    _exit_past_stuck_threads()
+    _exit_past_stuck_threads(the_worker.busy_threads)
 
 
-def _exit_past_stuck_threads() -> None:
-    """Exit now if job threads outlived the worker (Python would wait for them at exit)."""
-    import threading
+def _exit_past_stuck_threads(busy: int) -> None:
+    """Exit now if job threads still run a job (Python would wait for them at exit).
 
-    stuck = [t for t in threading.enumerate() if t.name.startswith("pigeon-job") and t.is_alive()]
-    if stuck:
+    Idle pool threads are not counted: they end on their own once the pool shuts down.
+    """
+    if busy:
         logging.getLogger("pigeon.worker").warning(
-            "%d job threads are still running; exiting without them (their jobs were handed back)", len(stuck)
+            "%d job threads are still running; exiting without them (their jobs were settled or handed back)",
+            busy,
         )
         logging.shutdown()
         sys.stdout.flush()

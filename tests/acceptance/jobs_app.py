@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -17,6 +18,14 @@ def mark(path: str, hold: float = 0.0) -> int:
     with Path(path).open("a") as f:
         f.write(f"{os.getpid()}\n")
     time.sleep(hold)
+    return os.getpid()
+
+
+@app.task
+async def mark_async(path: str, hold: float = 0.0) -> int:
+    """``mark`` on the worker's event loop."""
+    await asyncio.to_thread(_append, Path(path), f"{os.getpid()}\n")
+    await asyncio.sleep(hold)
     return os.getpid()
 
 
@@ -41,3 +50,8 @@ def spin(seconds: float) -> str:
 @app.task(executor="process")
 def square(n: int) -> int:
     return n * n
+
+
+def _append(path: Path, line: str) -> None:
+    with path.open("a") as f:
+        f.write(line)

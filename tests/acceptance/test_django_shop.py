@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -75,3 +76,42 @@ def test_order_email_and_customer_snapshot_through_the_in_process_worker(shop: t
     wait_until(lambda: "Order #1 confirmed" in mails(data), timeout=30, what="the confirmation email")
     post(f"{url}/customers/{placed['customer']}/delete/")
     wait_until(lambda: "Your account was closed" in mails(data), timeout=30, what="the snapshot's email")
+
+
+SERVERS = {
+    "runserver --noreload": ["{python}", "manage.py", "runserver", "--noreload", "127.0.0.1:{port}"],
+    "runserver": ["{python}", "manage.py", "runserver", "127.0.0.1:{port}"],
+    "gunicorn -w 2": ["{python}", "-m", "gunicorn", "-w", "2", "-b", "127.0.0.1:{port}", "shopsite.wsgi"],
+    "uvicorn": ["{python}", "-m", "uvicorn", "--port", "{port}", "shopsite.asgi:application"],
+}
+
+
+@pytest.mark.parametrize("server", list(SERVERS))
+def test_stopping_the_server_stops_its_worker_without_a_traceback(server: str, tmp_path: Path) -> None:
+    """Ctrl-C on runserver (SIGINT to the process group, as a terminal sends it); SIGTERM to the others."""
+    env = {**os.environ, "SHOP_DIR": str(tmp_path), "PYTHONPATH": str(SHOP.parents[1] / "src")}
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "-v", "0"], cwd=SHOP, env=env, check=True, timeout=120)
+    port = free_port()
+    argv = [a.format(python=sys.executable, port=port) for a in SERVERS[server]]
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, cwd=SHOP, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(url), timeout=30, what="the shop answers")
+        post(f"{url}/orders/", {"email": "ada@example.com", "name": "Ada", "item": "tea", "total": "4.50"})
+        wait_until(lambda: "Order #1 confirmed" in mails(tmp_path), timeout=30, what="the confirmation email")
+        if server.startswith("runserver"):
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        output = log.read_text()
+        assert "Traceback" not in output and "RuntimeError" not in output, output
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)

@@ -16,6 +16,7 @@ import multiprocessing
 import multiprocessing.connection
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -52,7 +53,23 @@ class Executors:
     def __init__(self, threads: int, processes: int) -> None:
         self._thread_count = threads
         self._threads: ThreadPoolExecutor | None = None
+        self._busy = 0  # threads running a job's function now
+        self._busy_lock = threading.Lock()
         self._processes = _ProcessPool(processes)
+
+    @property
+    def busy_threads(self) -> int:
+        """Job threads still running a function (a timed-out or handed-back job's included)."""
+        return self._busy
+
+    def _in_thread(self, call: Callable[[], Any]) -> Any:
+        with self._busy_lock:
+            self._busy += 1
+        try:
+            return call()
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
 
     async def run(
         self, task: Task[Any, Any], ctx: JobContext, payload: bytes, timeout: float | None
@@ -74,7 +91,7 @@ class Executors:
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(self._thread_count, thread_name_prefix="pigeon-job")
             call = functools.partial(contextvars.copy_context().run, task.fn, *args, **kwargs)
-            future = asyncio.get_running_loop().run_in_executor(self._threads, call)
+            future = asyncio.get_running_loop().run_in_executor(self._threads, self._in_thread, call)
             async with asyncio.timeout(timeout):
                 value = await future
         return codec.encode(value)
@@ -83,7 +100,23 @@ class Executors:
         if self._threads is not None:
             # Threads cannot be stopped; don't wait for a runaway one.
             self._threads.shutdown(wait=False, cancel_futures=True)
+            if self._busy:
+                _forget_at_exit(self._threads)
         await self._processes.close()
+
+
+def _forget_at_exit(pool: ThreadPoolExecutor) -> None:
+    """Keep the interpreter from joining ``pool``'s threads at exit: their jobs were handed back.
+
+    ``concurrent.futures`` joins every pool thread at exit, so a web server's
+    process would wait for a runaway thread job long past the worker's grace.
+    """
+    from concurrent.futures import thread as futures_thread
+
+    queues = getattr(futures_thread, "_threads_queues", None)
+    for t in getattr(pool, "_threads", ()):
+        if queues is not None:
+            queues.pop(t, None)
 
 
 class _ProcessPool:

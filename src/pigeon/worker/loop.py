@@ -98,6 +98,11 @@ class Worker:
             log.info("%s: finishing running jobs (up to %s s), then stopping", name, self.config.grace)
         self._request_stop(hard=False)
 
+    @property
+    def busy_threads(self) -> int:
+        """Job threads still running a function (after a stop: the ones past their grace)."""
+        return self._executors.busy_threads
+
     def info(self) -> WorkerInfo:
         return WorkerInfo(
             id=self.id,
@@ -220,18 +225,18 @@ class Worker:
             pass
 
     async def _drain(self) -> None:
+        """Give running jobs one grace period in all (a second signal ends it at once)."""
         if not self._running:
             return
         tasks = [t for _, t in self._running.values()]
+        finished = asyncio.ensure_future(asyncio.wait(tasks))
         hard = asyncio.ensure_future(self._hard.wait())
         try:
-            await asyncio.wait([*tasks, hard], timeout=self.config.grace, return_when=asyncio.FIRST_COMPLETED)
-            pending = [t for t in tasks if not t.done()]
-            if pending and not self._hard.is_set():
-                await asyncio.wait(
-                    [*pending, hard], timeout=self.config.grace, return_when=asyncio.ALL_COMPLETED
-                )
+            await asyncio.wait(
+                [finished, hard], timeout=self.config.grace, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
+            finished.cancel()
             hard.cancel()
         left = [t for _, t in self._running.values() if not t.done()]
         if left:

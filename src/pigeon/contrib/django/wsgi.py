@@ -15,7 +15,6 @@ pre-forking server (gunicorn ``--workers N``) each process runs its own worker.
 
 from __future__ import annotations
 
-import atexit
 from typing import Any
 
 from django.core.handlers.wsgi import WSGIHandler
@@ -26,19 +25,15 @@ from pigeon.worker.thread import WorkerThread
 
 
 def start_worker(backend: str = "default", **overrides: Any) -> WorkerThread | None:
-    """Start the in-process worker if the settings ask for one; it stops at interpreter exit."""
+    """Start the in-process worker if the settings ask for one.
+
+    It stops at interpreter exit (the server's Ctrl-C or SIGTERM): running jobs
+    get the worker's grace, then are handed back.
+    """
     app = worker_app(backend)
     if app is None:
         return None
-    config = worker_config(app, **overrides)
-    thread = app.run_worker_in_thread(config)
-
-    def stop() -> None:
-        if thread.is_alive():  # WorkerThread.stop() fails once its loop has closed
-            thread.stop(timeout=config.grace + 1)
-
-    atexit.register(stop)
-    return thread
+    return app.run_worker_in_thread(worker_config(app, **overrides))
 
 
 def get_wsgi_application(*, backend: str = "default", **overrides: Any) -> WSGIHandler:
