@@ -71,7 +71,7 @@ def test_enqueue_run_and_result(alias: str, worker: Any) -> None:
             s.disconnect(r)
     assert done.status is TaskResultStatus.SUCCESSFUL
     assert done.return_value == 5
-    assert (done.args, done.kwargs) == ([2, 3], {})  # stored by parameter name: positional again
+    assert (done.args, done.kwargs) == ([2], {"b": 3})  # as enqueued
     assert done.errors == [] and done.attempts == 1 and len(done.worker_ids) == 1
     assert done.enqueued_at <= done.started_at <= done.finished_at
     assert done.last_attempted_at == done.started_at
@@ -209,3 +209,69 @@ def test_django_60_decorator_cannot_take_options() -> None:
 
     with pytest.raises(TypeError, match="max_attempts"):
         django_task(max_attempts=5)(job)
+
+
+@pytest.mark.parametrize("make", [tasks.now, tasks.async_now], ids=["sync", "async"])
+def test_a_return_value_django_cannot_store_fails_the_task_for_listeners_too(
+    alias: str, worker: Any, make: DjangoTask
+) -> None:
+    heard: list[Any] = []
+
+    def receiver(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        heard.append(task_result.status)
+
+    task_finished.connect(receiver)
+    try:
+        t = on(alias, make)
+        done = finished(t, t.enqueue().id)
+    finally:
+        task_finished.disconnect(receiver)
+    assert done.status is TaskResultStatus.FAILED
+    assert done.errors[0].exception_class is TypeError
+    assert heard == [TaskResultStatus.FAILED]
+
+
+def test_an_argument_django_rejects_stores_nothing(alias: str) -> None:
+    from pigeon.testing import jobs
+
+    heard: list[Any] = []
+
+    def receiver(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        heard.append(task_result.id)
+
+    task_enqueued.connect(receiver)
+    try:
+        t = on(alias, tasks.echo)
+        with pytest.raises(TypeError, match="Unsupported type"):
+            t.enqueue(datetime.now(UTC))
+        with pytest.raises(TypeError, match="Unsupported type"):
+            t.enqueue(value={1, 2})
+    finally:
+        task_enqueued.disconnect(receiver)
+    assert heard == [] and jobs(get_app(alias)) == []
+
+
+async def test_an_argument_django_rejects_stores_nothing_async(alias: str) -> None:
+    t = on(alias, tasks.echo)
+    with pytest.raises(TypeError, match="Unsupported type"):
+        await t.aenqueue(datetime.now(UTC))
+    from asgiref.sync import sync_to_async
+
+    from pigeon.testing import jobs
+
+    try:
+        assert await sync_to_async(jobs)(get_app(alias)) == []
+    finally:
+        await get_app(alias).aclose()
+
+
+def test_get_result_keeps_args_and_kwargs_as_enqueued(alias: str, worker: Any) -> None:
+    t = on(alias, tasks.wait_for)
+    by_name = t.enqueue(seconds=0)
+    mixed = t.enqueue(0, label="x")
+    skipped = t.enqueue(label="y")
+    assert (t.get_result(by_name.id).args, t.get_result(by_name.id).kwargs) == ([], {"seconds": 0})
+    done = finished(t, mixed.id)
+    assert (done.args, done.kwargs, done.return_value) == ([0], {"label": "x"}, "x")
+    done = finished(t, skipped.id)
+    assert (done.args, done.kwargs, done.return_value) == ([], {"label": "y"}, "y")

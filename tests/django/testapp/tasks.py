@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from typing import Any
 
 from django.tasks import TaskContext
 
@@ -65,3 +67,24 @@ def nightly() -> str:
 @task(queue_name="inproc", backend="inproc")
 def inproc_add(a: int, b: int) -> int:
     return a + b
+
+
+@task
+def echo(value: Any) -> Any:
+    return value
+
+
+@task
+def wait_for(seconds: float = 0.0, label: str = "") -> str:
+    return label
+
+
+@task
+def now() -> Any:
+    """Returns what Django cannot store as a result (ImmediateBackend fails it too)."""
+    return datetime.now(UTC)
+
+
+@task
+async def async_now() -> Any:
+    return datetime.now(UTC)

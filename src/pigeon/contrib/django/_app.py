@@ -23,6 +23,7 @@ from django.db import close_old_connections
 from django.tasks import Task as DjangoTask
 from django.tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
 from django.tasks.signals import task_finished, task_started
+from django.utils.json import normalize_json
 
 from pigeon.app import App
 from pigeon.contrib.django.conf import BackendConfig, config_for
@@ -94,18 +95,22 @@ def _pigeon_task(app: DjangoApp, task: DjangoTask[Any, Any]) -> Task[Any, Any]:
         hints = {}
     ctx_param = inspect.Parameter("pigeon_ctx", inspect.Parameter.POSITIONAL_ONLY, annotation=JobContext)
     params = [p.replace(annotation=hints.get(p.name, Any)) for p in params]
+    if any(p.kind is p.POSITIONAL_OR_KEYWORD for p in params):
+        params = _with_keywords_param(params)
     annotations = {p.name: p.annotation for p in params}
     runner = _Runner(app, task)
     wrapper: Callable[..., Any]
     if inspect.iscoroutinefunction(fn):
 
         async def run_async(pigeon_ctx: JobContext, /, *args: Any, **kwargs: Any) -> Any:
+            kwargs.pop(KEYWORDS, None)
             return await runner.run_async(pigeon_ctx, args, kwargs)
 
         wrapper = run_async
     else:
 
         def run_sync(pigeon_ctx: JobContext, /, *args: Any, **kwargs: Any) -> Any:
+            kwargs.pop(KEYWORDS, None)
             return runner.run_sync(pigeon_ctx, args, kwargs)
 
         wrapper = run_sync
@@ -124,6 +129,19 @@ def _pigeon_task(app: DjangoApp, task: DjangoTask[Any, Any]) -> Task[Any, Any]:
         backoff=extra.get("backoff") or Backoff(),
         retry_on=extra.get("retry_on") or (Exception,),
     )(wrapper)
+
+
+KEYWORDS = "_pigeon_keywords"
+"""A job argument naming the parameters enqueued by keyword, so ``get_result`` shows them so."""
+
+
+def _with_keywords_param(params: list[inspect.Parameter]) -> list[inspect.Parameter]:
+    """``params`` plus the hidden keyword-only :data:`KEYWORDS` (before any ``**kwargs``)."""
+    kind = inspect.Parameter.KEYWORD_ONLY
+    extra = inspect.Parameter(KEYWORDS, kind, default=(), annotation=tuple[str, ...])
+    if params and params[-1].kind is inspect.Parameter.VAR_KEYWORD:
+        return [*params[:-1], extra, params[-1]]
+    return [*params, extra]
 
 
 def _extras(task: DjangoTask[Any, Any]) -> dict[str, Any]:
@@ -171,7 +189,9 @@ class _Runner:
             sender = _sender(self.app)
             task_started.send(sender, task_result=result)
             try:
-                value = self.task.func(*self._call_args(result, args), **kwargs)
+                # Normalised as Django's backends do, before the status is decided: a value
+                # that cannot be stored fails the task here, and listeners hear FAILED.
+                value = normalize_json(self.task.func(*self._call_args(result, args), **kwargs))
             except BaseException:
                 _finish(result, TaskResultStatus.FAILED)
                 task_finished.send(sender, task_result=result)
@@ -189,7 +209,7 @@ class _Runner:
         sender = _sender(self.app)
         await task_started.asend(sender, task_result=result)
         try:
-            value = await self.task.func(*self._call_args(result, args), **kwargs)
+            value = normalize_json(await self.task.func(*self._call_args(result, args), **kwargs))
         except BaseException:
             _finish(result, TaskResultStatus.FAILED)
             await task_finished.asend(sender, task_result=result)

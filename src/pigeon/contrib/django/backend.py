@@ -20,9 +20,10 @@ from django.tasks import TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
+from django.utils.json import normalize_json
 
 from pigeon.contrib.django import results
-from pigeon.contrib.django._app import DjangoApp, get_app
+from pigeon.contrib.django._app import KEYWORDS, DjangoApp, get_app
 from pigeon.contrib.django.conf import BackendConfig
 from pigeon.contrib.django.dbapi import enqueue_in_django
 from pigeon.errors import JobNotFound
@@ -116,6 +117,9 @@ class PigeonBackend(BaseTaskBackend):
 
     def _job(self, task: DjangoTask[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]) -> Job:
         self.validate_task(task)
+        # Django's own check (TaskResult normalises arguments), before anything is stored.
+        normalize_json(args)
+        normalize_json(kwargs)
         pigeon_task = self.app.register(task)
         delay = getattr(task, "delay", None)
         sender = pigeon_task.options(
@@ -127,7 +131,8 @@ class PigeonBackend(BaseTaskBackend):
             delay=delay if task.run_after is None else None,
             run_at=None if task.run_after is None else _aware(task.run_after),
         )
-        return sender.make_job(tuple(args), dict(kwargs))
+        keywords = results.keyword_names(task, kwargs)
+        return sender.make_job(tuple(args), {**kwargs, KEYWORDS: keywords} if keywords else dict(kwargs))
 
     def enqueue(
         self, task: DjangoTask[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]

@@ -60,13 +60,37 @@ def django_task(name: str) -> DjangoTask[Any, Any]:
     return found
 
 
-def split_arguments(task: DjangoTask[Any, Any], payload: bytes) -> tuple[list[Any], dict[str, Any]]:
-    """A job's payload (arguments by parameter name) as Django's ``args`` and ``kwargs``."""
-    values = codec.decode_any(payload)
+def _params(task: DjangoTask[Any, Any]) -> list[inspect.Parameter]:
     params = list(inspect.signature(task.func).parameters.values())
-    if task.takes_context:
-        params = params[1:]
-    return codec.call_arguments(params, values)
+    return params[1:] if task.takes_context else params
+
+
+def keyword_names(task: DjangoTask[Any, Any], kwargs: dict[str, Any]) -> tuple[str, ...]:
+    """The parameters in ``kwargs`` that could have been passed by position (to say they were not)."""
+    return tuple(p.name for p in _params(task) if p.kind is p.POSITIONAL_OR_KEYWORD and p.name in kwargs)
+
+
+def split_arguments(task: DjangoTask[Any, Any], payload: bytes) -> tuple[list[Any], dict[str, Any]]:
+    """A job's payload (arguments by parameter name) as the ``args`` and ``kwargs`` enqueued."""
+    from pigeon.contrib.django._app import KEYWORDS
+
+    values = dict(codec.decode_any(payload))
+    keywords = set(values.pop(KEYWORDS, ()))
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for p in _params(task):
+        if p.name not in values:
+            continue
+        value = values[p.name]
+        if p.kind is p.VAR_POSITIONAL:
+            args.extend(value)
+        elif p.kind is p.VAR_KEYWORD:
+            kwargs.update(value)
+        elif p.kind is p.KEYWORD_ONLY or p.name in keywords:
+            kwargs[p.name] = value
+        else:
+            args.append(value)
+    return args, kwargs
 
 
 def to_task_result(record: JobRecord, alias: str) -> TaskResult[Any, Any]:
