@@ -468,6 +468,15 @@ class App:
 
     # -- workers -------------------------------------------------------------
 
+    def worker_defaults(self) -> WorkerConfig:
+        """The settings ``pigeon worker APP`` starts from, under the environment and its options.
+
+        Override it where the framework knows better (Django: the backend's QUEUES).
+        """
+        from pigeon.worker.config import WorkerConfig
+
+        return WorkerConfig()
+
     def make_worker(self, config: WorkerConfig | None = None, **overrides: Any) -> Worker:
         """A worker for this app (see :class:`pigeon.worker.WorkerConfig` for options)."""
         from pigeon.worker.config import WorkerConfig

@@ -105,7 +105,8 @@ def main() -> None:
     "--queues",
     "-Q",
     default=None,
-    help="Comma-separated queues (default: default); name=N caps that queue at N jobs in flight here.",
+    help="Comma-separated queues (default: the app's: a Django backend's QUEUES, else default); "
+    "name=N caps that queue at N jobs in flight here.",
 )
 @click.option("--concurrency", "-c", type=int, default=None, help="Jobs in flight per process.")
 @click.option("--processes", "-p", type=int, default=1, show_default=True, help="Worker processes.")
@@ -139,7 +140,7 @@ def worker(
         changes["concurrency"] = concurrency
     if grace is not None:
         changes["grace"] = grace
-    config = WorkerConfig.from_env().replace(**changes)
+    config = WorkerConfig.from_env(base=app.worker_defaults()).replace(**changes)
 
     the_worker = app.make_worker(config)
 

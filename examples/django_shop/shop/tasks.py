@@ -1,7 +1,13 @@
-"""Plain django.tasks functions; pigeon's options pass through Django 6.1's @task(**kwargs)."""
+"""Django tasks with pigeon's options.
+
+``pigeon.contrib.django.task`` is Django's ``@task`` taking pigeon's options on every
+Django version pigeon supports; on Django 6.1 ``django.tasks.task`` takes them too, but
+Django 6.0's raises ``TypeError`` for ``max_attempts``.
+"""
 
 from django.core.mail import send_mail
-from django.tasks import task
+
+from pigeon.contrib.django import task
 
 from .models import Order
 

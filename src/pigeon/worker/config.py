@@ -87,8 +87,8 @@ class WorkerConfig:
             raise ConfigurationError(f"unknown worker option: {exc}") from None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Self:
-        """A config from ``PIGEON_<FIELD>`` variables (e.g. ``PIGEON_CONCURRENCY=64``)."""
+    def from_env(cls, environ: Mapping[str, str] = os.environ, base: Self | None = None) -> Self:
+        """A config from ``PIGEON_<FIELD>`` variables (e.g. ``PIGEON_CONCURRENCY=64``) over ``base``."""
         changes: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = environ.get(f"PIGEON_{f.name.upper()}")
@@ -105,7 +105,7 @@ class WorkerConfig:
                     changes[f.name] = float(raw)
             except ValueError:
                 raise ConfigurationError(f"PIGEON_{f.name.upper()}={raw!r} is not a valid value") from None
-        return cls().replace(**changes)
+        return (base or cls()).replace(**changes)
 
 
 def _parse_queues(text: str) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:

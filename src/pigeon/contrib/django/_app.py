@@ -29,6 +29,7 @@ from pigeon.app import App
 from pigeon.contrib.django.conf import BackendConfig, config_for
 from pigeon.retry import Backoff
 from pigeon.task import JobContext, Task
+from pigeon.worker.config import WorkerConfig
 
 if TYPE_CHECKING:
     from pigeon.contrib.django.backend import PigeonBackend
@@ -49,6 +50,11 @@ class DjangoApp(App):
 
     def __repr__(self) -> str:
         return f"<DjangoApp {self.config.alias}>"
+
+    def worker_defaults(self) -> WorkerConfig:
+        """The backend's QUEUES, then ``OPTIONS["worker"]`` (which may name other queues)."""
+        changes: dict[str, Any] = {"queues": self.config.queues, **self.config.worker}
+        return WorkerConfig().replace(**changes)
 
     def register(self, task: DjangoTask[Any, Any]) -> Task[Any, Any]:
         """The pigeon task that runs a django task (registered on first use)."""

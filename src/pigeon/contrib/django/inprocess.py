@@ -33,5 +33,4 @@ def worker_app(alias: str = "default") -> DjangoApp | None:
 
 def worker_config(app: DjangoApp, **overrides: Any) -> WorkerConfig:
     """``OPTIONS['worker']`` over the defaults, taking the backend's QUEUES unless it names queues."""
-    changes: dict[str, Any] = {"queues": app.config.queues, **app.config.worker, **overrides}
-    return WorkerConfig().replace(**changes)
+    return app.worker_defaults().replace(**overrides)
