@@ -247,6 +247,8 @@ _BUILTIN = {
     "redis": "pigeon.brokers.redis:RedisBroker",
     "rediss": "pigeon.brokers.redis:RedisBroker",
 }
+_EXTRAS = {"postgresql": "postgres", "postgres": "postgres", "redis": "redis", "rediss": "redis"}
+"""The pyproject extra that installs each scheme's driver (pip ignores an unknown extra silently)."""
 
 
 def broker_class(url: str) -> Any:
@@ -270,7 +272,7 @@ def broker_class(url: str) -> Any:
         return getattr(importlib.import_module(module), name)
     except ImportError as exc:
         raise ConfigurationError(
-            f"the {scheme} broker needs an extra: pip install 'pigeon[{scheme}]' ({exc})"
+            f"the {scheme} broker needs an extra: pip install 'pigeon[{_EXTRAS.get(scheme, scheme)}]' ({exc})"
         ) from exc
 
 
