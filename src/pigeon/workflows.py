@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -224,8 +224,25 @@ class _Workflow:
         return self._handle
 
 
-def chain(*sigs: Signature) -> _Workflow:
-    """Run ``sigs`` one after another, each result feeding the next."""
+def _signatures(given: tuple[Signature | Iterable[Signature], ...], what: str) -> list[Signature]:
+    """Signatures given one by one, or as one iterable (a list, a generator), as Celery takes them.
+
+    Raises:
+        TypeError: an item is not a signature (``task.s(...)``).
+    """
+    items: Iterable[Any] = given[0] if len(given) == 1 and not isinstance(given[0], Signature) else given
+    if not isinstance(items, Iterable):
+        raise TypeError(f"a {what} takes signatures (task.s(...)) or one iterable of them")
+    sigs = list(items)
+    for s in sigs:
+        if not isinstance(s, Signature):
+            raise TypeError(f"a {what} takes signatures (task.s(...)), not {type(s).__name__}")
+    return sigs
+
+
+def chain(*given: Signature | Iterable[Signature]) -> _Workflow:
+    """Run signatures one after another, each result feeding the next (``chain(a.s(), b.s())``)."""
+    sigs = _signatures(given, "chain")
     if not sigs:
         raise ValueError("a chain needs at least one step")
     app, root = sigs[0].task.app, new_id()
@@ -235,8 +252,10 @@ def chain(*sigs: Signature) -> _Workflow:
     return _Workflow(app, root, [first], handle)
 
 
-def group(*sigs: Signature) -> _Workflow:
-    """Run ``sigs`` in parallel; the handle collects their results in order."""
+def group(*given: Signature | Iterable[Signature]) -> _Workflow:
+    """Run signatures in parallel (``group(a.s(1), a.s(2))`` or ``group(a.s(i) for i in …)``);
+    the handle collects their results in order."""
+    sigs = _signatures(given, "group")
     if not sigs:
         raise ValueError("a group needs at least one member")
     app, root = sigs[0].task.app, new_id()
@@ -244,15 +263,16 @@ def group(*sigs: Signature) -> _Workflow:
     return _Workflow(app, root, jobs, GroupHandle(app, root, [j.id for j in jobs]))
 
 
-def chord(members: Sequence[Signature], callback: Signature) -> _Workflow:
-    """Run ``members`` in parallel, then ``callback`` with the list of their results."""
-    if not members:
+def chord(members: Iterable[Signature], callback: Signature) -> _Workflow:
+    """Run ``members`` (any iterable of signatures) in parallel, then ``callback`` with their results."""
+    sigs = _signatures((members,), "chord")
+    if not sigs:
         raise ValueError("a chord needs at least one member")
     app, root = callback.task.app, new_id()
-    jobs = [s.job(step_id(root, i)) for i, s in enumerate(members)]
+    jobs = [s.job(step_id(root, i)) for i, s in enumerate(sigs)]
     waiter_task = app.tasks[CHORD_TASK]
     spec = msgspec.json.encode(callback.step()).decode()
-    waiter = waiter_task.make_job((root, len(members), spec), {})
+    waiter = waiter_task.make_job((root, len(sigs), spec), {})
     waiter = msgspec.structs.replace(waiter, id=step_id(root, "waiter"), queue=callback.task.defaults.queue)
     ids = [j.id for j in jobs] + [waiter.id, step_id(root, "callback")]
     return _Workflow(app, root, [*jobs, waiter], ChordHandle[Any](app, root, ids))

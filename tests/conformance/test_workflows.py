@@ -61,6 +61,19 @@ async def test_group_collects_results_in_order(app: App) -> None:
         assert await handle.aresult(timeout=20) == [i * 2 for i in range(8)]
 
 
+async def test_workflows_take_generators_as_celery_users_write_them(app: App) -> None:
+    add, double, _, total = arithmetic(app)
+    async with app.worker(**FAST):
+        grouped = await group(add.s(i, i) for i in range(10)).asend()
+        chorded = await chord((add.s(i, i) for i in range(4)), total.s()).asend()
+        chained = await chain(s for s in (add.s(1, 2), double.s())).asend()
+        assert await grouped.aresult(timeout=20) == [i * 2 for i in range(10)]
+        assert await chorded.aresult(timeout=20) == {"sum": 12, "errors": []}
+        assert await chained.aresult(timeout=20) == 6
+    with pytest.raises(TypeError, match="signatures"):
+        group([add.s(1, 1), add])  # type: ignore[list-item]
+
+
 async def test_chord_callback_gets_results_and_errors(app: App) -> None:
     add, _, explode, total = arithmetic(app)
     async with app.worker(**FAST):
