@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pigeon.app import App
-from pigeon.errors import PigeonError
+from pigeon.errors import ConfigurationError, PigeonError
 from pigeon.events import UNROUTED
 from pigeon.job import JobRecord, JobState
 
@@ -60,6 +60,44 @@ def load_app(target: str) -> App:
     app = getattr(module, attr, None)
     if not isinstance(app, App):
         raise ValueError(f"{target!r} is not a pigeon App (found {type(app).__name__})")
+    return app
+
+
+def task_name_in(app: App, name: str) -> str:
+    """A task's full name from its full name or the last part of it (``slow`` for ``jobs.slow``).
+
+    Every verb that takes a task name resolves it here; a name the app does not
+    know is returned as given.
+    """
+    if name in app.tasks:
+        return name
+    return next((n for n in app.tasks if _short(n) == name), name)
+
+
+def _short(task: str) -> str:
+    return task.split("@", 1)[0].rsplit(".", 1)[-1]
+
+
+def inspected_app(target: str) -> App:
+    """:func:`load_app` for the inspection verbs, which never create a database.
+
+    Opening a SQLite file creates it (and its folders): a typo would show an empty
+    queue. Only ``worker`` and ``migrate`` create one.
+
+    Raises:
+        ConfigurationError: the URL names a SQLite file that does not exist.
+    """
+    app = load_app(target)
+    url = app.url
+    if url.startswith("sqlite:"):
+        from pigeon.brokers.sqlite import SqliteBroker
+
+        path = SqliteBroker.from_url(url, {}).path
+        if not os.path.exists(path):
+            raise ConfigurationError(
+                f"no SQLite database at {os.path.abspath(path)} (a typo?); "
+                "`pigeon worker` or `pigeon migrate` creates one"
+            )
     return app
 
 
@@ -191,9 +229,8 @@ def enqueue(
 ) -> None:
     """Send TASK (its full name, or the last part of it) with JSON arguments."""
     app = load_app(app_path)
-    task = app.tasks.get(task_name) or next(
-        (t for n, t in app.tasks.items() if n.rsplit(".", 1)[-1] == task_name), None
-    )
+    full = task_name_in(app, task_name)
+    task = app.tasks.get(full)
     if task is None:
         known = ", ".join(sorted(app.tasks)) or "none"
         raise ValueError(f"no task {task_name!r} in {app_path} (known: {known})")
@@ -256,7 +293,7 @@ def status(app_path: str) -> None:
         if any(s.queue == UNROUTED for s in stats):
             console.print(f"events published with no handler are kept in the {UNROUTED!r} queue")
 
-    _run(load_app(app_path), show)
+    _run(inspected_app(app_path), show)
 
 
 def _ago(seconds: float) -> str:
@@ -310,25 +347,30 @@ def jobs_list(app_path: str, queue: str | None, state: str | None, task: str | N
 
     async def show(app: App) -> None:
         broker = await app.connection()
-        records = await broker.list_jobs(
-            queue=queue, state=JobState(state) if state else None, task=task, limit=limit
-        )
+        wanted = None if task is None else task_name_in(app, task)
+        chosen = JobState(state) if state else None
+        records = await broker.list_jobs(queue=queue, state=chosen, task=wanted, limit=limit)
+        if not records and wanted is not None and wanted == task and "." not in task:
+            # A short name the app (or a bare URL) cannot resolve: match the last part here.
+            scanned = await broker.list_jobs(queue=queue, state=chosen, limit=max(limit * 20, 1000))
+            records = [r for r in scanned if _short(r.job.task) == task][:limit]
         table = Table()
         table.add_column("id", no_wrap=True)
         for col in ("task", "queue", "state", "attempts", "enqueued"):
             table.add_column(col)
         for r in records:
+            unrouted = r.job.task == UNROUTED
             table.add_row(
                 r.job.id,
-                r.job.task,
+                f"event {_topic(r)}" if unrouted else r.job.task,
                 r.job.queue,
-                r.state.value,
-                f"{r.attempts}/{r.job.max_attempts}",
+                "unrouted" if unrouted else r.state.value,
+                "" if unrouted else f"{r.attempts}/{r.job.max_attempts}",
                 _when(r.job.enqueued_at),
             )
         console.print(table if records else "no jobs")
 
-    _run(load_app(app_path), show)
+    _run(inspected_app(app_path), show)
 
 
 @jobs.command("show")
@@ -344,8 +386,11 @@ def jobs_show(app_path: str, job_id: str) -> None:
             raise PigeonError(f"no job {job_id}")
         return rec
 
-    r = _run(load_app(app_path), show)
+    r = _run(inspected_app(app_path), show)
     j = r.job
+    if j.task == UNROUTED:
+        _show_unrouted(r)
+        return
     rows = [
         ("id", j.id),
         ("task", j.task),
@@ -374,17 +419,37 @@ def jobs_show(app_path: str, job_id: str) -> None:
             console.print(r.error.traceback, highlight=False, markup=False)
 
 
-def _job_action(name: str, doc: str, action: Callable[[App, str], Coroutine[Any, Any, bool]]) -> None:
+def _topic(r: JobRecord) -> str:
+    try:
+        return str(json.loads(bytes(r.job.payload))["topic"])
+    except (ValueError, KeyError, TypeError):
+        return "?"
+
+
+def _show_unrouted(r: JobRecord) -> None:
+    """A recorded event nobody handled: what it is, not a cancelled job that runs in year 3000."""
+    rows = [
+        ("id", r.job.id),
+        ("event", _topic(r)),
+        ("state", "unrouted: published with no handler, kept for inspection until failed_ttl"),
+        ("published", _when(r.job.enqueued_at)),
+        ("payload", bytes(r.job.payload).decode()),
+    ]
+    for key, value in rows:
+        console.print(f"[bold]{key:>11}[/] {value}", highlight=False)
+
+
+def _job_action(
+    name: str, past: str, doc: str, action: Callable[[App, str], Coroutine[Any, Any, bool]]
+) -> None:
     @jobs.command(name, help=doc)
     @click.argument("app_path", metavar="APP")
     @click.argument("job_id")
     @_one_line_errors
     def command(app_path: str, job_id: str) -> None:
-        done = _run(load_app(app_path), lambda app: action(app, job_id))
+        done = _run(inspected_app(app_path), lambda app: action(app, job_id))
         if not done:
-            raise PigeonError(
-                f"job {job_id} was not {name.rstrip('e')}ed (unknown, or not in a state that allows it)"
-            )
+            raise PigeonError(f"job {job_id} was not {past} (unknown, or not in a state that allows it)")
         console.print(f"{name}: {job_id}")
 
 
@@ -395,9 +460,10 @@ async def _retry(app: App, job_id: str) -> bool:
     return done
 
 
-_job_action("retry", "Queue a failed or cancelled job again, with fresh attempts.", _retry)
+_job_action("retry", "retried", "Queue a failed or cancelled job again, with fresh attempts.", _retry)
 _job_action(
     "cancel",
+    "cancelled",
     "Cancel a job that has not finished; a running one stops at its worker's next heartbeat.",
     lambda app, job_id: app.acancel(job_id),
 )
@@ -421,7 +487,7 @@ def jobs_purge(app_path: str, queue: str | None, states: tuple[str, ...]) -> Non
         broker = await app.connection()
         return await broker.purge(queue=queue, states=[JobState(s) for s in states])
 
-    console.print(f"purged {_run(load_app(app_path), purge)} jobs")
+    console.print(f"purged {_run(inspected_app(app_path), purge)} jobs")
 
 
 @main.command()

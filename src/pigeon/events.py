@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -93,7 +94,15 @@ def fan_out(handlers: Sequence[tuple[str, Task[Any, Any]]], topic: str, payload:
     if not jobs:
         log.info("event %s has no handlers", topic)
         payload = b'{"topic":' + codec.encode(topic) + b',"event":' + body + b"}"
-        return [Job(id=new_id(), task=UNROUTED, queue=UNROUTED, payload=msgspec.Raw(payload), run_at=_NEVER)]
+        record = Job(
+            id=new_id(),
+            task=UNROUTED,
+            queue=UNROUTED,
+            payload=msgspec.Raw(payload),
+            run_at=_NEVER,
+            enqueued_at=time.time(),
+        )
+        return [record]
     return jobs
 
 

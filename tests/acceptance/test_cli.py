@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -202,3 +203,40 @@ def test_errors_are_one_line(env: dict[str, str], args: list[str], message: str)
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("verb", [["status"], ["jobs", "list"], ["jobs", "purge"], ["jobs", "show", "x"]])
+def test_inspection_verbs_refuse_a_sqlite_file_that_does_not_exist(
+    env: dict[str, str], tmp_path: Path, verb: list[str]
+) -> None:
+    typo = tmp_path / "jbos" / "jobs.db"
+    args = [*verb[:2], f"sqlite:///{typo}", *verb[2:]] if verb[0] == "jobs" else [*verb, f"sqlite:///{typo}"]
+    done = pigeon(env, *args, check=False)
+    assert done.returncode == 1 and "no SQLite database at" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not typo.parent.exists()  # nothing created
+
+
+def test_task_names_resolve_the_same_way_everywhere(app: App, env: dict[str, str]) -> None:
+    job_id = pigeon(env, "enqueue", "tests.acceptance.jobs_app:app", "add", "--args", "[1, 2]").stdout.strip()
+    for target in (env["PIGEON_URL"], "tests.acceptance.jobs_app:app"):
+        assert job_id in pigeon(env, "jobs", "list", target, "--task", "add").stdout
+        assert job_id in pigeon(env, "jobs", "list", target, "--task", "tests.acceptance.jobs_app.add").stdout
+    refused = pigeon(env, "jobs", "retry", env["PIGEON_URL"], job_id, check=False)
+    assert f"job {job_id} was not retried" in refused.stderr
+    pigeon(env, "jobs", "cancel", env["PIGEON_URL"], job_id)
+    again = pigeon(env, "jobs", "cancel", env["PIGEON_URL"], job_id, check=False)
+    assert f"job {job_id} was not cancelled" in again.stderr
+
+
+def test_unrouted_events_show_as_what_they_are(app: App, env: dict[str, str]) -> None:
+    from datetime import UTC, datetime
+
+    assert app.publish("nobody.listens", {"n": 1}) == []
+    env = {**env, "COLUMNS": "200"}  # rich fits tables to the terminal's width
+    listed = pigeon(env, "jobs", "list", env["PIGEON_URL"]).stdout
+    assert "unrouted" in listed and "nobody.listens" in listed and "cancelled" not in listed
+    assert datetime.now(UTC).strftime("%Y-%m-%d") in listed and "1970" not in listed
+    (record,) = [re.findall(r"[0-9a-f]{32}", line)[0] for line in listed.splitlines() if "nobody" in line]
+    shown = pigeon(env, "jobs", "show", env["PIGEON_URL"], record).stdout
+    assert "unrouted" in shown and "3000" not in shown and "1970" not in shown, shown
