@@ -123,9 +123,30 @@ class _JobFormatter(logging.Formatter):
         return f"{line} [job={job} task={task} attempt={attempt}]"
 
 
-def _setup_logging(level: str) -> None:
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the job's fields, the traceback."""
+
+    FIELDS = ("job_id", "task", "attempt", "duration")
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        data.update({k: getattr(record, k) for k in self.FIELDS if hasattr(record, k)})
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
+def _setup_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(_JobFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(_JobFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger("pigeon")
     root.addHandler(handler)
     root.setLevel(level.upper())
@@ -151,6 +172,13 @@ def main() -> None:
 @click.option("--burst", is_flag=True, help="Exit when nothing is left to do.")
 @click.option("--grace", type=float, default=None, help="Seconds running jobs get at shutdown.")
 @click.option("--log-level", "-l", default="info", show_default=True)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line (for log collectors).",
+)
 @_one_line_errors
 def worker(
     app_path: str,
@@ -160,11 +188,12 @@ def worker(
     burst: bool,
     grace: float | None,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run a worker for APP (module:app). SIGTERM/SIGINT stop gracefully; a second one stops at once."""
     from pigeon.worker.config import WorkerConfig
 
-    _setup_logging(log_level)
+    _setup_logging(log_level, log_format)
     if processes > 1:
         from pigeon.worker.supervisor import supervise
 

@@ -240,3 +240,21 @@ def test_unrouted_events_show_as_what_they_are(app: App, env: dict[str, str]) ->
     (record,) = [re.findall(r"[0-9a-f]{32}", line)[0] for line in listed.splitlines() if "nobody" in line]
     shown = pigeon(env, "jobs", "show", env["PIGEON_URL"], record).stdout
     assert "unrouted" in shown and "3000" not in shown and "1970" not in shown, shown
+
+
+def test_worker_logs_each_job_end_and_failures_with_their_traceback_as_json(
+    app: App, env: dict[str, str], tmp_path: Path
+) -> None:
+    import json
+
+    from tests.acceptance.jobs_app import broken, mark
+
+    ok = mark.send(str(tmp_path / "ran"))
+    bad = broken.send("cake")
+    done = pigeon(env, "worker", "tests.acceptance.jobs_app:app", "--burst", "--log-format", "json")
+    records = [json.loads(line) for line in done.stderr.splitlines()]  # every line is one object
+    ended = [r for r in records if r.get("job_id") == ok.id and r["message"].startswith("job succeeded")]
+    assert len(ended) == 1 and ended[0]["level"] == "INFO" and ended[0]["duration"] >= 0
+    assert ended[0]["task"] == mark.name
+    (failed,) = [r for r in records if r.get("job_id") == bad.id and r["level"] == "ERROR"]
+    assert "Traceback" in failed["exception"] and "ValueError: no cake" in failed["exception"]

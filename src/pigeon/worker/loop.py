@@ -324,7 +324,8 @@ class Worker:
             failed = await self._continue_chain(claim, result, task.defaults, extra)
             if failed is not None:
                 return failed
-        log.debug("job succeeded in %.3f s", time.perf_counter() - started, extra=extra)
+        took = time.perf_counter() - started
+        log.info("job succeeded in %.3f s", took, extra={**extra, "duration": round(took, 6)})
         return Outcome(
             job_id=job.id,
             token=claim.token,
@@ -364,7 +365,8 @@ class Worker:
         retryable = isinstance(exc, defaults.retry_on) or info.type == "pigeon.ProcessDied"
         if retryable and claim.attempt < claim.job.max_attempts:
             return self._retry(claim, defaults, None, info, extra)
-        log.error("job failed: %s: %s", info.type, info.message, extra=extra)
+        # exc_info: Sentry and other logging integrations get the stack trace.
+        log.error("job failed: %s: %s", info.type, info.message, exc_info=exc, extra=extra)
         return self._fail(claim, info)
 
     def _retry(
