@@ -28,4 +28,4 @@ bench: env
 	scripts/with-servers $(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .servers .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-django60 .servers .mypy_cache .ruff_cache .pytest_cache

@@ -14,6 +14,7 @@ database. The TASKS backends:
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -109,6 +110,11 @@ def _configure() -> None:
 
 
 _configure()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The settings' files (databases, the outside queue) go with the session."""
+    shutil.rmtree(_TMP, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
