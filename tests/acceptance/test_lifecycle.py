@@ -132,3 +132,51 @@ def test_a_burst_run_says_nothing_of_threads_when_every_job_succeeded(url: str, 
         assert "WARNING" not in done.stderr and "still running" not in done.stderr, done.stderr
     finally:
         app.close()
+
+
+HOST = """
+    import os, pathlib, sys, time
+
+    sys.path.insert(0, os.environ["ROOT"])
+    from pigeon import App
+    from tests.acceptance import jobs_app
+
+    app = jobs_app.app
+    app.url = os.environ["PIGEON_URL"]
+    app.run_worker_in_thread(grace={grace}, poll=0.05, heartbeat=0.2)
+    record = pathlib.Path(os.environ["RECORD"])
+    handle = getattr(jobs_app, os.environ["TASK"]).send(str(record), 30.0)
+    print(handle.id, flush=True)
+    while not record.exists():
+        time.sleep(0.01)
+    # The script ends here with the job running, as a web server's process ends on Ctrl-C.
+"""
+
+
+@pytest.mark.parametrize("task", ["mark", "mark_async"])
+def test_a_host_process_exiting_stops_its_worker_thread_within_the_grace(
+    url: str, tmp_path: Path, task: str
+) -> None:
+    grace = 1.0
+    script = tmp_path / "host.py"
+    script.write_text(textwrap.dedent(HOST.format(grace=grace)))
+    record = tmp_path / "ran"
+    env = {**_env(url), "ROOT": str(ROOT), "RECORD": str(record), "TASK": task}
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        out, err = proc.communicate(timeout=grace + 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert (proc.returncode, err) == (0, "handing 1 unfinished jobs back\n")  # logging's last resort
+    took = time.time() - record.stat().st_mtime  # from the job's start to now, the process gone
+    assert took < grace + EXIT_MARGIN, f"the process outlived its worker's grace by {took - grace:.2f} s"
+    app = App(url)
+    try:
+        rec = app.job(out.split()[0]).record()
+    finally:
+        app.close()
+    assert (rec.state, rec.attempts) == (JobState.QUEUED, 0)
