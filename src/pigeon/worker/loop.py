@@ -324,8 +324,9 @@ class Worker:
             failed = await self._continue_chain(claim, result, task.defaults, extra)
             if failed is not None:
                 return failed
-        took = time.perf_counter() - started
-        log.info("job succeeded in %.3f s", took, extra={**extra, "duration": round(took, 6)})
+        if log.isEnabledFor(logging.INFO):  # the hot path: no dict when nobody listens
+            took = time.perf_counter() - started
+            log.info("job succeeded in %.3f s", took, extra={**extra, "duration": round(took, 6)})
         return Outcome(
             job_id=job.id,
             token=claim.token,
