@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pigeon.app import App
@@ -433,17 +434,20 @@ def jobs_show(app_path: str, job_id: str) -> None:
         ("started", _when(r.started_at)),
         ("finished", _when(r.finished_at)),
         ("worker", r.worker_id or ""),
-        ("arguments", bytes(j.payload).decode()),
+        ("arguments", bytes(j.payload).decode(errors="replace")),
         ("result", "" if r.result is None else r.result.decode(errors="replace")),
         ("progress", "" if r.progress is None else r.progress.decode(errors="replace")),
     ]
+    if r.raw is not None:  # not an envelope pigeon wrote: show its bytes, escaped, and nothing else
+        rows[1:2] = [("task", "(malformed)"), ("stored", repr(r.raw[:2000]))]
     for key, value in rows:
-        console.print(f"[bold]{key:>11}[/] {value}", highlight=False)
+        console.print(f"[bold]{key:>11}[/] {escape(value)}", highlight=False)
     earlier = r.errors[:-1] if r.error is not None and r.errors[-1:] == (r.error,) else r.errors
     for n, e in enumerate(earlier, 1):
         console.print(f"[bold]{'failed':>11}[/] ({n}) {e.type}: {e.message}", highlight=False)
     if r.error is not None:
-        console.print(f"[bold]{'error':>11}[/] {r.error.type}: {r.error.message}", highlight=False)
+        error = f"{r.error.type}: {r.error.message}"
+        console.print(f"[bold]{'error':>11}[/] {escape(error)}", highlight=False)
         if r.error.traceback:
             console.print(r.error.traceback, highlight=False, markup=False)
 

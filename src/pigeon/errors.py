@@ -13,6 +13,7 @@
     │   ├── JobCancelled            the job was cancelled before it succeeded
     │   ├── UnknownTask             a job names a task this process does not know
     │   └── DecodeError             a job's payload or result cannot be decoded
+    │       └── MalformedJob        a stored job's envelope is not one pigeon wrote
     └── TaskError
         └── InvalidTask             a task definition that cannot work
 
@@ -81,6 +82,14 @@ class UnknownTask(JobError):
 
 class DecodeError(JobError):
     """A job's payload or result cannot be decoded."""
+
+
+class MalformedJob(DecodeError):
+    """A stored job's envelope does not decode: written into the queue by something else.
+
+    The worker fails such a job at once with this error; the bytes stay in the
+    store and ``JobRecord.raw`` holds them.
+    """
 
 
 class TaskError(PigeonError):

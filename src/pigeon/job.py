@@ -38,6 +38,7 @@ from __future__ import annotations
 import enum
 import os
 import time
+from typing import Annotated
 
 import msgspec
 
@@ -64,6 +65,13 @@ MIN_PRIORITY = -100
 MAX_PRIORITY = 100
 
 
+MALFORMED_TASK = "pigeon.malformed"
+"""The task name of the stand-in for a stored envelope that does not decode."""
+
+_Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+_Time = Annotated[float, msgspec.Meta(ge=0, le=1e12)]  # aware-UTC Unix seconds, or a duration
+
+
 def new_id() -> str:
     """A job id: time-ordered (milliseconds) then random, 32 hex digits like a UUID."""
     return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
@@ -82,7 +90,7 @@ class Then(msgspec.Struct, frozen=True):
     """What follows a chain step: the workflow's id, the next step's place, the steps left."""
 
     root: str
-    index: int
+    index: _Int
     steps: tuple[Step, ...]
 
 
@@ -97,15 +105,15 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     task: str
     queue: str = "default"
     payload: msgspec.Raw = msgspec.Raw(b"{}")
-    priority: int = 0
-    max_attempts: int = 3
-    timeout: float | None = None
-    run_at: float | None = None
+    priority: Annotated[int, msgspec.Meta(ge=MIN_PRIORITY, le=MAX_PRIORITY)] = 0
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] = 3
+    timeout: _Time | None = None
+    run_at: _Time | None = None
     unique_key: str | None = None
-    enqueued_at: float = 0.0
+    enqueued_at: _Time = 0.0
     limit_key: str | None = None
     """Jobs sharing a limit key run at most ``limit`` at a time across all workers."""
-    limit: int = 0
+    limit: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 0
     then: Then | None = None
     """What follows this job's success (a chain's remaining steps): see workflows.py."""
 
@@ -119,6 +127,25 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 _ENCODER = msgspec.json.Encoder()
 _JOB_DECODER = msgspec.json.Decoder(Job)
+
+
+def decode_stored(job_id: str, data: bytes) -> tuple[Job, str | None]:
+    """The envelope stored under ``job_id``, or a stand-in and why it does not decode.
+
+    Anything with access to a queue can write into it; a stored envelope that is
+    not one of ours must cost one job, never the worker or the batch it came
+    with. Only JSON is ever parsed (never pickle, never eval). The stand-in
+    keeps the id, so the job can be settled, listed and shown.
+    """
+    try:
+        job = _JOB_DECODER.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, ValueError) as exc:
+        reason = f"the stored envelope does not decode: {exc}"
+    else:
+        if job.id == job_id:
+            return job, None
+        reason = f"the stored envelope names another job ({job.id[:64]!r})"
+    return Job(id=job_id, task=MALFORMED_TASK, payload=msgspec.Raw(b"null")), reason
 
 
 class ErrorInfo(msgspec.Struct, frozen=True):
@@ -145,6 +172,8 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: float | None = None
     lease_until: float | None = None
     progress: bytes | None = None
+    raw: bytes | None = None
+    """The stored envelope as found, when it does not decode (``job`` is then a stand-in)."""
 
 
 class Claim(msgspec.Struct, frozen=True):
@@ -153,6 +182,14 @@ class Claim(msgspec.Struct, frozen=True):
     job: Job
     token: str
     attempt: int
+    malformed: str | None = None
+    """Why the stored envelope does not decode (``job`` is a stand-in): the worker fails it."""
+
+
+def stored_claim(job_id: str, data: bytes, token: str, attempt: int) -> Claim:
+    """A claim of the envelope stored under ``job_id`` (see :func:`decode_stored`)."""
+    job, malformed = decode_stored(job_id, data)
+    return Claim(job, token, attempt, malformed)
 
 
 class OutcomeKind(enum.StrEnum):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import pytest
 
 from pigeon import App, JobFailed, JobState
 from tests.helpers import wait_until
+from tests.storage import overwrite_envelope
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
@@ -185,6 +187,25 @@ def test_jobs_show_lists_every_failed_attempt(app: App, env: dict[str, str]) -> 
     shown = pigeon(env, "jobs", "show", env["PIGEON_URL"], job_id).stdout
     assert "failed (1) builtins.ValueError: no cake" in shown  # the first attempt
     assert "error builtins.ValueError: no cake" in shown and "Traceback" in shown  # the last, in full
+
+
+def test_worker_outlives_a_malformed_job_and_jobs_commands_show_it(
+    app: App, workers: Workers, env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.acceptance.jobs_app import add
+
+    bad, good = add.send(1, 1), add.send(2, 3)
+    asyncio.run(overwrite_envelope(env["PIGEON_URL"], bad.id, b"\x80\x04not [pigeon]\xff"))
+    proc = workers.start("-c", "4")
+    assert good.result(timeout=30) == 5
+    wait_until(lambda: bad.status is JobState.FAILED, what="the malformed job failed")
+    assert add.send(4, 4).result(timeout=30) == 8 and proc.poll() is None  # still serving
+    listed = pigeon({**env, "COLUMNS": "200"}, "jobs", "list", env["PIGEON_URL"], "--state", "failed").stdout
+    assert bad.id in listed and "pigeon.malformed" in listed
+    shown = pigeon(env, "jobs", "show", env["PIGEON_URL"], bad.id).stdout
+    assert "(malformed)" in shown and "not [pigeon]" in shown  # the stored bytes, as they are
+    assert "error pigeon.MalformedJob: the stored envelope does not decode" in shown
+    assert "malformed job" in workers.output(proc)
 
 
 @pytest.mark.parametrize(

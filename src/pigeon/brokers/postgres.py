@@ -49,6 +49,7 @@ from pigeon.job import (
     OutcomeKind,
     QueueStats,
     WorkerInfo,
+    stored_claim,
 )
 
 _NAMESPACE = re.compile(r"[a-z_][a-z0-9_]{0,47}")
@@ -275,12 +276,12 @@ class PostgresBroker(BrokerBase):
             params |= {"token": token, "worker_id": worker_id, "lease_until": now + lease}
             found = await self._fetch("claim", params)
             rows += [r for r in found if r[2] is not None]
-            more_full = [r[4] for r in found if r[2] is None]
+            more_full = [r[5] for r in found if r[2] is None]
             if not more_full or len(rows) >= limit:
                 break
             full += more_full
         rows.sort(key=lambda r: (-r[0], r[1]))
-        return [Claim(Job.decode(r[2]), token, r[3]) for r in rows]
+        return [stored_claim(r[4], r[2], token, r[3]) for r in rows]
 
     async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
         now = time.time()

@@ -69,6 +69,8 @@ from pigeon.job import (
     Outcome,
     QueueStats,
     WorkerInfo,
+    decode_stored,
+    stored_claim,
 )
 
 log = logging.getLogger("pigeon.broker.redis")
@@ -263,7 +265,8 @@ class RedisBroker(BrokerBase):
             reply = await self._script(
                 "claim", repr(now), token, worker_id, repr(now + lease), limit, *queues
             )
-        return [Claim(Job.decode(env), token, int(n)) for env, n in zip(reply[::2], reply[1::2], strict=True)]
+        triples = zip(reply[::3], reply[1::3], reply[2::3], strict=True)
+        return [stored_claim(jid.decode(), env, token, int(n)) for jid, env, n in triples]
 
     async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
         rows = [
@@ -395,7 +398,7 @@ class RedisBroker(BrokerBase):
         for job_id in ids:
             key = self._prefix.encode() + b"job:" + (job_id if isinstance(job_id, bytes) else job_id.encode())
             pipe.hmget(key, _FIELDS)
-        return [_record(values) for values in await pipe.execute()]
+        return [_record(_text(jid), values) for jid, values in zip(ids, await pipe.execute(), strict=True)]
 
     async def get(self, job_id: str) -> JobRecord | None:
         with self._translated():
@@ -500,12 +503,14 @@ class RedisBroker(BrokerBase):
         ]
 
 
-def _record(values: list[bytes | None]) -> JobRecord | None:
+def _record(job_id: str, values: list[bytes | None]) -> JobRecord | None:
     env, state, attempts, result, error, errors, worker_id, started, finished, lease, progress = values
     if env is None or state is None:
         return None
+    job, malformed = decode_stored(job_id, env)
     return JobRecord(
-        job=Job.decode(env),
+        job=job,
+        raw=None if malformed is None else env,
         state=JobState(state.decode()),
         attempts=int(attempts or 0),
         result=result,

@@ -38,6 +38,7 @@ from pigeon.job import (
     OutcomeKind,
     QueueStats,
     WorkerInfo,
+    stored_claim,
 )
 
 T = TypeVar("T")
@@ -188,7 +189,7 @@ class SqliteBroker(BrokerBase):
         candidates = self._q["candidates"].replace("{queues}", ",".join("?" * len(queues)))
         token = os.urandom(8).hex()
 
-        def claim(db: sqlite3.Connection) -> list[tuple[int, int, bytes, int]]:
+        def claim(db: sqlite3.Connection) -> list[tuple[int, int, bytes, int, str]]:
             now = time.time()
             db.execute(self._q["promote"], (now,))
             seqs = self._within_limits(db, db.execute(candidates, queues), limit)
@@ -199,7 +200,7 @@ class SqliteBroker(BrokerBase):
 
         rows = await self._run(self._write, claim)
         rows.sort(key=lambda r: (-r[0], r[1]))
-        return [Claim(Job.decode(env), token, attempts) for _, _, env, attempts in rows]
+        return [stored_claim(jid, env, token, attempts) for _, _, env, attempts, jid in rows]
 
     def _within_limits(self, db: sqlite3.Connection, rows: sqlite3.Cursor, limit: int) -> list[int]:
         # The cursor walks the claim order lazily; a key at its limit is passed over.

@@ -274,6 +274,9 @@ class Worker:
 
     async def _attempt(self, claim: Claim, extra: dict[str, Any]) -> Outcome:
         job = claim.job
+        if claim.malformed is not None:  # never retried: the same bytes would fail the same way
+            log.error("malformed job: %s", claim.malformed, extra=extra)
+            return self._fail(claim, ErrorInfo("pigeon.MalformedJob", claim.malformed))
         task = self.app.resolve_task(job.task)
         if task is None:
             log.error("unknown task %r", job.task, extra=extra)

@@ -1,7 +1,7 @@
 -- ARGV: prefix, now, token, worker_id, lease_until, limit, queues...
 -- Promotes due scheduled jobs, then takes the lowest ready scores across the queues.
 -- A job whose limit key is at its limit (counting this claim's) is parked in held:<key>
--- instead, and the claim reads on past it. Returns envelope, attempt pairs.
+-- instead, and the claim reads on past it. Returns id, envelope, attempt triples.
 local now, token, worker, lease = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local limit = tonumber(ARGV[6])
 for i = 7, #ARGV do
@@ -62,6 +62,7 @@ while taken < limit do
       redis.call('HSET', key, 'tok', token, 'wid', worker, 'start', now, 'lease', lease)
       move(id, q, v[1], 'queued', 'running')
       redis.call('ZADD', P .. 'running', lease, id)
+      out[#out + 1] = id
       out[#out + 1] = v[2]
       out[#out + 1] = attempt
       taken = taken + 1

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from pigeon.job import ErrorInfo, Job, JobRecord, JobState
+from pigeon.job import ErrorInfo, JobRecord, JobState, decode_stored
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
@@ -44,10 +44,12 @@ _errors_decoder = msgspec.json.Decoder(tuple[ErrorInfo, ...])
 def record_from_row(row: tuple[Any, ...]) -> JobRecord:
     """A JobRecord from the columns every SQL dialect's ``get`` and ``list`` queries select:
     envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at,
-    lease_until, progress."""
-    envelope, state, attempts, result, error, errors, worker_id, started, finished, lease, progress = row
+    lease_until, progress, id."""
+    envelope, state, attempts, result, error, errors, worker_id, started, finished, lease, progress, jid = row
+    job, malformed = decode_stored(jid, bytes(envelope))
     return JobRecord(
-        job=Job.decode(envelope),
+        job=job,
+        raw=None if malformed is None else bytes(envelope),
         state=JobState(state),
         attempts=attempts,
         result=result,

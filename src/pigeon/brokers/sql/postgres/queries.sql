@@ -76,11 +76,11 @@ WITH due AS (
     SET state = 'running', attempts = attempts + 1, token = %(token)s, worker_id = %(worker_id)s,
         started_at = %(now)s, lease_until = %(lease_until)s
     WHERE id IN (SELECT id FROM chosen)
-    RETURNING priority, seq, envelope, attempts
+    RETURNING priority, seq, envelope, attempts, id
 )
 SELECT *, NULL::text FROM claimed
 UNION ALL
-SELECT DISTINCT NULL::int, NULL::bigint, NULL::bytea, NULL::int, limit_key FROM ranked
+SELECT DISTINCT NULL::int, NULL::bigint, NULL::bytea, NULL::int, NULL::text, limit_key FROM ranked
 WHERE limit_key IS NOT NULL AND NOT room
 
 -- name: settle
@@ -179,11 +179,11 @@ DELETE FROM {ns}.jobs
 WHERE expires_at <= %(now)s AND state IN ('succeeded', 'failed', 'cancelled')
 
 -- name: get
-SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress
+SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress, id
 FROM {ns}.jobs WHERE id = %(id)s
 
 -- name: list
-SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress
+SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress, id
 FROM {ns}.jobs
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(state)s::text IS NULL OR state = %(state)s)

@@ -29,7 +29,7 @@ SELECT count(*) FROM pigeon_jobs WHERE state = 'running' AND limit_key = ?
 UPDATE pigeon_jobs
 SET state = 'running', attempts = attempts + 1, token = ?, worker_id = ?, started_at = ?, lease_until = ?
 WHERE seq IN ({seqs})
-RETURNING priority, seq, envelope, attempts
+RETURNING priority, seq, envelope, attempts, id
 
 -- name: complete
 UPDATE pigeon_jobs
@@ -108,11 +108,11 @@ DELETE FROM pigeon_jobs
 WHERE expires_at <= ? AND state IN ('succeeded', 'failed', 'cancelled')
 
 -- name: get
-SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress
+SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress, id
 FROM pigeon_jobs WHERE id = ?
 
 -- name: list
-SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress
+SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress, id
 FROM pigeon_jobs
 WHERE (:queue IS NULL OR queue = :queue) AND (:state IS NULL OR state = :state) AND (:task IS NULL OR task = :task)
 ORDER BY seq DESC LIMIT :limit
