@@ -129,6 +129,8 @@ class PostgresBroker(BrokerBase):
                 yield conn
         except psycopg.Error as exc:
             raise self._error(exc) from exc
+        except (TimeoutError, OSError) as exc:
+            raise BrokerConnectionError(f"PostgreSQL ({self._where}): {type(exc).__name__}: {exc}") from exc
 
     async def _fetch(self, name: str, params: dict[str, Any]) -> list[Any]:
         async with self._connection() as conn:

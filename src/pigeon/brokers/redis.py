@@ -157,6 +157,8 @@ class RedisBroker(BrokerBase):
             raise BrokerConnectionError(f"Redis ({self._where}): {exc}") from exc
         except RedisError as exc:
             raise BrokerError(f"Redis ({self._where}): {exc}") from exc
+        except (TimeoutError, OSError) as exc:  # our own deadlines, and sockets redis-py did not wrap
+            raise BrokerConnectionError(f"Redis ({self._where}): {type(exc).__name__}: {exc}") from exc
 
     @property
     def _where(self) -> str:

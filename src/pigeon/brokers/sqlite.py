@@ -86,6 +86,8 @@ class SqliteBroker(BrokerBase):
             return await loop.run_in_executor(self._thread, functools.partial(fn, *args))
         except sqlite3.Error as exc:
             raise BrokerError(f"SQLite ({self.path}): {exc}") from exc
+        except OSError as exc:
+            raise BrokerError(f"SQLite ({self.path}): {type(exc).__name__}: {exc}") from exc
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         db = self._db

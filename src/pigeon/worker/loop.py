@@ -427,12 +427,15 @@ class Worker:
     async def _watch(self) -> None:
         """Wake the claim loop when another process may have enqueued, or a delay fell due."""
         assert self._broker is not None
+        pause = self.config.poll
         while True:
             try:
                 await self._broker.wait(self.config.queues, self.config.poll)
+                pause = self.config.poll
             except BrokerError as exc:
-                log.warning("wake-up watch failed: %s", exc)
-                await asyncio.sleep(self.config.poll)
+                log.warning("wake-up watch failed, retrying in %.2f s: %s", pause, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
             await self._nudge()
 
     async def _settler(self) -> None:

@@ -1,8 +1,11 @@
-"""The one seam every worker → broker call passes through: timed and counted.
+"""The one seam every worker → broker call passes through: timed, counted, translated.
 
 Brokers stay free of logging and metrics; this facade records, per method, how
 many calls were made, how long they took and how many failed, and logs slow
-calls at DEBUG.
+calls at DEBUG. Brokers translate their drivers' errors into :class:`BrokerError`;
+whatever else escapes one (a timeout, an OS error, a bug in a third-party
+broker) is translated here, so the worker's loops, which survive a failed
+broker call, never meet an error they do not expect.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pigeon.brokers.base import Broker
+from pigeon.errors import BrokerConnectionError, BrokerError, PigeonError
 
 log = logging.getLogger("pigeon.broker")
 
@@ -43,6 +47,15 @@ class InstrumentedBroker:
             stats.calls += 1
             try:
                 return await method(*args, **kwargs)
+            except PigeonError:
+                stats.errors += 1
+                raise
+            except (TimeoutError, OSError) as exc:
+                stats.errors += 1
+                raise BrokerConnectionError(f"broker {name}: {type(exc).__name__}: {exc}") from exc
+            except Exception as exc:
+                stats.errors += 1
+                raise BrokerError(f"broker {name}: {type(exc).__name__}: {exc}") from exc
             except BaseException:
                 stats.errors += 1
                 raise
