@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -60,8 +61,10 @@ class Worker:
         self._stopping = False
         self._hard = asyncio.Event()
         self._starved = False
-        self._running: dict[str, tuple[Claim, asyncio.Task[None]]] = {}
-        self._lost: set[str] = set()
+        # Keyed by (job id, token): the same job may come back to this worker under a new claim
+        # while an answer about the old one is still on its way.
+        self._running: dict[tuple[str, str], tuple[Claim, asyncio.Task[None]]] = {}
+        self._lost: set[tuple[str, str]] = set()
         self._outbox: list[Outcome] = []
         self._settling: list[Outcome] = []  # the batch the broker is taking now
         self._outbox_ready = asyncio.Event()
@@ -185,7 +188,8 @@ class Worker:
                     continue
                 for claim in claims:
                     task = jobs.create_task(self._run_job(claim), name=f"pigeon-job-{claim.job.id}")
-                    self._running[claim.job.id] = (claim, task)
+                    self._running[(claim.job.id, claim.token)] = (claim, task)
+                    task.add_done_callback(functools.partial(self._never_started, claim))
                 self._claimed.set()  # after the jobs, which then start before the watch's next wait
                 if len(claims) == want:
                     self._starved = False
@@ -246,14 +250,27 @@ class Worker:
 
     # -- one job -------------------------------------------------------------
 
+    def _never_started(self, claim: Claim, _: asyncio.Task[None]) -> None:
+        """Clean up after a job task cancelled before its first step (its ``finally`` never ran)."""
+        key = (claim.job.id, claim.token)
+        if key not in self._running:
+            return
+        del self._running[key]
+        if key not in self._lost:
+            self._outbox.append(Outcome(job_id=claim.job.id, token=claim.token, kind=OutcomeKind.RELEASE))
+            self._outbox_ready.set()
+        self._lost.discard(key)
+        self._wake.set()
+
     async def _run_job(self, claim: Claim) -> None:
         job = claim.job
+        key = (job.id, claim.token)
         extra = {"job_id": job.id, "task": job.task, "attempt": claim.attempt}
         outcome: Outcome | None = None
         try:
             outcome = await self._attempt(claim, extra)
         except asyncio.CancelledError:
-            if job.id not in self._lost:
+            if key not in self._lost:
                 outcome = Outcome(job_id=job.id, token=claim.token, kind=OutcomeKind.RELEASE)
                 log.info("job handed back unfinished", extra=extra)
         else:
@@ -262,8 +279,8 @@ class Worker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._progress.flush(job.id)
         finally:
-            self._running.pop(job.id, None)
-            self._lost.discard(job.id)
+            self._running.pop(key, None)
+            self._lost.discard(key)
             self.processed += 1
             if outcome is not None:
                 self._outbox.append(outcome)
@@ -479,24 +496,34 @@ class Worker:
         assert self._broker is not None
         while True:
             await asyncio.sleep(self.config.heartbeat)
-            # A finished job stays RUNNING in the broker until its outcome lands; its lease is
-            # kept too, or a slow settle would let the job be recovered and run again.
-            leases = [(jid, claim.token) for jid, (claim, _) in self._running.items()]
-            leases += [(o.job_id, o.token) for o in (*self._settling, *self._outbox)]
+            leases = self._leases()
             try:
-                lost = await self._broker.heartbeat(self.info(), leases, self.config.lease)
+                lost = await self._broker.heartbeat(self.info(), list(leases.items()), self.config.lease)
             except BrokerError as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
             for jid in lost:
-                entry = self._running.get(jid)
+                # The answer is about the token sent; the job may be running here under a new one.
+                key = (jid, leases[jid])
+                entry = self._running.get(key)
                 if entry is not None:
                     log.warning(
                         "lease lost (the job was cancelled, or recovered for another worker); stopping it",
                         extra={"job_id": jid},
                     )
-                    self._lost.add(jid)
+                    self._lost.add(key)
                     entry[1].cancel()
+
+    def _leases(self) -> dict[str, str]:
+        """The token of each job whose lease this worker holds: one per job, the newest claim's.
+
+        A finished job stays RUNNING in the broker until its outcome lands; its lease is kept
+        too, or a slow settle would let the job be recovered and run again. A job claimed
+        again holds no lease under its old token: only the new claim's is renewed.
+        """
+        leases = {o.job_id: o.token for o in (*self._settling, *self._outbox)}
+        leases.update({jid: token for jid, token in self._running})
+        return leases
 
     async def _lifeline(self) -> None:
         """Recover jobs of dead workers and prune expired ones, jittered so workers spread out."""
