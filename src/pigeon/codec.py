@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from pigeon import limits
 from pigeon.errors import DecodeError
 
 
@@ -31,14 +32,43 @@ def _enc_hook(obj: Any) -> Any:
 
 _encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
 _any_decoder = msgspec.json.Decoder()
+# Everything msgspec raises for a value it cannot write: a type it does not know, a lone
+# surrogate in a string (UnicodeEncodeError), nesting past the interpreter's recursion limit.
+_UNENCODABLE = (
+    NotImplementedError,
+    msgspec.EncodeError,
+    TypeError,
+    ValueError,
+    OverflowError,
+    RecursionError,
+)
 
 
 def encode(value: Any) -> bytes:
     """JSON bytes for a value; ``TypeError`` when it cannot be encoded."""
     try:
         return _encoder.encode(value)
-    except (NotImplementedError, msgspec.EncodeError) as exc:
-        raise TypeError(str(exc)) from exc
+    except _UNENCODABLE as exc:
+        raise TypeError(_reason(exc)) from None
+
+
+def encode_sendable(value: Any, what: str) -> bytes:
+    """:func:`encode`, then the send-time limits of :mod:`pigeon.limits`.
+
+    Raises:
+        TypeError: ``value`` cannot be encoded, or breaks a limit; the message names ``what``.
+    """
+    data = encode(value)
+    limits.check(what, data, {"value": value}, wrapped=0)
+    return data
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return f"nested deeper than the limit of {limits.MAX_DEPTH} levels"
+    if isinstance(exc, UnicodeEncodeError):
+        return f"a string cannot be written as UTF-8 ({exc.reason} at {exc.start})"
+    return str(exc)
 
 
 def decode_any(data: bytes) -> Any:
@@ -84,15 +114,8 @@ class ArgCodec:
         except TypeError as exc:
             raise TypeError(f"{name}(): {exc}") from None
         arguments = dict(bound.arguments)
-        try:
-            data = _encoder.encode(arguments)
-        except (NotImplementedError, msgspec.EncodeError, TypeError, OverflowError):
-            for key, value in arguments.items():
-                try:
-                    _encoder.encode(value)
-                except (NotImplementedError, msgspec.EncodeError, TypeError, OverflowError) as exc:
-                    raise TypeError(f"{name}(): argument {key!r} cannot be encoded: {exc}") from None
-            raise
+        data = _encode_arguments(name, arguments)
+        limits.check(f"{name}()", data, arguments)
         try:
             self.decoder().decode(data)
         except msgspec.ValidationError as exc:
@@ -110,7 +133,10 @@ class ArgCodec:
             bound = self._sig.bind_partial(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"{name}(): {exc}") from None
-        return encode(dict(bound.arguments))
+        arguments = dict(bound.arguments)
+        data = _encode_arguments(name, arguments)
+        limits.check(f"{name}()", data, arguments)
+        return data
 
     def first_unbound(self, bound: dict[str, Any]) -> str | None:
         """The first named parameter ``bound`` leaves without a value."""
@@ -166,6 +192,18 @@ class ArgCodec:
             return self._result_decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise DecodeError(f"cannot decode result: {exc}") from exc
+
+
+def _encode_arguments(name: str, arguments: dict[str, Any]) -> bytes:
+    try:
+        return _encoder.encode(arguments)
+    except _UNENCODABLE as exc:
+        for key, value in arguments.items():
+            try:
+                _encoder.encode(value)
+            except _UNENCODABLE as inner:
+                raise TypeError(f"{name}(): argument {key!r} cannot be encoded: {_reason(inner)}") from None
+        raise TypeError(f"{name}(): the arguments cannot be encoded: {_reason(exc)}") from None
 
 
 def call_arguments(

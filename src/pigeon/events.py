@@ -86,7 +86,7 @@ def fan_out(handlers: Sequence[tuple[str, Task[Any, Any]]], topic: str, payload:
     """
     check_topic(topic)
     check_immutable(payload)
-    body = codec.encode(payload)
+    body = codec.encode_sendable(payload, f"the payload of {topic!r}")
     jobs = []
     for pattern, handler in handlers:
         if pattern_regex(pattern).match(topic):

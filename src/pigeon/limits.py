@@ -1,0 +1,92 @@
+"""What a job's arguments must stay within to be sent, checked once, at send time.
+
+The limits hold for every broker: each broker's own ceiling on a stored value is far
+above them (SQLite 1 GB a value by default, PostgreSQL 1 GB a ``bytea``, Redis 512 MB a
+string). Whatever breaks one is refused with ``TypeError`` naming the limit, before
+anything is stored, so a worker never meets a job it cannot decode:
+
+- ``MAX_DEPTH``: containers nested in an argument (a list in a dict is two levels).
+  The stored envelope wraps arguments in a few more (a chain step's, an event's);
+  the worker's decoder takes thousands, strictly more than a sender can reach.
+- ``MAX_BYTES``: the encoded arguments of one job.
+- JSON has no NaN or infinity (``float("nan")``, ``float("inf")``): refused rather
+  than stored as ``null``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+MAX_DEPTH = 100
+MAX_BYTES = 16 * 2**20
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def check(name: str, data: bytes, arguments: Mapping[str, Any], *, wrapped: int = 1) -> None:
+    """Refuse encoded ``arguments`` (as ``data``) that break a limit.
+
+    Args:
+        name: how the caller names what is sent, for the message (``"resize()"``).
+        data: the encoded arguments.
+        arguments: the values, by argument name.
+        wrapped: levels ``data`` adds around the values (an arguments object is one).
+
+    Raises:
+        TypeError: a limit is broken; the message names the limit and the argument.
+    """
+    if len(data) > MAX_BYTES:
+        raise TypeError(f"{name}: the arguments encode to {len(data)} bytes, over the limit of {MAX_BYTES}")
+    if too_deep(data, MAX_DEPTH + wrapped):
+        key = next((k for k, v in arguments.items() if too_deep(msgspec.json.encode(v), MAX_DEPTH)), None)
+        which = "the arguments nest" if key is None else f"argument {key!r} nests"
+        raise TypeError(f"{name}: {which} deeper than the limit of {MAX_DEPTH} levels")
+    if b"null" in data:  # msgspec writes NaN and infinity as null: look for them only then
+        for key, value in arguments.items():
+            bad = _non_finite(value, MAX_DEPTH)
+            if bad is not None:
+                raise TypeError(f"{name}: argument {key!r} holds {bad!r}, which JSON cannot carry")
+
+
+def too_deep(data: bytes, limit: int) -> bool:
+    """Whether JSON ``data`` nests containers more than ``limit`` levels deep."""
+    if data.count(b"[") + data.count(b"{") <= limit:  # no parsing for the usual shallow data
+        return False
+    depth = 0
+    for c in _STRING.sub(b"", data).translate(None, _NOT_BRACKETS):
+        if c in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def _non_finite(value: Any, budget: int) -> float | None:
+    if isinstance(value, float):
+        return None if math.isfinite(value) else value
+    if budget <= 0 or isinstance(value, str | bytes | int):
+        return None
+    if isinstance(value, Mapping):
+        items: Any = value.values()
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = value
+    elif isinstance(value, msgspec.Struct):
+        items = msgspec.structs.astuple(value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = (getattr(value, f.name) for f in dataclasses.fields(value))
+    else:
+        return None
+    for item in items:
+        bad = _non_finite(item, budget - 1)
+        if bad is not None:
+            return bad
+    return None
