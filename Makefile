@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: env demo test lint format bench clean
+.PHONY: env demo test faults lint format bench clean
 
 env: $(VENV)/.installed
 
@@ -14,6 +14,10 @@ demo: env
 
 test: env
 	scripts/test
+
+# The fault suite's long profile (the short one runs in `make test`); PIGEON_FAULTS_SEED replays a run.
+faults: env
+	PIGEON_FAULTS=long scripts/with-servers $(PY) -m pytest -n 2 -rP tests/faults
 
 lint: env
 	$(VENV)/bin/ruff check src tests benchmarks examples
