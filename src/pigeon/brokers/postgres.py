@@ -26,7 +26,7 @@ import os
 import re
 import selectors
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -132,9 +132,14 @@ class PostgresBroker(BrokerBase):
         except (TimeoutError, OSError) as exc:
             raise BrokerConnectionError(f"PostgreSQL ({self._where}): {type(exc).__name__}: {exc}") from exc
 
-    async def _fetch(self, name: str, params: dict[str, Any]) -> list[Any]:
+    async def _fetch(self, name: str, params: dict[str, Any] | Callable[[], dict[str, Any]]) -> list[Any]:
+        """Run a named query; ``params`` may be built only once a connection is ready.
+
+        The wait for a connection can last as long as an outage: a lease reckoned from the
+        time before it could be over when the statement lands, and the job recovered at once.
+        """
         async with self._connection() as conn:
-            cur = await conn.execute(self._q[name], params)
+            cur = await conn.execute(self._q[name], params() if callable(params) else params)
             return await cur.fetchall()
 
     async def _execute(self, name: str, params: dict[str, Any]) -> int:
@@ -273,9 +278,15 @@ class PostgresBroker(BrokerBase):
         rows: list[Any] = []
         full: list[str] = []
         for _ in range(_CLAIM_PASSES):  # another pass only when limited keys were found full
-            now = time.time()
-            params = {"queues": list(queues), "limit": limit - len(rows), "full": full, "now": now}
-            params |= {"token": token, "worker_id": worker_id, "lease_until": now + lease}
+
+            def params(left: int = limit - len(rows), full: list[str] = full) -> dict[str, Any]:
+                now = time.time()
+                return {"queues": list(queues), "limit": left, "full": full, "now": now} | {
+                    "token": token,
+                    "worker_id": worker_id,
+                    "lease_until": now + lease,
+                }
+
             found = await self._fetch("claim", params)
             rows += [r for r in found if r[2] is not None]
             more_full = [r[5] for r in found if r[2] is None]
@@ -303,12 +314,14 @@ class PostgresBroker(BrokerBase):
     async def heartbeat(
         self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float
     ) -> list[str]:
-        now = time.time()
         ids, tokens = [jid for jid, _ in leases], [token for _, token in leases]
         params = {"worker_id": worker.id, "info": msgspec.json.encode(worker), "id": ids, "token": tokens}
-        kept = {
-            r[0] for r in await self._fetch("heartbeat", {**params, "now": now, "lease_until": now + lease})
-        }
+
+        def timed() -> dict[str, Any]:
+            now = time.time()
+            return {**params, "now": now, "lease_until": now + lease}
+
+        kept = {r[0] for r in await self._fetch("heartbeat", timed)}
         return [jid for jid, _ in leases if jid not in kept]
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
