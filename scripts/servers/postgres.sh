@@ -3,6 +3,11 @@
 #
 #   scripts/servers/postgres.sh start   # idempotent; writes .servers/postgres.env
 #   scripts/servers/postgres.sh stop    # stops the server it started and removes its data
+#   scripts/servers/postgres.sh restart [fast|immediate]   # pg_ctl restart, data kept
+#
+# PIGEON_SERVERS_DIR puts the state somewhere else than .servers/ (the fault suite runs
+# a server of its own there, to restart it); PIGEON_PG_DURABLE=1 keeps fsync and
+# synchronous_commit on, as a server that must not lose a commit runs.
 #
 # The cluster lives under .servers/postgres/ in the repository (under /tmp, owned by the
 # postgres user, when run as root: PostgreSQL refuses to run as root and may not be able to
@@ -11,7 +16,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-STATE="$ROOT/.servers"
+STATE="${PIGEON_SERVERS_DIR:-$ROOT/.servers}"
 DIR="$STATE/postgres"
 DATA_LINK="$DIR/datadir"  # where the data directory is, when it is not "$DIR/data"
 ENV_FILE="$STATE/postgres.env"
@@ -91,13 +96,15 @@ start() {
         || { cat "$DIR/initdb.log" >&2; die "initdb failed"; }
     LOG="$(dirname "$DATA")/server.log"
     port="$(free_port)"
+    local durable=off
+    [[ "${PIGEON_PG_DURABLE:-}" == 1 ]] && durable=on
     cat >>"$DATA/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = ''
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+fsync = $durable
+synchronous_commit = $durable
+full_page_writes = $durable
 max_connections = 200
 CONF
     as_owner "$bindir/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start >/dev/null \
@@ -125,6 +132,16 @@ stop() {
     remove_data
 }
 
+restart() {
+    running || die "not running"
+    local bindir
+    bindir="$(find_bindir)" || die "pg_ctl not found"
+    as_owner "$bindir/pg_ctl" -D "$(data_dir)" -l "$(dirname "$(data_dir)")/server.log" -m "${1:-fast}" -w -t 60 restart >/dev/null \
+        || die "the server did not restart"
+    as_owner head -1 "$(data_dir)/postmaster.pid" >"$PID_FILE"
+    echo "postgres.sh: restarted (pid $(cat "$PID_FILE"), mode ${1:-fast})"
+}
+
 remove_data() {
     local data
     data="$(data_dir)"
@@ -135,5 +152,6 @@ remove_data() {
 case "${1:-}" in
     start) start ;;
     stop) stop ;;
-    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+    restart) restart "${2:-fast}" ;;
+    *) echo "usage: $0 start|stop|restart [fast|immediate]" >&2; exit 2 ;;
 esac

@@ -43,11 +43,25 @@ FAST_WORKER = {
 }
 
 
+EVERY_PROCESS = -1
+"""A fault's pid when it hits every worker at once (a broker restart, a lock on the file)."""
+
+
+CLAIM_SLACK = 1.0
+"""An execution that starts this soon after a fault ends counts as claimed during it: a job is
+claimed before its task starts, and a paused worker starts what it had claimed on resuming."""
+
+
 @dataclass
 class Fault:
     kind: str
     pid: int
     at: float
+    until: float = 0.0
+    """When the fault ended (a pause, a held lock); an instant fault ends when it starts."""
+
+    def __post_init__(self) -> None:
+        self.until = max(self.until, self.at)
 
 
 @dataclass
@@ -138,11 +152,13 @@ class Run:
     def output(self, proc: subprocess.Popen[bytes]) -> str:
         return (self.out_dir / f"worker-{self.workers.index(proc)}.log").read_text(errors="replace")
 
-    def fault(self, kind: str, proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-        self.faults.append(Fault(kind, proc.pid, time.time()))
+    def fault(self, kind: str, proc: subprocess.Popen[bytes], sig: signal.Signals) -> Fault:
+        fault = Fault(kind, proc.pid, time.time())
+        self.faults.append(fault)
         os.kill(proc.pid, sig)
         if sig is signal.SIGKILL:
             proc.wait(10)
+        return fault
 
     def stop(self) -> None:
         for p in self.workers:
@@ -210,21 +226,36 @@ class Run:
         settled = {
             jid: bytes(records[jid].result or b"").decode().strip('"') for jid in wanted if jid in records
         }
-        interrupted: list[tuple[Fault, Execution]] = []
+        in_flight: set[tuple[str, int, int]] = set()  # running, or finished and not yet settled
+        interrupted: list[tuple[Fault, Execution]] = []  # ...and whose outcome never landed
         for f in self.faults:
             for e in runs:
-                if e.pid == f.pid and e.started <= f.at and settled.get(e.job_id) != f"{e.pid}:{e.attempt}":
+                if f.pid not in (e.pid, EVERY_PROCESS) or e.started > f.until + CLAIM_SLACK:
+                    continue
+                own = settled.get(e.job_id) == f"{e.pid}:{e.attempt}"
+                if e.done is None or e.done > f.at or not own:
+                    in_flight.add((e.job_id, e.pid, e.attempt))
+                if not own:
                     interrupted.append((f, e))
         hit = {(e.job_id, e.pid, e.attempt) for _, e in interrupted}
         recoveries = []
-        for f, e in interrupted:
-            later = [x.started for x in by_job[e.job_id] if x.started > f.at and x.pid != f.pid]
-            if later:
-                recoveries.append(min(later) - f.at)
-        twice = 0
-        for execs in by_job.values():
+        for f in self.faults:
+            # The first new start of each job the fault interrupted; with none, the first start at all.
+            lost_here = [e for g, e in interrupted if g is f]
+            starts = [_first_start(by_job[e.job_id], after=f.at, not_on=f.pid) for e in lost_here]
+            starts = starts or [_first_start(runs, after=f.at, not_on=None)]
+            found = [t - f.at for t in starts if t is not None]
+            if found:
+                recoveries.append(max(found))
+        twice: dict[str, list[Execution]] = {}
+        for jid, execs in by_job.items():
             clean_done = [x for x in execs if x.done is not None and (x.job_id, x.pid, x.attempt) not in hit]
-            twice += len(clean_done) > 1
+            if len(clean_done) > 1:
+                twice[jid] = execs
+        if twice:  # what a failure needs explained: every execution of those jobs, and the faults
+            notes["twice"] = {jid: [asdict(x) for x in xs] for jid, xs in list(twice.items())[:5]}
+            notes["settled"] = {jid: settled.get(jid) for jid in list(twice)[:5]}
+            notes["fault_log"] = [asdict(f) for f in self.faults]
         states = {jid: records[jid].state if jid in records else None for jid in ids}
         figures = Figures(
             scenario=self.name,
@@ -234,16 +265,20 @@ class Run:
             faults=len(self.faults),
             executions=len(runs),
             re_executions=len(runs) - len(by_job),
-            in_flight_at_faults=len(hit),
+            in_flight_at_faults=len(in_flight),
             lost=sum(s is not JobState.SUCCEEDED for s in states.values()),
             stuck=sum(s is JobState.RUNNING for s in states.values()),
-            completed_twice=twice,
+            completed_twice=len(twice),
             recovery_max=round(max(recoveries, default=0.0), 2),
             recovery_mean=round(sum(recoveries) / len(recoveries), 2) if recoveries else 0.0,
             notes=notes,
         )
         report(figures)
         return figures
+
+
+def _first_start(runs: list[Execution], *, after: float, not_on: int | None) -> float | None:
+    return min((x.started for x in runs if x.started > after and x.pid != not_on), default=None)
 
 
 def report(figures: Figures) -> None:

@@ -85,12 +85,13 @@ def test_paused_worker_whose_jobs_another_finishes(url: str, tmp_path: Path) -> 
         paused = run.start_worker("-c", "4")
         ids = run.send(12 if LONG else 6, hold=1.0)
         wait_until(lambda: started_on(run, paused.pid), timeout=30, what="the worker at work")
-        run.fault("SIGSTOP", paused, signal.SIGSTOP)
+        pause = run.fault("SIGSTOP", paused, signal.SIGSTOP)
         stopped_at = time.monotonic()
         taker = run.start_worker("-c", "8")
         run.wait_final(ids, timeout=60)
         # Paused past its lease and past the poll + 5 s that once crashed a Redis worker's watcher.
         wait_until(lambda: time.monotonic() - stopped_at > 6.0, timeout=10, what="a long enough pause")
+        pause.until = time.time()
         paused.send_signal(signal.SIGCONT)
         done = [e for e in run.executions() if e.pid == taker.pid]
         assert done, "the other worker took nothing over"
@@ -118,7 +119,7 @@ def test_event_loop_stall_longer_than_the_lease(url: str, tmp_path: Path) -> Non
         other = run.start_worker("-c", "8")
         run.wait_final(ids, timeout=60)
         first = min(e.started for e in run.executions() if e.job_id == stall)
-        run.faults.append(Fault("event-loop stall", stalled.pid, first))
+        run.faults.append(Fault("event-loop stall", stalled.pid, first, first + 6.0))
         figures = run.figures(ids)
         figures.check()
         assert stalled.poll() is None and other.poll() is None, run.output(stalled)

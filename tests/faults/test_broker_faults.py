@@ -1,0 +1,103 @@
+"""Faults of the broker itself, mid-drain: restarts and crashes of servers of the scenario's own,
+and the SQLite file's write lock held past the busy timeout."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import with_namespace
+from tests.faults.harness import EVERY_PROCESS, LONG, Fault, Run, new_seed
+from tests.faults.servers import PostgresServer, RedisServer
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.timeout(900 if LONG else 180)
+
+RESTARTS = 4 if LONG else 1
+
+
+def drain_through(run: Run, jobs: int, fault: object) -> None:
+    """Send ``jobs``, start two workers, call ``fault()`` mid-drain ``RESTARTS`` times, wait."""
+    ids = run.send(jobs, hold=0.1)
+    run.start_worker()
+    run.start_worker()
+    for i in range(RESTARTS):
+        enough = (i + 1) * jobs // (RESTARTS + 2)
+        wait_until(lambda enough=enough: len(run.executions()) > enough, timeout=60, what="progress")
+        time.sleep(run.rng.uniform(0.0, 0.3))  # a random moment, from the seed
+        outage = Fault(run.name, EVERY_PROCESS, time.time())
+        run.faults.append(outage)
+        fault()  # type: ignore[operator]
+        outage.until = time.time()
+    run.wait_final(ids, timeout=180 if LONG else 90)
+    figures = run.figures(restarts=RESTARTS)
+    figures.check()
+    for proc in run.workers:
+        assert proc.poll() is None, run.output(proc)  # every worker outlived the broker's fault
+
+
+@pytest.mark.parametrize("mode", ["immediate", "fast"])
+def test_postgres_restart_mid_drain(tmp_path: Path, mode: str) -> None:
+    server = PostgresServer(tmp_path / "pg")
+    (tmp_path / "pg").mkdir()
+    server.start()
+    url = with_namespace(server.url, f"f_{uuid.uuid4().hex[:8]}")
+    run = Run(f"PostgreSQL pg_ctl restart -m {mode}", url, tmp_path, new_seed())
+    try:
+        run.app.migrate()
+        drain_through(run, 600 if LONG else 300, lambda: server.restart(mode))
+    finally:
+        run.stop()
+        server.stop()
+
+
+def test_redis_crash_and_restart_with_aof_mid_drain(tmp_path: Path) -> None:
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    run = Run("Redis kill -9 and restart (AOF, appendfsync always)", server.url, tmp_path, new_seed())
+
+    def crash_and_restart() -> None:
+        server.crash()
+        server.start()
+
+    try:
+        drain_through(run, 600 if LONG else 300, crash_and_restart)
+    finally:
+        run.stop()
+        server.stop()
+
+
+def test_sqlite_write_lock_held_past_the_busy_timeout(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    run = Run("SQLite write lock held 12 s (busy timeout 10 s)", url, tmp_path, new_seed())
+    try:
+        run.app.migrate()
+        ids = run.send(200, hold=0.1)
+        run.start_worker()
+        run.start_worker()
+        wait_until(lambda: len(run.executions()) > 40, timeout=60, what="progress")
+        db = sqlite3.connect(f"{tmp_path}/jobs.db", isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")  # another process's writer, as a long migration would be
+        lock = Fault(run.name, EVERY_PROCESS, time.time())
+        run.faults.append(lock)
+        wait_until(lambda: _all_said(run, "database is locked"), timeout=30, what="the workers hit the lock")
+        time.sleep(12 - 10 + run.rng.uniform(0, 1))  # the lock held past the 10 s busy timeout
+        lock.until = time.time()
+        db.execute("ROLLBACK")
+        db.close()
+        run.wait_final(ids, timeout=90)
+        figures = run.figures()
+        figures.check()
+        for proc in run.workers:
+            assert proc.poll() is None, run.output(proc)
+    finally:
+        run.stop()
+
+
+def _all_said(run: Run, text: str) -> bool:
+    return all(text in run.output(p) for p in run.workers)
