@@ -53,3 +53,5 @@ async def _enqueue(app: App, jobs: list[Job]) -> None:
         await app.aenqueue(jobs)
     except BrokerError as exc:  # another worker, or this one at the next tick, will do it
         log.error("could not enqueue %d periodic jobs: %s", len(jobs), exc)
+    except Exception as exc:  # noqa: BLE001 - enqueue skips the seam; what escapes a broker must not end the worker
+        log.error("could not enqueue %d periodic jobs: %s: %s", len(jobs), type(exc).__name__, exc)
