@@ -9,6 +9,12 @@ import pytest
 from tests.conftest import url_for
 
 
-@pytest.fixture(params=["sqlite", "postgres", "redis"])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.server),
+        pytest.param("redis", marks=pytest.mark.server),
+    ]
+)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url_for(request.param, tmp_path)

@@ -40,6 +40,7 @@ def drain_through(run: Run, jobs: int, fault: object) -> None:
         assert proc.poll() is None, run.output(proc)  # every worker outlived the broker's fault
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("mode", ["immediate", "fast"])
 def test_postgres_restart_mid_drain(tmp_path: Path, mode: str) -> None:
     server = PostgresServer(tmp_path / "pg")
@@ -55,6 +56,7 @@ def test_postgres_restart_mid_drain(tmp_path: Path, mode: str) -> None:
         server.stop()
 
 
+@pytest.mark.server
 def test_redis_crash_and_restart_with_aof_mid_drain(tmp_path: Path) -> None:
     (tmp_path / "redis").mkdir()
     server = RedisServer(tmp_path / "redis")
