@@ -340,3 +340,29 @@ def _rows_visited(node: dict[str, Any]) -> int:
     """Rows that every scan in a plan produced, over all its loops."""
     own = node["Actual Rows"] * node["Actual Loops"] if "Scan" in node["Node Type"] else 0
     return int(own) + sum(_rows_visited(child) for child in node.get("Plans", []))
+
+
+async def test_a_claim_that_waited_for_a_connection_gets_its_full_lease(base_url: str, tag: str) -> None:
+    # During an outage every call waits for the pool; a lease reckoned from before that wait
+    # could be over when the claim lands, and the job recovered from a live worker at once.
+    broker = PostgresBroker(base_url, namespace=tag, max_connections=1)
+    await broker.migrate()
+    async with broker:
+        await broker.enqueue([make_job()])
+        lease = 0.5
+        async with broker._connection():  # the pool's one connection, held as an outage would
+            began = time.time()
+            claim = asyncio.create_task(broker.claim("w", ["default"], 1, lease))
+            pool = broker._pool
+            assert pool is not None
+
+            async def waiting() -> int:
+                return int(pool.get_stats().get("requests_waiting", 0))
+
+            await eventually(waiting, lambda n: n == 1, what="the claim waiting for a connection")
+            await asyncio.sleep(max(0.0, began + 2 * lease - time.time()))  # the outage outlasts the lease
+            landed = time.time()
+        (claimed,) = await claim
+        record = await broker.get(claimed.job.id)
+    assert record is not None and record.lease_until is not None
+    assert record.lease_until >= landed + lease * 0.9, (record.lease_until - landed, lease)
