@@ -128,6 +128,7 @@ class RedisBroker(BrokerBase):
         self._prefix = f"{namespace}:"
         self._retries = retries
         self._client: aioredis.Redis | None = None
+        self._leasing: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
         self._pubsub: PubSub | None = None
         self._subscribed: set[bytes] = set()
@@ -181,17 +182,7 @@ class RedisBroker(BrokerBase):
             ConfigurationError: the server's ``maxmemory-policy`` is not ``noeviction``.
             BrokerConnectionError: the server cannot be reached.
         """
-        try:
-            client = aioredis.Redis.from_url(
-                self._server,
-                retry=Retry(ExponentialBackoff(cap=1.0, base=0.02), self._retries),
-                socket_connect_timeout=5.0,
-                socket_timeout=30.0,
-                socket_keepalive=True,
-                client_name=f"pigeon:{self._prefix[:-1]}",  # CLIENT LIST tells whose connections these are
-            )
-        except ValueError as exc:
-            raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from exc
+        client = self._new_client(self._retries)
         try:
             with self._translated():
                 await self._check_eviction(client)
@@ -199,7 +190,24 @@ class RedisBroker(BrokerBase):
             await client.aclose()
             raise
         self._client = client
+        # A lease is reckoned before the call: a driver's reconnect-and-retry could land it
+        # already over, and the job be recovered from a live worker. Calls that set leases go
+        # through connections without retries; the worker calls again, with fresh times.
+        self._leasing = self._new_client(0)
         self._scripts = {name: client.register_script(_source(name)) for name in _SCRIPTS}
+
+    def _new_client(self, retries: int) -> aioredis.Redis:
+        try:
+            return aioredis.Redis.from_url(
+                self._server,
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.02), retries),
+                socket_connect_timeout=5.0,
+                socket_timeout=30.0,
+                socket_keepalive=True,
+                client_name=f"pigeon:{self._prefix[:-1]}",  # CLIENT LIST tells whose connections these are
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from exc
 
     async def _check_eviction(self, client: aioredis.Redis) -> None:
         try:
@@ -218,10 +226,11 @@ class RedisBroker(BrokerBase):
 
     async def close(self) -> None:
         await self._drop_subscription()
-        if self._client is not None:
-            client, self._client = self._client, None
-            with contextlib.suppress(RedisError, OSError):
-                await client.aclose()
+        for client in (self._client, self._leasing):
+            if client is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await client.aclose()
+        self._client = self._leasing = None
 
     # -- producing -----------------------------------------------------------
 
@@ -265,7 +274,7 @@ class RedisBroker(BrokerBase):
         now = time.time()
         with self._translated():
             reply = await self._script(
-                "claim", repr(now), token, worker_id, repr(now + lease), limit, *queues
+                "claim", repr(now), token, worker_id, repr(now + lease), limit, *queues, client=self._leasing
             )
         triples = zip(reply[::3], reply[1::3], reply[2::3], strict=True)
         return [stored_claim(jid.decode(), env, token, int(n)) for jid, env, n in triples]
@@ -302,7 +311,9 @@ class RedisBroker(BrokerBase):
         info = msgspec.json.encode(worker)
         flat = [x for pair in leases for x in pair]
         with self._translated():
-            lost = await self._script("heartbeat", repr(now), worker.id, info, repr(now + lease), *flat)
+            lost = await self._script(
+                "heartbeat", repr(now), worker.id, info, repr(now + lease), *flat, client=self._leasing
+            )
         return [i.decode() for i in lost]
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
