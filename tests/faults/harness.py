@@ -15,9 +15,11 @@ and the side channel the task writes every execution to (fsynced, so it survives
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -133,7 +135,8 @@ class Run:
 
     # -- processes -----------------------------------------------------------
 
-    def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, *args: str, max_file_bytes: int | None = None) -> subprocess.Popen[bytes]:
+        """A ``pigeon worker``; ``max_file_bytes`` caps the files it writes, as a full disk would."""
         out = (self.out_dir / f"worker-{len(self.workers)}.log").open("wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "pigeon", "worker", "tests.faults.app:app", *args],
@@ -141,6 +144,7 @@ class Run:
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=None if max_file_bytes is None else functools.partial(_cap_files, max_file_bytes),
         )
         out.close()
         self.workers.append(proc)
@@ -275,6 +279,12 @@ class Run:
         )
         report(figures)
         return figures
+
+
+def _cap_files(size: int) -> None:
+    # The soft limit only, so the test can lift it again without privileges. Python ignores
+    # SIGXFSZ: a write past the cap fails with EFBIG, as one on a full disk fails with ENOSPC.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
 
 
 def _first_start(runs: list[Execution], *, after: float, not_on: int | None) -> float | None:

@@ -3,6 +3,7 @@ and the SQLite file's write lock held past the busy timeout."""
 
 from __future__ import annotations
 
+import resource
 import sqlite3
 import time
 import uuid
@@ -103,3 +104,29 @@ def test_sqlite_write_lock_held_past_the_busy_timeout(tmp_path: Path) -> None:
 
 def _all_said(run: Run, text: str) -> bool:
     return all(text in run.output(p) for p in run.workers)
+
+
+def test_sqlite_disk_full_then_freed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    run = Run("SQLite disk full, then freed", url, tmp_path, new_seed())
+    try:
+        run.app.migrate()
+        ids = run.send(2000 if LONG else 600)
+        run.app.close()  # the WAL is checkpointed: the cap below leaves little room to write
+        cap = (tmp_path / "jobs.db").stat().st_size + 50_000
+        worker = run.start_worker("-c", "8", max_file_bytes=cap)
+        full = Fault(run.name, worker.pid, time.time())
+        run.faults.append(full)
+        wait_until(lambda: "disk I/O error" in run.output(worker), timeout=60, what="the disk full")
+        assert worker.poll() is None, run.output(worker)
+        time.sleep(run.rng.uniform(0.5, 1.5))  # full for a while, from the seed
+        resource.prlimit(worker.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        full.until = time.time()
+        run.wait_final(ids, timeout=90)
+        figures = run.figures()
+        figures.check()
+        assert worker.poll() is None, run.output(worker)
+        with sqlite3.connect(tmp_path / "jobs.db") as db:
+            assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        run.stop()
