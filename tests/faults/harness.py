@@ -45,6 +45,8 @@ FAST_WORKER = {
 }
 
 
+NO_PROCESS = 0
+"""A fault's pid when it hits no worker (a hostile message written into the queue)."""
 EVERY_PROCESS = -1
 """A fault's pid when it hits every worker at once (a broker restart, a lock on the file)."""
 
@@ -244,6 +246,8 @@ class Run:
         hit = {(e.job_id, e.pid, e.attempt) for _, e in interrupted}
         recoveries = []
         for f in self.faults:
+            if f.pid == NO_PROCESS:
+                continue
             # The first new start of each job the fault interrupted; with none, the first start at all.
             lost_here = [e for g, e in interrupted if g is f]
             starts = [_first_start(by_job[e.job_id], after=f.at, not_on=f.pid) for e in lost_here]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pigeon import JobState
-from tests.faults.harness import LONG, Fault, Run, new_seed
+from tests.faults.harness import LONG, NO_PROCESS, Fault, Run, new_seed
 from tests.helpers import wait_until
 from tests.storage import hostile_envelopes, overwrite_envelope
 
@@ -60,7 +60,7 @@ def test_hostile_stored_messages_mixed_with_good_ones(url: str, tmp_path: Path) 
         for i, job_id in enumerate(bad):
             data = hostile_envelopes(job_id, str(marker))[kinds[i % len(kinds)]]
             asyncio.run(overwrite_envelope(url, job_id, data))
-            run.faults.append(Fault("hostile message", 0, time.time()))
+            run.faults.append(Fault("hostile message", NO_PROCESS, time.time()))
         run.rng.shuffle(run.job_ids)
         worker = run.start_worker("-c", "16")
         run.wait_final(good + bad, timeout=60)
