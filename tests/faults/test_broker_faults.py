@@ -3,6 +3,7 @@ and the SQLite file's write lock held past the busy timeout."""
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import sqlite3
 import time
@@ -84,15 +85,14 @@ def test_sqlite_write_lock_held_past_the_busy_timeout(tmp_path: Path) -> None:
         run.start_worker()
         run.start_worker()
         wait_until(lambda: len(run.executions()) > 40, timeout=60, what="progress")
-        db = sqlite3.connect(f"{tmp_path}/jobs.db", isolation_level=None)
-        db.execute("BEGIN IMMEDIATE")  # another process's writer, as a long migration would be
-        lock = Fault(run.name, EVERY_PROCESS, time.time())
-        run.faults.append(lock)
-        wait_until(lambda: _all_said(run, "database is locked"), timeout=30, what="the workers hit the lock")
-        time.sleep(12 - 10 + run.rng.uniform(0, 1))  # the lock held past the 10 s busy timeout
-        lock.until = time.time()
-        db.execute("ROLLBACK")
-        db.close()
+        with contextlib.closing(sqlite3.connect(f"{tmp_path}/jobs.db", isolation_level=None)) as db:
+            db.execute("BEGIN IMMEDIATE")  # another process's writer, as a long migration would be
+            lock = Fault(run.name, EVERY_PROCESS, time.time())
+            run.faults.append(lock)
+            wait_until(lambda: _all_said(run, "database is locked"), timeout=30, what="the lock hit")
+            time.sleep(12 - 10 + run.rng.uniform(0, 1))  # the lock held past the 10 s busy timeout
+            lock.until = time.time()
+            db.execute("ROLLBACK")
         run.wait_final(ids, timeout=90)
         figures = run.figures()
         figures.check()
@@ -126,7 +126,7 @@ def test_sqlite_disk_full_then_freed(tmp_path: Path) -> None:
         figures = run.figures()
         figures.check()
         assert worker.poll() is None, run.output(worker)
-        with sqlite3.connect(tmp_path / "jobs.db") as db:
+        with contextlib.closing(sqlite3.connect(tmp_path / "jobs.db")) as db:
             assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     finally:
         run.stop()
