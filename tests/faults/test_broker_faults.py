@@ -3,19 +3,23 @@ and the SQLite file's write lock held past the busy timeout."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import resource
 import sqlite3
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import redis.asyncio as aioredis
 
-from tests.conftest import with_namespace
+from tests.conftest import server_url, with_namespace
 from tests.faults.harness import EVERY_PROCESS, LONG, Fault, Run, new_seed
 from tests.faults.servers import PostgresServer, RedisServer
 from tests.helpers import wait_until
+from tests.integration.test_postgres import terminate
 
 pytestmark = pytest.mark.timeout(900 if LONG else 180)
 
@@ -36,7 +40,7 @@ def drain_through(run: Run, jobs: int, fault: object) -> None:
         fault()  # type: ignore[operator]
         outage.until = time.time()
     run.wait_final(ids, timeout=180 if LONG else 90)
-    figures = run.figures(restarts=RESTARTS)
+    figures = run.figures(repeats=RESTARTS)
     figures.check()
     for proc in run.workers:
         assert proc.poll() is None, run.output(proc)  # every worker outlived the broker's fault
@@ -130,3 +134,41 @@ def test_sqlite_disk_full_then_freed(tmp_path: Path) -> None:
             assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     finally:
         run.stop()
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("kind", ["postgres", "redis"])
+def test_connections_killed_mid_drain(tmp_path: Path, kind: str) -> None:
+    # Every connection of this run's workers is cut on the shared server, as a network cut or
+    # a proxy restart would: pg_terminate_backend by application name, CLIENT KILL by client name.
+    namespace = f"f_{uuid.uuid4().hex[:10]}"
+    base = server_url(kind)
+    if kind == "postgres":
+        separator = "&" if urlsplit(base).query else "?"
+        url = with_namespace(f"{base}{separator}application_name={namespace}", namespace)
+    else:
+        url = with_namespace(base, namespace)
+    run = Run(f"{kind} connections killed", url, tmp_path, new_seed())
+
+    def cut() -> None:
+        if kind == "postgres":
+            assert asyncio.run(terminate(base, namespace)) > 0
+        else:
+            assert asyncio.run(_kill_redis_clients(base, f"pigeon:{namespace}")) > 0
+
+    try:
+        run.app.migrate()
+        drain_through(run, 600 if LONG else 300, cut)
+    finally:
+        run.stop()
+
+
+async def _kill_redis_clients(url: str, name: str) -> int:
+    admin = aioredis.Redis.from_url(url)
+    try:
+        victims = [c for c in await admin.client_list() if c.get("name") == name]
+        for c in victims:
+            await admin.client_kill_filter(_id=c["id"])
+        return len(victims)
+    finally:
+        await admin.aclose()
