@@ -22,6 +22,7 @@ The state machine, the only place it is written down::
 
     QUEUED / SCHEDULED / RUNNING ── cancel ──► CANCELLED (a running job's token ends
                                                 with it: its worker stops the attempt)
+    RUNNING ── claimed past its ``expires_at`` ──► CANCELLED (never run)
     FAILED / CANCELLED ── retry (by an operator) ──► QUEUED, attempts reset
 
 SUCCEEDED, FAILED and CANCELLED are final; a final job keeps its result or error
@@ -116,6 +117,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     limit: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 0
     then: Then | None = None
     """What follows this job's success (a chain's remaining steps): see workflows.py."""
+    expires_at: float | None = None
+    """A job not started by this time never runs: the worker that claims it cancels it."""
 
     def encode(self) -> bytes:
         return _ENCODER.encode(self)

@@ -118,10 +118,14 @@ class SendOptions:
     unique_key: str | None = None
     connection: Any = None
     """The caller's database connection: enqueue inside its transaction."""
+    expires: float | datetime | None = None
+    """Seconds from the send, or an aware datetime, after which the job is cancelled unrun."""
 
     def __post_init__(self) -> None:
         if self.priority is not None:
             _check_priority(self.priority)
+        if isinstance(self.expires, datetime) and self.expires.tzinfo is None:
+            raise ValueError("expires must be an aware datetime (e.g. datetime.now(UTC)) or seconds")
         if self.run_at is not None and self.run_at.tzinfo is None:
             raise ValueError("run_at must be an aware datetime (e.g. datetime.now(UTC))")
         if self.delay is not None and self.run_at is not None:
@@ -205,6 +209,7 @@ class Task(Generic[P, R]):
         run_at: datetime | None = None,
         unique_key: str | None = None,
         connection: Any = None,
+        expires: float | datetime | None = None,
     ) -> Task[P, R]:
         """A copy of this task whose sends use these options.
 
@@ -220,6 +225,8 @@ class Task(Generic[P, R]):
                 broker's database: the job is written inside your transaction,
                 invisible until you commit and gone if you roll back. Brokers
                 without ``transactional_enqueue`` raise ``UnsupportedFeature``.
+            expires: seconds from the send, or an aware datetime: a job not started
+                by then is cancelled by the worker that claims it, never run.
         """
         given: dict[str, Any] = {
             k: v
@@ -232,6 +239,7 @@ class Task(Generic[P, R]):
                 run_at=run_at,
                 unique_key=unique_key,
                 connection=connection,
+                expires=expires,
             ).items()
             if v is not None
         }
@@ -282,6 +290,11 @@ class Task(Generic[P, R]):
             run_at = now + o.delay
         elif o.run_at is not None:
             run_at = o.run_at.timestamp()
+        expires_at: float | None = None
+        if isinstance(o.expires, datetime):
+            expires_at = o.expires.timestamp()
+        elif o.expires is not None:
+            expires_at = now + o.expires
         return Job(
             id=new_id(),
             task=self.name,
@@ -295,6 +308,7 @@ class Task(Generic[P, R]):
             enqueued_at=now,
             limit_key=None if d.concurrency is None else self.name,
             limit=d.concurrency or 0,
+            expires_at=expires_at,
         )
 
     def send(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:

@@ -412,3 +412,31 @@ async def test_jobs_are_counted_in_stats(app: App) -> None:
     broker = await app.connection()
     counts = {s.queue: s.counts for s in await broker.stats()}
     assert counts["default"]["queued"] == 3
+
+
+async def test_a_job_claimed_past_its_expiry_is_cancelled_not_run(app: App) -> None:
+    ran: list[str] = []
+
+    @app.task
+    async def report(name: str) -> str:
+        ran.append(name)
+        return name
+
+    # The late job falls due after its expiry; the punctual one expires long after it runs.
+    late = await report.options(delay=0.3, expires=0.1).asend("late")
+    punctual = await report.options(expires=datetime.now(UTC) + timedelta(hours=1)).asend("punctual")
+    assert (await late.arecord()).job.expires_at is not None
+    async with app.worker(**FAST):
+        assert await punctual.aresult(timeout=10) == "punctual"
+        with pytest.raises(JobCancelled):
+            await late.aresult(timeout=10)
+    assert ran == ["punctual"]
+    assert (await late.arecord()).state is JobState.CANCELLED
+
+
+def test_expires_must_be_aware(app: App) -> None:
+    @app.task
+    async def noop() -> None: ...
+
+    with pytest.raises(ValueError, match="aware datetime"):
+        noop.options(expires=datetime(2030, 1, 1))

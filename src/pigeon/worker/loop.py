@@ -289,11 +289,14 @@ class Worker:
             if not self._starved or limited or self.config.burst or self._stopping:
                 self._wake.set()
 
-    async def _attempt(self, claim: Claim, extra: dict[str, Any]) -> Outcome:
+    async def _attempt(self, claim: Claim, extra: dict[str, Any]) -> Outcome | None:
         job = claim.job
         if claim.malformed is not None:  # never retried: the same bytes would fail the same way
             log.error("malformed job: %s", claim.malformed, extra=extra)
             return self._fail(claim, ErrorInfo("pigeon.MalformedJob", claim.malformed))
+        if job.expires_at is not None and time.time() >= job.expires_at:
+            await self._expire(claim, extra)
+            return None
         task = self.app.resolve_task(job.task)
         if task is None:
             log.error("unknown task %r", job.task, extra=extra)
@@ -354,6 +357,16 @@ class Worker:
             result=result,
             expires_at=time.time() + self.app.result_ttl,
         )
+
+    async def _expire(self, claim: Claim, extra: dict[str, Any]) -> None:
+        """Cancel a job claimed past its expiry instead of running it; the cancel settles it."""
+        assert self._broker is not None
+        log.warning("job expired before it started; cancelled, not run", extra=extra)
+        try:
+            await self._broker.cancel(claim.job.id, time.time() + self.app.failed_ttl)
+        except BrokerError as exc:  # the lease runs out and the next claim tries again
+            log.warning("could not cancel the expired job: %s", exc, extra=extra)
+        self.app.result_waiters.done([claim.job.id])
 
     async def _continue_chain(
         self, claim: Claim, result: bytes, defaults: Any, extra: dict[str, Any]
