@@ -59,6 +59,7 @@ def load_app(target: str) -> App:
         sys.path.insert(0, os.getcwd())
     module = importlib.import_module(module_name)
     app = getattr(module, attr, None)
+    app = getattr(app, "__pigeon_app__", app)  # framework glue standing in for an App
     if not isinstance(app, App):
         raise ValueError(f"{target!r} is not a pigeon App (found {type(app).__name__})")
     return app
