@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pigeon.app import App
+from pigeon.contrib.celery import cli as celery_cli
 from pigeon.errors import ConfigurationError, PigeonError
 from pigeon.events import UNROUTED
 from pigeon.job import JobRecord, JobState
@@ -339,11 +340,25 @@ def _when(ts: float | None) -> str:
     return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
-@main.command()
+class _DefaultGroup(click.Group):
+    """A group whose arguments go to its ``list`` command unless they name another."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] != "--help":
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group(cls=_DefaultGroup)
+def schedules() -> None:
+    """Periodic jobs: `pigeon schedules APP` lists them; `import-celery` converts Celery beat's."""
+
+
+@schedules.command("list")
 @click.argument("app_path", metavar="APP")
 @click.option("--count", "-n", type=int, default=3, show_default=True, help="Next runs to show.")
 @_one_line_errors
-def schedules(app_path: str, count: int) -> None:
+def schedules_list(app_path: str, count: int) -> None:
     """Periodic jobs and their next runs."""
     app = load_app(app_path)
     if not app.schedules:
@@ -359,6 +374,9 @@ def schedules(app_path: str, count: int) -> None:
         when = f"cron {s.cron} ({s.tz})" if s.cron else f"every {s.every:g} s"
         table.add_row(s.name, s.task.name, when, s.missed, upcoming)
     console.print(table)
+
+
+schedules.add_command(celery_cli.import_celery)
 
 
 @main.group()
