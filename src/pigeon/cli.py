@@ -377,6 +377,7 @@ def schedules_list(app_path: str, count: int) -> None:
 
 
 schedules.add_command(celery_cli.import_celery)
+main.add_command(celery_cli.celery_bridge)
 
 
 @main.group()

@@ -29,3 +29,27 @@ def _resolve(name: str) -> Any:
         return getattr(importlib.import_module(module), attr, None)
     except ImportError:
         return None
+
+
+@click.command("celery-bridge")
+@click.argument("app_path", metavar="APP")
+@click.option("--broker", "broker_url", required=True, help="Celery's broker URL (redis://…).")
+@click.option("--result-backend", "backend_url", default=None, help="Celery's result backend (redis://…).")
+@click.option("-Q", "--queues", default="celery", show_default=True, help="Celery queues, comma-separated.")
+@click.option("--log-level", default="info", show_default=True)
+def celery_bridge(
+    app_path: str, broker_url: str, backend_url: str | None, queues: str, log_level: str
+) -> None:
+    """Run Celery's queued tasks as pigeon jobs of APP (and write results back for Celery)."""
+    import asyncio
+
+    from pigeon.cli import _setup_logging, load_app
+    from pigeon.contrib.celery.bridge.core import split_queues
+    from pigeon.contrib.celery.bridge.run import run_bridge
+
+    _setup_logging(log_level)
+    try:
+        app = load_app(app_path)
+        asyncio.run(run_bridge(app, broker_url, split_queues(queues), backend_url))
+    except (PigeonError, ImportError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,1 @@
+"""``pigeon celery-bridge``: pigeon workers drain Celery's queues (see ``core``)."""

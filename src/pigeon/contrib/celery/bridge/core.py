@@ -1,0 +1,148 @@
+"""The bridge: Celery task messages in, pigeon jobs out, results back where Celery reads them.
+
+For each message: parse it (JSON only), find the pigeon task with the message's
+Celery name, build its job under the message's id, store it, and only then let
+the transport acknowledge the message. A redelivered message finds the job
+already stored (ids are stored once), so it never makes a second one.
+
+- An unknown task name is *held*: the message is kept aside by the transport and
+  a placeholder job ``held-<id>`` waits, QUEUED, in the ``celery.held`` queue
+  (``pigeon jobs list APP --queue celery.held``). Each bridge start tries held
+  messages again, so deploying the task and restarting the bridge releases them.
+- A message that cannot become a job (pickle, bad arguments) is *rejected*: kept
+  aside by the transport with the reason logged, never deserialized.
+
+Jobs with a result backend or a chain to continue are *tracked*: a watcher
+writes each one's final state where Celery's ``AsyncResult.get()`` reads it, and
+sends a chain's next step (as a Celery worker would) when a step succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+from pigeon.app import App
+from pigeon.contrib.celery.bridge.protocol import CeleryMessage, Rejected, next_step, parse_message
+from pigeon.errors import JobNotFound
+from pigeon.handle import JobHandle
+from pigeon.job import Job, JobRecord, JobState
+
+log = logging.getLogger("pigeon.celery.bridge")
+
+HELD_QUEUE = "celery.held"
+
+
+class Disposition(enum.StrEnum):
+    STORED = "stored"
+    HELD = "held"
+    REJECTED = "rejected"
+
+
+class ResultBackend(Protocol):
+    """Where Celery reads results: writes one job's final state under its id."""
+
+    async def write(self, rec: JobRecord) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class PendingStore(Protocol):
+    """Tracked jobs by id, with what the watcher needs (durable across bridge restarts)."""
+
+    async def add(self, job_id: str, meta: bytes) -> None: ...
+
+    async def all(self) -> dict[str, bytes]: ...
+
+    async def remove(self, job_id: str) -> None: ...
+
+
+class Tracked(msgspec.Struct, frozen=True):
+    """What the watcher keeps about a tracked job: its task and the chain after it."""
+
+    task: str
+    chain: tuple[dict[str, Any], ...] = ()
+
+
+class Bridge:
+    """Turns Celery messages into pigeon jobs of one app; see the module docstring."""
+
+    def __init__(self, app: App, pending: PendingStore, backend: ResultBackend | None = None) -> None:
+        self.app = app
+        self.pending = pending
+        self.backend = backend
+
+    async def handle(self, raw: bytes) -> Disposition:
+        """Store the job a raw kombu message asks for; say what the transport does with it."""
+        try:
+            message = parse_message(raw)
+        except Rejected as exc:
+            log.error("message rejected, kept aside: %s", exc)
+            return Disposition.REJECTED
+        return await self.submit(message)
+
+    async def submit(self, message: CeleryMessage) -> Disposition:
+        """Store a parsed message's job (or its held placeholder)."""
+        task = self.app.resolve_task(message.task)
+        if task is None:
+            await self.app.aenqueue([_held(message)])
+            log.warning("unknown task %r: message %s held", message.task, message.id)
+            return Disposition.HELD
+        try:
+            job = task.make_job(message.args, message.kwargs)
+        except TypeError as exc:
+            log.error("message %s rejected, kept aside: %s", message.id, exc)
+            return Disposition.REJECTED
+        job = msgspec.structs.replace(job, id=message.id, run_at=message.eta, expires_at=message.expires)
+        if self.backend is not None or message.chain:
+            await self.pending.add(job.id, msgspec.json.encode(Tracked(message.task, message.chain)))
+        await self.app.aenqueue([job])
+        held = self.app.job(f"held-{message.id}")
+        if await _exists(held):  # a held message released: its placeholder is done
+            await held.acancel()
+        return Disposition.STORED
+
+    async def watch(self, interval: float = 0.2) -> None:
+        """Settle tracked jobs that ended: write results, continue chains. Runs until cancelled."""
+        broker = await self.app.connection()
+        while True:
+            for job_id, meta in (await self.pending.all()).items():
+                rec = await broker.get(job_id)
+                if rec is not None and rec.state.is_final:
+                    await self.finish(rec, msgspec.json.decode(meta, type=Tracked))
+            await asyncio.sleep(interval)
+
+    async def finish(self, rec: JobRecord, tracked: Tracked) -> None:
+        """One tracked job ended: its chain goes on first, then its result is written."""
+        if rec.state is JobState.SUCCEEDED and tracked.chain:
+            result = msgspec.json.decode(rec.result or b"null")
+            after = CeleryMessage(rec.job.id, tracked.task, (), {}, chain=tracked.chain)
+            step = next_step(after, result)
+            if step is not None and await self.submit(step) is Disposition.REJECTED:
+                log.error("the chain after %s cannot go on: step %s rejected", rec.job.id, step.id)
+        if self.backend is not None:
+            await self.backend.write(rec)
+        await self.pending.remove(rec.job.id)
+
+
+def _held(message: CeleryMessage) -> Job:
+    payload = msgspec.json.encode({"args": message.args, "kwargs": message.kwargs})
+    return Job(id=f"held-{message.id}", task=message.task, queue=HELD_QUEUE, payload=msgspec.Raw(payload))
+
+
+async def _exists(handle: JobHandle[Any]) -> bool:
+    try:
+        rec = await handle.arecord()
+    except JobNotFound:
+        return False
+    return not rec.state.is_final
+
+
+def split_queues(queues: str | Sequence[str]) -> list[str]:
+    items = queues.split(",") if isinstance(queues, str) else list(queues)
+    return [q.strip() for q in items if q.strip()]
