@@ -8,6 +8,7 @@ piece of process-wide state here, set by your code, never at import.
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, overload
@@ -120,6 +121,7 @@ class Celery:
         if self._finalized:
             return
         self._finalized = True
+        _setup_django()
         for module in self._include:
             importlib.import_module(module)
         for packages, related in self._autodiscover:
@@ -247,6 +249,20 @@ def shared_task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         return task
 
     return declare(fn) if fn is not None else declare
+
+
+def _setup_django() -> None:
+    """Set Django up before importing task modules, as Celery's Django fix-up does (a worker
+    started as ``pigeon worker proj.jobs:app`` has not)."""
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        return
+    try:
+        import django
+        from django.apps import apps
+    except ImportError:
+        return
+    if not apps.ready:
+        django.setup()
 
 
 def _django_apps() -> list[str]:
