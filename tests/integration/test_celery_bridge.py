@@ -23,8 +23,10 @@ APP = "tests.integration.celery_bridge_app:capp"
 
 
 class Setup:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, kind: str) -> None:
         self.redis_url = server_url("redis")
+        self.broker_url = self.redis_url if kind == "redis" else server_url("rabbitmq")
+        self.kind = kind
         self.queue = f"q_{uuid.uuid4().hex[:10]}"
         self.pigeon_url = f"sqlite:///{tmp_path}/jobs.db"
         self.logs = tmp_path
@@ -55,7 +57,7 @@ class Setup:
             "celery-bridge",
             APP,
             "--broker",
-            self.redis_url,
+            self.broker_url,
             "--result-backend",
             self.redis_url,
             "-Q",
@@ -70,7 +72,7 @@ class Setup:
 
     def producer(self) -> Any:
         """A Celery app as the project has it: JSON, a Redis broker and result backend."""
-        app = celery.Celery("proj", broker=self.redis_url, backend=self.redis_url)
+        app = celery.Celery("proj", broker=self.broker_url, backend=self.redis_url)
         app.conf.update(
             task_default_queue=self.queue,
             task_serializer="json",
@@ -90,6 +92,24 @@ class Setup:
 
         return app
 
+    def aside(self, kind: str) -> int:
+        """How many messages the bridge set aside as ``held`` or ``rejected``."""
+        name = f"pigeon.bridge.{kind}.{self.queue}"
+        if self.kind == "redis":
+            return int(self.redis.llen(name))
+        import amqp
+
+        with amqp.Connection(
+            self.broker_url.removeprefix("amqp://").rstrip("/").split("@")[-1],
+            userid="guest",
+            password="guest",
+        ) as conn:
+            channel = conn.channel()
+            try:
+                return int(channel.queue_declare(name, passive=True).message_count)
+            except amqp.exceptions.NotFound:
+                return 0
+
     def stop(self) -> None:
         for p in self.procs:
             if p.poll() is None:
@@ -103,9 +123,9 @@ class Setup:
         self.redis.close()
 
 
-@pytest.fixture
-def setup(tmp_path: Path) -> Iterator[Setup]:
-    s = Setup(tmp_path)
+@pytest.fixture(params=["redis", "rabbitmq"])
+def setup(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Setup]:
+    s = Setup(tmp_path, request.param)
     subprocess.run([sys.executable, "-m", "pigeon", "migrate", s.pigeon_url], check=True, env=s.env, cwd=ROOT)
     yield s
     s.stop()
@@ -157,12 +177,12 @@ def test_unknown_tasks_are_held_and_pickle_is_set_aside(setup: Setup) -> None:
     wait_until(lambda: f"held-{held.id}" in listed(), timeout=30, what="the held job listed")
     assert "proj.not_deployed_yet" in listed()
     wait_until(
-        lambda: setup.redis.llen(f"pigeon.bridge.rejected.{setup.queue}") == 1,
+        lambda: setup.aside("rejected") == 1,
         timeout=30,
         what="the pickle message set aside",
     )
     assert "only JSON messages are bridged (pickle is never deserialized)" in setup.log("bridge")
-    assert setup.redis.llen(f"pigeon.bridge.held.{setup.queue}") == 1
+    assert setup.aside("held") == 1
     pigeon = App(setup.pigeon_url)
     try:
         wait_until(lambda: _exists(pigeon, ok.id), timeout=30, what="the JSON message stored")
@@ -174,6 +194,8 @@ def test_unknown_tasks_are_held_and_pickle_is_set_aside(setup: Setup) -> None:
 
 
 def test_a_message_the_bridge_died_holding_is_stored_once(setup: Setup) -> None:
+    if setup.kind != "redis":
+        pytest.skip("RabbitMQ redelivers an unacknowledged message itself: see the next test")
     producer = setup.producer()
     r = producer.tasks["proj.add"].delay(20, 22)
     raw = setup.redis.rpop(setup.queue)
@@ -192,6 +214,27 @@ def test_a_message_the_bridge_died_holding_is_stored_once(setup: Setup) -> None:
             timeout=30,
             what="the processing list emptied",
         )
+        jobs = pigeon.portal_call(_all_jobs(pigeon))
+        assert [j.job.id for j in jobs] == [r.id]
+    finally:
+        pigeon.close()
+
+
+def test_a_bridge_that_cannot_store_leaves_the_message_for_the_next(setup: Setup, tmp_path: Path) -> None:
+    producer = setup.producer()
+    r = producer.tasks["proj.add"].delay(40, 2)
+    good_url = setup.env["PIGEON_URL"]
+    (tmp_path / "a-file").write_text("")
+    setup.env["PIGEON_URL"] = f"sqlite:///{tmp_path}/a-file/jobs.db"  # pigeon's store cannot open
+    failing = setup.bridge()
+    assert failing.wait(30) == 1  # it stops rather than acknowledge what it could not store
+    assert "File exists" in setup.log("bridge")
+    setup.env["PIGEON_URL"] = good_url
+    setup.bridge()
+    setup.worker()
+    assert r.get(timeout=30) == 42
+    pigeon = App(good_url)
+    try:
         jobs = pigeon.portal_call(_all_jobs(pigeon))
         assert [j.job.id for j in jobs] == [r.id]
     finally:

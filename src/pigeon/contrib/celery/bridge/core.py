@@ -28,8 +28,15 @@ from typing import Any, Protocol
 import msgspec
 
 from pigeon.app import App
-from pigeon.contrib.celery.bridge.protocol import CeleryMessage, Rejected, next_step, parse_message
-from pigeon.errors import JobNotFound
+from pigeon.contrib.celery.bridge.protocol import (
+    JSON,
+    CeleryMessage,
+    Rejected,
+    next_step,
+    parse_body,
+    parse_message,
+)
+from pigeon.errors import JobNotFound, PigeonError
 from pigeon.handle import JobHandle
 from pigeon.job import Job, JobRecord, JobState
 
@@ -86,6 +93,22 @@ class Bridge:
             return Disposition.REJECTED
         return await self.submit(message)
 
+    async def handle_body(
+        self, content_type: str | None, headers: dict[str, Any], body: bytes
+    ) -> Disposition:
+        """As :meth:`handle`, for a message whose headers and body come apart (AMQP)."""
+        try:
+            if content_type != JSON:
+                raise Rejected(
+                    f"content-type {content_type!r}: only JSON messages are bridged (pickle is never "
+                    "deserialized); send with task_serializer='json'"
+                )
+            message = parse_body(headers, body)
+        except Rejected as exc:
+            log.error("message rejected, kept aside: %s", exc)
+            return Disposition.REJECTED
+        return await self.submit(message)
+
     async def submit(self, message: CeleryMessage) -> Disposition:
         """Store a parsed message's job (or its held placeholder)."""
         task = self.app.resolve_task(message.task)
@@ -108,14 +131,23 @@ class Bridge:
         return Disposition.STORED
 
     async def watch(self, interval: float = 0.2) -> None:
-        """Settle tracked jobs that ended: write results, continue chains. Runs until cancelled."""
-        broker = await self.app.connection()
+        """Settle tracked jobs that ended: write results, continue chains. Runs until cancelled.
+
+        A failing read or write is logged and tried again on the next round.
+        """
+        pause = interval
         while True:
-            for job_id, meta in (await self.pending.all()).items():
-                rec = await broker.get(job_id)
-                if rec is not None and rec.state.is_final:
-                    await self.finish(rec, msgspec.json.decode(meta, type=Tracked))
-            await asyncio.sleep(interval)
+            try:
+                broker = await self.app.connection()
+                for job_id, meta in (await self.pending.all()).items():
+                    rec = await broker.get(job_id)
+                    if rec is not None and rec.state.is_final:
+                        await self.finish(rec, msgspec.json.decode(meta, type=Tracked))
+                pause = interval
+            except (PigeonError, OSError) as exc:
+                pause = min(pause * 2, 5.0)
+                log.warning("tracking results failed (%s); trying again in %.1f s", exc, pause)
+            await asyncio.sleep(pause)
 
     async def finish(self, rec: JobRecord, tracked: Tracked) -> None:
         """One tracked job ended: its chain goes on first, then its result is written."""
@@ -128,6 +160,23 @@ class Bridge:
         if self.backend is not None:
             await self.backend.write(rec)
         await self.pending.remove(rec.job.id)
+
+
+class MemoryPending:
+    """Tracked jobs in this process only: a bridge restart forgets them (their results are
+    not written, their chains stop). Used when no Redis is at hand."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, bytes] = {}
+
+    async def add(self, job_id: str, meta: bytes) -> None:
+        self._items[job_id] = meta
+
+    async def all(self) -> dict[str, bytes]:
+        return dict(self._items)
+
+    async def remove(self, job_id: str) -> None:
+        self._items.pop(job_id, None)
 
 
 def _held(message: CeleryMessage) -> Job:

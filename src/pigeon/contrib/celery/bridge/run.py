@@ -6,10 +6,15 @@ import asyncio
 import logging
 import signal
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pigeon.app import App
-from pigeon.contrib.celery.bridge.core import Bridge, PendingStore, ResultBackend
+from pigeon.contrib.celery.bridge.core import Bridge, MemoryPending, PendingStore, ResultBackend
 from pigeon.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from pigeon.contrib.celery.bridge.amqp_io import AmqpSource
+    from pigeon.contrib.celery.bridge.redis_io import RedisSource
 
 log = logging.getLogger("pigeon.celery.bridge")
 
@@ -30,9 +35,9 @@ async def run_bridge(
     Raises:
         ConfigurationError: a broker or result backend scheme the bridge does not read.
     """
-    if _scheme(broker_url) not in ("redis", "rediss"):
+    if _scheme(broker_url) not in ("redis", "rediss", "amqp", "amqps", "pyamqp"):
         raise ConfigurationError(
-            f"celery-bridge reads Celery brokers on redis://, not {broker_url.split(':')[0]}://"
+            f"celery-bridge reads Celery brokers on redis:// or amqp://, not {_scheme(broker_url)}://"
         )
     if backend_url is not None and _scheme(backend_url) not in ("redis", "rediss"):
         raise ConfigurationError(
@@ -43,27 +48,43 @@ async def run_bridge(
     from pigeon.contrib.celery.bridge.redis_io import RedisPending, RedisResults, RedisSource
 
     stop = stop or asyncio.Event()
+    amqp = _scheme(broker_url) in ("amqp", "amqps", "pyamqp")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
             loop.add_signal_handler(sig, stop.set)
         except (RuntimeError, ValueError):  # not the main thread: the caller owns stop
             break
-    broker = aioredis.Redis.from_url(broker_url)
+    store = aioredis.Redis.from_url(backend_url or broker_url) if backend_url or not amqp else None
     backend: ResultBackend | None = None
     if backend_url is not None:
         backend = RedisResults(aioredis.Redis.from_url(backend_url))
-    pending: PendingStore = RedisPending(broker, list(queues))
+    pending: PendingStore
+    if store is not None:
+        pending = RedisPending(store, list(queues))
+    else:
+        log.warning("no Redis at hand: chains in flight are forgotten if the bridge restarts")
+        pending = MemoryPending()
     bridge = Bridge(app, pending, backend)
-    source = RedisSource(broker, list(queues))
+    source: RedisSource | AmqpSource
+    if amqp:
+        from pigeon.contrib.celery.bridge.amqp_io import AmqpSource
+
+        source = AmqpSource(broker_url.replace("pyamqp://", "amqp://", 1), list(queues))
+    else:
+        assert store is not None
+        source = RedisSource(store, list(queues))
     log.info("bridging Celery queues %s from %s into %r", ", ".join(queues), broker_url, app)
     try:
         async with asyncio.TaskGroup() as group:
             watcher = group.create_task(bridge.watch(), name="pigeon-bridge-watch")
             await source.run(bridge, stop)
             watcher.cancel()
+    except ExceptionGroup as failed:  # the transport's own error, not a group of one
+        raise failed.exceptions[0] from None
     finally:
-        await broker.aclose()
+        if store is not None:
+            await store.aclose()
         if backend is not None:
             await backend.aclose()
         await app.aclose()
