@@ -148,7 +148,9 @@ def parse_task_options(fn_name: str, options: dict[str, Any]) -> CompatOptions:
 
 def _rate(rate: str | float | None) -> str | None:
     # Celery takes a bare number as tasks per second.
-    return None if rate is None or isinstance(rate, str) else f"{rate}/s"
+    if rate is None or isinstance(rate, str):
+        return rate
+    return f"{rate}/s"
 
 
 def map_priority(priority: int | None) -> int:
