@@ -254,3 +254,57 @@ def _exists(app: App, job_id: str) -> bool:
 async def _all_jobs(app: App) -> list[Any]:
     broker = await app.connection()
     return list(await broker.list_jobs(limit=100))
+
+
+PRODUCER = """
+import os, sys
+import django
+django.setup()
+import celery
+app = celery.Celery("proj", broker=os.environ["BROKER"], backend="django-db")
+app.conf.update(task_default_queue=os.environ["QUEUE"], task_serializer="json", result_serializer="json")
+print(app.send_task("proj.add", (2, 3)).get(timeout=30))
+print((app.signature("proj.add", (1, 2)) | app.signature("proj.mul", (10,))).delay().get(timeout=30))
+try:
+    app.send_task("proj.fail", ("in the database",)).get(timeout=30)
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_results_in_the_django_database_backend(tmp_path: Path) -> None:
+    pytest.importorskip("django_celery_results")
+    setup = Setup(tmp_path, "redis")
+    setup.env.update(
+        DJANGO_SETTINGS_MODULE="tests.integration.celery_django_settings",
+        CELERY_RESULTS_DB=str(tmp_path / "results.sqlite3"),
+        BROKER=setup.redis_url,
+        QUEUE=setup.queue,
+    )
+    try:
+        for argv in (["pigeon", "migrate", setup.pigeon_url], ["django", "migrate", "-v", "0"]):
+            subprocess.run([sys.executable, "-m", *argv], check=True, env=setup.env, cwd=ROOT)
+        setup.start(
+            "bridge",
+            "celery-bridge",
+            APP,
+            "--broker",
+            setup.redis_url,
+            "--result-backend",
+            "django-db",
+            "-Q",
+            setup.queue,
+        )
+        setup.worker()
+        done = subprocess.run(
+            [sys.executable, "-c", PRODUCER],
+            env=setup.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr + setup.log("bridge")
+        assert done.stdout.splitlines() == ["5", "30", "ValueError in the database"]
+    finally:
+        setup.stop()
