@@ -74,7 +74,9 @@ class AmqpSource:
             m = await held.get(no_ack=False, fail=False)
             if m is None:
                 break
-            disposition = await bridge.handle_body(m.content_type, dict(m.headers or {}), m.body)
+            disposition = await bridge.handle_body(
+                m.content_type, dict(m.headers or {}), m.body, released=True
+            )
             if disposition is Disposition.HELD:
                 await _copy(channel, held.name, m)  # to the back of the line
             await m.ack()

@@ -36,8 +36,7 @@ from pigeon.contrib.celery.bridge.protocol import (
     parse_body,
     parse_message,
 )
-from pigeon.errors import JobNotFound, PigeonError
-from pigeon.handle import JobHandle
+from pigeon.errors import PigeonError
 from pigeon.job import Job, JobRecord, JobState
 
 log = logging.getLogger("pigeon.celery.bridge")
@@ -62,7 +61,7 @@ class ResultBackend(Protocol):
 class PendingStore(Protocol):
     """Tracked jobs by id, with what the watcher needs (durable across bridge restarts)."""
 
-    async def add(self, job_id: str, meta: bytes) -> None: ...
+    async def add_many(self, items: dict[str, bytes]) -> None: ...
 
     async def all(self) -> dict[str, bytes]: ...
 
@@ -84,17 +83,23 @@ class Bridge:
         self.pending = pending
         self.backend = backend
 
-    async def handle(self, raw: bytes) -> Disposition:
+    async def handle(self, raw: bytes, *, released: bool = False) -> Disposition:
         """Store the job a raw kombu message asks for; say what the transport does with it."""
-        try:
-            message = parse_message(raw)
-        except Rejected as exc:
-            log.error("message rejected, kept aside: %s", exc)
-            return Disposition.REJECTED
-        return await self.submit(message)
+        return (await self.handle_many([raw], released=released))[0]
+
+    async def handle_many(self, raws: Sequence[bytes], *, released: bool = False) -> list[Disposition]:
+        """:meth:`handle` for a batch of messages, their jobs stored in one enqueue."""
+        messages: list[CeleryMessage | None] = []
+        for raw in raws:
+            try:
+                messages.append(parse_message(raw))
+            except Rejected as exc:
+                log.error("message rejected, kept aside: %s", exc)
+                messages.append(None)
+        return await self.submit_many(messages, released=released)
 
     async def handle_body(
-        self, content_type: str | None, headers: dict[str, Any], body: bytes
+        self, content_type: str | None, headers: dict[str, Any], body: bytes, *, released: bool = False
     ) -> Disposition:
         """As :meth:`handle`, for a message whose headers and body come apart (AMQP)."""
         try:
@@ -107,28 +112,51 @@ class Bridge:
         except Rejected as exc:
             log.error("message rejected, kept aside: %s", exc)
             return Disposition.REJECTED
-        return await self.submit(message)
+        return (await self.submit_many([message], released=released))[0]
+
+    async def submit_many(
+        self, messages: Sequence[CeleryMessage | None], *, released: bool = False
+    ) -> list[Disposition]:
+        """Store parsed messages' jobs (or held placeholders); ``None`` stands for a rejected one.
+
+        ``released``: the messages were held before; a stored one's placeholder is cancelled.
+        """
+        out: list[Disposition] = []
+        jobs: list[Job] = []
+        tracked: dict[str, bytes] = {}
+        for m in messages:
+            disposition, job = (Disposition.REJECTED, None) if m is None else self._prepare(m)
+            out.append(disposition)
+            if job is not None:
+                jobs.append(job)
+            if m is not None and disposition is Disposition.STORED and (self.backend is not None or m.chain):
+                tracked[m.id] = msgspec.json.encode(Tracked(m.task, m.chain))
+        if tracked:
+            await self.pending.add_many(tracked)
+        if jobs:
+            await self.app.aenqueue(jobs)
+        if released:
+            for m, disposition in zip(messages, out, strict=True):
+                if m is not None and disposition is Disposition.STORED:
+                    await self.app.acancel(f"held-{m.id}")
+        return out
 
     async def submit(self, message: CeleryMessage) -> Disposition:
-        """Store a parsed message's job (or its held placeholder)."""
+        """Store one parsed message's job (or its held placeholder)."""
+        return (await self.submit_many([message]))[0]
+
+    def _prepare(self, message: CeleryMessage) -> tuple[Disposition, Job | None]:
         task = self.app.resolve_task(message.task)
         if task is None:
-            await self.app.aenqueue([_held(message)])
             log.warning("unknown task %r: message %s held", message.task, message.id)
-            return Disposition.HELD
+            return Disposition.HELD, _held(message)
         try:
             job = task.make_job(message.args, message.kwargs)
         except TypeError as exc:
             log.error("message %s rejected, kept aside: %s", message.id, exc)
-            return Disposition.REJECTED
+            return Disposition.REJECTED, None
         job = msgspec.structs.replace(job, id=message.id, run_at=message.eta, expires_at=message.expires)
-        if self.backend is not None or message.chain:
-            await self.pending.add(job.id, msgspec.json.encode(Tracked(message.task, message.chain)))
-        await self.app.aenqueue([job])
-        held = self.app.job(f"held-{message.id}")
-        if await _exists(held):  # a held message released: its placeholder is done
-            await held.acancel()
-        return Disposition.STORED
+        return Disposition.STORED, job
 
     async def watch(self, interval: float = 0.2) -> None:
         """Settle tracked jobs that ended: write results, continue chains. Runs until cancelled.
@@ -169,8 +197,8 @@ class MemoryPending:
     def __init__(self) -> None:
         self._items: dict[str, bytes] = {}
 
-    async def add(self, job_id: str, meta: bytes) -> None:
-        self._items[job_id] = meta
+    async def add_many(self, items: dict[str, bytes]) -> None:
+        self._items.update(items)
 
     async def all(self) -> dict[str, bytes]:
         return dict(self._items)
@@ -182,14 +210,6 @@ class MemoryPending:
 def _held(message: CeleryMessage) -> Job:
     payload = msgspec.json.encode({"args": message.args, "kwargs": message.kwargs})
     return Job(id=f"held-{message.id}", task=message.task, queue=HELD_QUEUE, payload=msgspec.Raw(payload))
-
-
-async def _exists(handle: JobHandle[Any]) -> bool:
-    try:
-        rec = await handle.arecord()
-    except JobNotFound:
-        return False
-    return not rec.state.is_final
 
 
 def split_queues(queues: str | Sequence[str]) -> list[str]:

@@ -29,6 +29,8 @@ log = logging.getLogger("pigeon.celery.bridge")
 
 SEP = "\x06\x16"
 PRIORITY_STEPS = (0, 3, 6, 9)
+BATCH = 100
+"""Messages moved, stored and acknowledged per round trip."""
 
 
 def _lists(queue: str) -> list[str]:
@@ -60,36 +62,54 @@ class RedisSource:
         while not stop.is_set():
             moved = False
             for q in self.queues:
-                for name in _lists(q):
-                    raw = await self.client.lmove(name, _processing(q), "RIGHT", "LEFT")
-                    if raw is not None:
-                        await self._settle(bridge, q, raw)
-                        moved = True
-                        break
-            if not moved:
+                raws = await self._take(q)
+                if raws:
+                    await self._settle(bridge, q, raws)
+                    moved = True
+            if not moved:  # idle: wait on the first queue (the others are looked at each second)
                 q = self.queues[0]
                 raw = await self.client.blmove(q, _processing(q), self.block, "RIGHT", "LEFT")
                 if raw is not None:
-                    await self._settle(bridge, q, raw)
+                    await self._settle(bridge, q, [raw])
+
+    async def _take(self, queue: str) -> list[bytes]:
+        """Up to ``BATCH`` messages, the higher priorities first, each moved to the processing list."""
+        lists = _lists(queue)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for name in lists:
+                pipe.llen(name)
+            lengths = await pipe.execute()
+        planned = 0
+        async with self.client.pipeline(transaction=False) as pipe:
+            for name, length in zip(lists, lengths, strict=True):
+                count = min(length, BATCH - planned)
+                for _ in range(count):
+                    pipe.lmove(name, _processing(queue), "RIGHT", "LEFT")
+                planned += count
+            if not planned:
+                return []
+            return [raw for raw in await pipe.execute() if raw is not None]
 
     async def _recover(self, bridge: Bridge, queue: str) -> None:
-        for raw in await self.client.lrange(_processing(queue), 0, -1):
-            await self._settle(bridge, queue, raw)
+        left = await self.client.lrange(_processing(queue), 0, -1)
+        for start in range(0, len(left), BATCH):
+            await self._settle(bridge, queue, left[start : start + BATCH])
         held = await self.client.lrange(_held(queue), 0, -1)
         for raw in held:  # held before: stored now if its task has been deployed
-            if await bridge.handle(raw) is Disposition.STORED:
+            if await bridge.handle(raw, released=True) is Disposition.STORED:
                 await self.client.lrem(_held(queue), 1, raw)
         if held:
             log.info("retried %d held messages of %s", len(held), queue)
 
-    async def _settle(self, bridge: Bridge, queue: str, raw: bytes) -> None:
-        disposition = await bridge.handle(raw)
+    async def _settle(self, bridge: Bridge, queue: str, raws: list[bytes]) -> None:
+        dispositions = await bridge.handle_many(raws)
         async with self.client.pipeline(transaction=True) as pipe:
-            if disposition is Disposition.HELD:
-                pipe.lpush(_held(queue), raw)
-            elif disposition is Disposition.REJECTED:
-                pipe.lpush(_rejected(queue), raw)
-            pipe.lrem(_processing(queue), 1, raw)
+            for raw, disposition in zip(raws, dispositions, strict=True):
+                if disposition is Disposition.HELD:
+                    pipe.lpush(_held(queue), raw)
+                elif disposition is Disposition.REJECTED:
+                    pipe.lpush(_rejected(queue), raw)
+                pipe.lrem(_processing(queue), 1, raw)
             await pipe.execute()
 
 
@@ -112,8 +132,8 @@ class RedisPending:
         self.client: Any = client
         self.key = f"pigeon.bridge.pending.{','.join(queues)}"  # one per bridge, by its queues
 
-    async def add(self, job_id: str, meta: bytes) -> None:
-        await self.client.hset(self.key, job_id, meta)
+    async def add_many(self, items: dict[str, bytes]) -> None:
+        await self.client.hset(self.key, mapping=items)
 
     async def all(self) -> dict[str, bytes]:
         found: dict[bytes, bytes] = await self.client.hgetall(self.key)
