@@ -30,3 +30,10 @@ def fail(why: str) -> None:
 def shout(word: str) -> str:
     """A task already written the pigeon way: the bridge runs those too."""
     return word.upper()
+
+
+if os.environ.get("DEPLOY_LATE"):  # a task deployed after Celery producers started sending it
+
+    @shared_task(name="proj.late")
+    def late(word: str) -> str:
+        return f"late {word}"

@@ -220,6 +220,26 @@ def test_a_message_the_bridge_died_holding_is_stored_once(setup: Setup) -> None:
         pigeon.close()
 
 
+def test_held_messages_run_once_their_task_is_deployed(setup: Setup) -> None:
+    first = setup.bridge()
+    producer = setup.producer()
+    r = producer.send_task("proj.late", ("but fine",))
+    wait_until(lambda: setup.aside("held") == 1, timeout=30, what="the message held")
+    first.terminate()
+    assert first.wait(10) == 0
+    setup.env["DEPLOY_LATE"] = "1"  # the task ships; the bridge and a worker restart
+    setup.bridge()
+    setup.worker()
+    assert r.get(timeout=30) == "late but fine"
+    assert setup.aside("held") == 0
+    pigeon = App(setup.pigeon_url)
+    try:
+        assert pigeon.job(f"held-{r.id}").record().state is JobState.CANCELLED  # the placeholder is done
+        assert "retried 1 held messages" in setup.log("bridge")
+    finally:
+        pigeon.close()
+
+
 def test_a_bridge_that_cannot_store_leaves_the_message_for_the_next(setup: Setup, tmp_path: Path) -> None:
     producer = setup.producer()
     r = producer.tasks["proj.add"].delay(40, 2)
