@@ -204,6 +204,8 @@ def test_what_cannot_be_kept_is_refused_with_the_pigeon_equivalent(app: App) -> 
         fine.apply((1,))
     with pytest.raises(Unsupported, match=r"chain\("):
         fine.apply_async((1,), link=fine.s())
+    with pytest.raises(Unsupported, match=r"routing_key: use queue="):
+        fine.apply_async((1,), routing_key="fast")
     with pytest.raises(TypeError, match="unknown task option"):
 
         @capp.task(acks_early=True)

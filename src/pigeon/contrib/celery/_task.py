@@ -41,9 +41,7 @@ _PICKLE_HINT = (
     "frozen dataclass."
 )
 
-_IGNORED_SEND_OPTIONS = frozenset(
-    {"retry", "retry_policy", "ignore_result", "add_to_parent", "routing_key", "exchange", "shadow"}
-)
+_IGNORED_SEND_OPTIONS = frozenset({"retry", "retry_policy", "ignore_result", "add_to_parent"})
 
 
 @dataclass(frozen=True)
@@ -303,6 +301,8 @@ def check_send_options(name: str, options: dict[str, Any]) -> None:
         "link": "chain(task.s(...), callback.s())",
         "link_error": "catch the error in the task, or `pigeon jobs list --state failed`",
         "headers": "pass what you need as an argument",
+        "routing_key": "queue=",
+        "exchange": "queue=",
     }
     hint = "; ".join(f"{k}: use {hints[k]}" for k in refused if k in hints)
     raise Unsupported(
