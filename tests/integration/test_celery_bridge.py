@@ -195,7 +195,7 @@ def test_unknown_tasks_are_held_and_pickle_is_set_aside(setup: Setup) -> None:
 
 def test_a_message_the_bridge_died_holding_is_stored_once(setup: Setup) -> None:
     if setup.kind != "redis":
-        pytest.skip("RabbitMQ redelivers an unacknowledged message itself: see the next test")
+        pytest.skip("RabbitMQ redelivers an unacknowledged message itself: see the cannot-store test")
     producer = setup.producer()
     r = producer.tasks["proj.add"].delay(20, 22)
     raw = setup.redis.rpop(setup.queue)
