@@ -105,10 +105,12 @@ def test_the_worked_migration_runs_as_written(tmp_path: Path) -> None:
                 done = subprocess.run(
                     argv, shell=True, cwd=work, env=env, capture_output=True, text=True, timeout=120
                 )
-                assert done.returncode == 0, f"{title}: {command}\n{done.stdout}\n{done.stderr}"
+                assert done.returncode == 0, (
+                    f"{title}: {command}\n{done.stdout}\n{done.stderr}{_logs(tmp_path)}"
+                )
                 for want in expected:
                     assert want in done.stdout.splitlines(), (
-                        f"{title}: {command}: no line {want!r} in\n{done.stdout}"
+                        f"{title}: {command}: no line {want!r} in\n{done.stdout}{_logs(tmp_path)}"
                     )
         finally:
             for proc in started:
@@ -119,3 +121,8 @@ def test_the_worked_migration_runs_as_written(tmp_path: Path) -> None:
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(10)
+
+
+def _logs(where: Path) -> str:
+    """The background processes' output so far, for a failure's message."""
+    return "".join(f"\n--- {log.name}\n{log.read_text()[-3000:]}" for log in sorted(where.glob("Step*.log")))
