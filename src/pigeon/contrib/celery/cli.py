@@ -14,13 +14,14 @@ from pigeon.errors import PigeonError
 @click.argument("target", metavar="MODULE:ATTRIBUTE")
 def import_celery(target: str) -> None:
     """Print pigeon schedules equivalent to a Celery beat_schedule (registers nothing)."""
+    from pigeon.cli import _Failure
     from pigeon.contrib.celery.beat import load_beat, render
 
     try:
         entries, tz = load_beat(target)
         click.echo(render(entries, tz, resolve=_resolve), nl=False)
     except (PigeonError, ImportError, AttributeError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _Failure(str(exc) or type(exc).__name__) from exc
 
 
 def _resolve(name: str) -> Any:
@@ -33,8 +34,13 @@ def _resolve(name: str) -> Any:
 
 @click.command("celery-bridge")
 @click.argument("app_path", metavar="APP")
-@click.option("--broker", "broker_url", required=True, help="Celery's broker URL (redis://…).")
-@click.option("--result-backend", "backend_url", default=None, help="Celery's result backend (redis://…).")
+@click.option("--broker", "broker_url", required=True, help="Celery's broker URL (redis://… or amqp://…).")
+@click.option(
+    "--result-backend",
+    "backend_url",
+    default=None,
+    help="Celery's result backend (redis://…, django-db, db+…).",
+)
 @click.option("-Q", "--queues", default="celery", show_default=True, help="Celery queues, comma-separated.")
 @click.option("--log-level", default="info", show_default=True)
 def celery_bridge(
@@ -43,7 +49,7 @@ def celery_bridge(
     """Run Celery's queued tasks as pigeon jobs of APP (and write results back for Celery)."""
     import asyncio
 
-    from pigeon.cli import _setup_logging, load_app
+    from pigeon.cli import _Failure, _setup_logging, load_app
     from pigeon.contrib.celery.bridge.core import split_queues
     from pigeon.contrib.celery.bridge.run import run_bridge
 
@@ -52,4 +58,4 @@ def celery_bridge(
         app = load_app(app_path)
         asyncio.run(run_bridge(app, broker_url, split_queues(queues), backend_url))
     except (PigeonError, ImportError, ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _Failure(str(exc) or type(exc).__name__) from exc
