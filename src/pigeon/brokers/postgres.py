@@ -37,7 +37,8 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from pigeon.brokers.base import BrokerBase, Capabilities
-from pigeon.brokers.sql import migrations, queries, record_from_row
+from pigeon.brokers.inspection import JobFilter
+from pigeon.brokers.sql import filter_clause, migrations, queries, record_from_row
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
@@ -449,6 +450,34 @@ class PostgresBroker(BrokerBase):
     async def workers(self) -> list[WorkerInfo]:
         rows = await self._fetch("workers", {})
         return [msgspec.structs.replace(_worker_decoder.decode(info), last_seen=seen) for info, seen in rows]
+
+    # -- inspection (pigeon.brokers.inspection) ------------------------------
+
+    async def _filtered(self, name: str, where: JobFilter, before: str | None, **extra: Any) -> list[Any]:
+        clause, params = filter_clause(where, before, dialect="postgres", table=f"{self.namespace}.jobs")
+        async with self._connection() as conn:
+            cur = await conn.execute(self._q[name].replace(b"{where}", clause.encode()), {**params, **extra})
+            return await cur.fetchall()
+
+    async def find_jobs(
+        self, where: JobFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[JobRecord]:
+        return [record_from_row(r) for r in await self._filtered("find", where, before, limit=limit)]
+
+    async def count_jobs(self, where: JobFilter) -> int:
+        return int((await self._filtered("count", where, None))[0][0])
+
+    async def delete_jobs(self, job_ids: Sequence[str]) -> int:
+        return await self._execute("delete", {"ids": list(job_ids)}) if job_ids else 0
+
+    async def pause_queue(self, queue: str) -> None:
+        await self._execute("pause", {"queue": queue})
+
+    async def resume_queue(self, queue: str) -> None:
+        await self._fetch("resume", {"queue": queue, "channel": self._channel})
+
+    async def paused_queues(self) -> list[str]:
+        return [q for (q,) in await self._fetch("paused", {})]
 
 
 class _Batch:

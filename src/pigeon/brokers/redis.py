@@ -59,6 +59,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pigeon.brokers.base import BrokerBase, Capabilities
+from pigeon.brokers.inspection import JobFilter
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
@@ -85,6 +86,7 @@ _SCRIPTS = (
     "cancel",
     "requeue",
     "purge",
+    "delete",
     "progress",
     "take",
 )
@@ -514,6 +516,87 @@ class RedisBroker(BrokerBase):
             msgspec.structs.replace(_worker_decoder.decode(info), last_seen=last.get(wid, 0.0))
             for wid, info in sorted(infos.items())
         ]
+
+    # -- inspection (pigeon.brokers.inspection) ------------------------------
+
+    async def _index_keys(self, where: JobFilter) -> list[str]:
+        queues = [where.queue] if where.queue is not None else await self._queues()
+        states = where.states or tuple(JobState)
+        return [f"{self._prefix}idx:{q}:{s.value}" for q in queues for s in states]
+
+    async def find_jobs(
+        self, where: JobFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[JobRecord]:
+        found: list[JobRecord] = []
+        if limit <= 0:
+            return found
+        with self._translated():
+            top = "+inf"
+            if before is not None:
+                seq = await self._redis.hget(f"{self._prefix}job:{before}", "seq")
+                if seq is None:
+                    return found
+                top = f"({int(seq)}"
+            keys = await self._index_keys(where)
+            window = limit
+            while True:
+                # Each index is ordered by seq: the first `window` of their merge are the
+                # newest `window` jobs below `top`, the next round reads on below them.
+                pipe = self._redis.pipeline(transaction=False)
+                for key in keys:
+                    pipe.zrevrangebyscore(key, top, "-inf", start=0, num=window, withscores=True)
+                heads = await pipe.execute()
+                merged = list(heapq.merge(*heads, key=lambda pair: -pair[1]))[:window]
+                for r in await self._records([job_id for job_id, _ in merged]):
+                    if r is not None and where.matches(r):
+                        found.append(r)
+                        if len(found) == limit:
+                            return found
+                if len(merged) < window:
+                    return found
+                top = f"({int(merged[-1][1])}"
+                window = min(window * 4, 5000)
+
+    async def count_jobs(self, where: JobFilter) -> int:
+        with self._translated():
+            keys = await self._index_keys(where)
+            if where.task is None and where.since is None and where.until is None and not where.args:
+                pipe = self._redis.pipeline(transaction=False)
+                for key in keys:
+                    pipe.zcard(key)
+                return sum(await pipe.execute())
+        # Redis keeps no index by task, time or argument: read the matching indexes through.
+        count, before = 0, None
+        while True:
+            page = await self.find_jobs(where, limit=5000, before=before)
+            count += len(page)
+            if len(page) < 5000:
+                return count
+            before = page[-1].job.id
+
+    async def delete_jobs(self, job_ids: Sequence[str]) -> int:
+        total = 0
+        with self._translated():
+            for i in range(0, len(job_ids), _CHUNK):
+                total += int(await self._script("delete", *job_ids[i : i + _CHUNK]))
+        return total
+
+    async def pause_queue(self, queue: str) -> None:
+        with self._translated():
+            await self._redis.sadd(f"{self._prefix}paused", queue)
+
+    async def resume_queue(self, queue: str) -> None:
+        with self._translated():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.srem(f"{self._prefix}paused", queue)
+            # Idle workers wait on the wake channel: a resumed queue with jobs wakes them.
+            pipe.publish(f"{self._prefix}wake:{queue}", "")
+            await pipe.execute()
+
+    async def paused_queues(self) -> list[str]:
+        with self._translated():
+            members = await self._redis.smembers(f"{self._prefix}paused")
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
 
 
 def _record(job_id: str, values: list[bytes | None]) -> JobRecord | None:

@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 import msgspec
 
 from pigeon.brokers.base import BrokerBase, Capabilities
-from pigeon.brokers.sql import migrations, queries, record_from_row
+from pigeon.brokers.inspection import JobFilter
+from pigeon.brokers.sql import filter_clause, migrations, queries, record_from_row
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
@@ -375,6 +376,36 @@ class SqliteBroker(BrokerBase):
     async def workers(self) -> list[WorkerInfo]:
         rows = await self._run(self._read, self._q["workers"], ())
         return [msgspec.structs.replace(_worker_decoder.decode(info), last_seen=seen) for info, seen in rows]
+
+    # -- inspection (pigeon.brokers.inspection) ------------------------------
+
+    async def find_jobs(
+        self, where: JobFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[JobRecord]:
+        clause, params = filter_clause(where, before, dialect="sqlite", table="pigeon_jobs")
+        sql = self._q["find"].replace("{where}", clause)
+        return [record_from_row(r) for r in await self._run(self._read, sql, {**params, "limit": limit})]
+
+    async def count_jobs(self, where: JobFilter) -> int:
+        clause, params = filter_clause(where, None, dialect="sqlite", table="pigeon_jobs")
+        rows = await self._run(self._read, self._q["count"].replace("{where}", clause), params)
+        return int(rows[0][0])
+
+    async def delete_jobs(self, job_ids: Sequence[str]) -> int:
+        ids = list(job_ids)
+        if not ids:
+            return 0
+        sql = self._q["delete"].replace("{ids}", ",".join("?" * len(ids)))
+        return await self._run(self._write, lambda db: db.execute(sql, ids).rowcount)
+
+    async def pause_queue(self, queue: str) -> None:
+        await self._run(self._write, lambda db: db.execute(self._q["pause"], (queue,)))
+
+    async def resume_queue(self, queue: str) -> None:
+        await self._run(self._write, lambda db: db.execute(self._q["resume"], (queue,)))
+
+    async def paused_queues(self) -> list[str]:
+        return [q for (q,) in await self._run(self._read, self._q["paused"], ())]
 
 
 def _rows(jobs: Sequence[Job]) -> list[tuple[Any, ...]]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from pigeon.brokers.inspection import JobFilter
 from pigeon.job import ErrorInfo, JobRecord, JobState, decode_stored
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -61,3 +62,46 @@ def record_from_row(row: tuple[Any, ...]) -> JobRecord:
         lease_until=lease,
         progress=progress,
     )
+
+
+def filter_clause(
+    where: JobFilter, before: str | None, *, dialect: str, table: str
+) -> tuple[str, dict[str, Any]]:
+    """The ``WHERE`` conditions and parameters for a :class:`JobFilter` (``TRUE`` when empty).
+
+    ``before`` pages by enqueue order (``seq``): only jobs older than that job.
+    """
+    pg = dialect == "postgres"
+
+    def p(name: str) -> str:
+        return f"%({name})s" if pg else f":{name}"
+
+    terms: list[str] = []
+    params: dict[str, Any] = {}
+    if where.queue is not None:
+        terms.append(f"queue = {p('queue')}")
+        params["queue"] = where.queue
+    if where.states:
+        names = [f"st{i}" for i in range(len(where.states))]
+        terms.append(f"state IN ({', '.join(p(n) for n in names)})")
+        params.update({n: s.value for n, s in zip(names, where.states, strict=True)})
+    if where.task is not None:
+        terms.append(f"task = {p('task')}")
+        params["task"] = where.task
+    if where.since is not None:
+        terms.append(f"enqueued_at >= {p('since')}")
+        params["since"] = where.since
+    if where.until is not None:
+        terms.append(f"enqueued_at < {p('until')}")
+        params["until"] = where.until
+    for i, (a, b) in enumerate(where.needles()):
+        a_, b_ = p(f"a{i}"), p(f"b{i}")
+        if pg:
+            terms.append(f"(position({a_}::bytea in envelope) > 0 OR position({b_}::bytea in envelope) > 0)")
+        else:
+            terms.append(f"(instr(envelope, {a_}) > 0 OR instr(envelope, {b_}) > 0)")
+        params[f"a{i}"], params[f"b{i}"] = a, b
+    if before is not None:
+        terms.append(f"seq < (SELECT seq FROM {table} WHERE id = {p('before')})")
+        params["before"] = before
+    return " AND ".join(terms) or "TRUE", params

@@ -43,6 +43,7 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 ), ready AS (
     SELECT j.* FROM unnest(%(queues)b::text[]) AS q(name)
+    -- A paused queue is left out, and so are its due jobs below.
     CROSS JOIN LATERAL (
         SELECT id, seq, priority, limit_key, limit_n FROM {ns}.jobs
         WHERE state = 'queued' AND queue = q.name AND (limit_key IS NULL OR limit_key <> ALL(%(full)b::text[]))
@@ -50,11 +51,13 @@ WITH due AS (
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ) j
+    WHERE q.name NOT IN (SELECT queue FROM {ns}.paused)
 ), candidates AS (
     SELECT id, seq, priority, limit_key, limit_n FROM ready
     UNION ALL
     SELECT id, seq, priority, limit_key, limit_n FROM due
     WHERE queue = ANY(%(queues)b::text[]) AND (limit_key IS NULL OR limit_key <> ALL(%(full)b::text[]))
+      AND queue NOT IN (SELECT queue FROM {ns}.paused)
 ), counters AS (
     SELECT key, running FROM {ns}.limits
     WHERE key IN (SELECT limit_key FROM candidates)
@@ -231,3 +234,24 @@ RETURNING granted, tokens
 -- name: queued_in
 -- After LISTEN starts: which of these queues already had work before it did.
 SELECT DISTINCT queue FROM {ns}.jobs WHERE state = 'queued' AND queue = ANY(%(queues)s)
+
+-- name: find
+SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress
+FROM {ns}.jobs WHERE {where} ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: count
+SELECT count(*) FROM {ns}.jobs WHERE {where}
+
+-- name: delete
+DELETE FROM {ns}.jobs WHERE id = ANY(%(ids)s)
+
+-- name: pause
+INSERT INTO {ns}.paused (queue) VALUES (%(queue)s) ON CONFLICT DO NOTHING
+
+-- name: resume
+-- Idle workers wait for a notification: a resumed queue with jobs wakes them.
+WITH gone AS (DELETE FROM {ns}.paused WHERE queue = %(queue)s RETURNING queue)
+SELECT pg_notify(%(channel)s, queue) FROM gone
+
+-- name: paused
+SELECT queue FROM {ns}.paused ORDER BY queue

@@ -15,7 +15,7 @@ WHERE state = 'scheduled' AND run_at <= ?
 -- name: candidates
 -- Due jobs in claim order, leaving out limit keys already at their limit.
 SELECT seq, limit_key, conc_limit FROM pigeon_jobs
-WHERE state = 'queued' AND queue IN ({queues})
+WHERE state = 'queued' AND queue IN ({queues}) AND queue NOT IN (SELECT queue FROM pigeon_paused)
   AND (limit_key IS NULL OR limit_key NOT IN (
         SELECT limit_key FROM pigeon_jobs
         WHERE state = 'running' AND limit_key IS NOT NULL
@@ -132,3 +132,22 @@ WHERE id = ? AND state IN ('failed', 'cancelled')
 
 -- name: purge
 DELETE FROM pigeon_jobs WHERE state IN ({states}) AND (:queue IS NULL OR queue = :queue)
+
+-- name: find
+SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress
+FROM pigeon_jobs WHERE {where} ORDER BY seq DESC LIMIT :limit
+
+-- name: count
+SELECT count(*) FROM pigeon_jobs WHERE {where}
+
+-- name: delete
+DELETE FROM pigeon_jobs WHERE id IN ({ids})
+
+-- name: pause
+INSERT INTO pigeon_paused (queue) VALUES (?) ON CONFLICT DO NOTHING
+
+-- name: resume
+DELETE FROM pigeon_paused WHERE queue = ?
+
+-- name: paused
+SELECT queue FROM pigeon_paused ORDER BY queue
