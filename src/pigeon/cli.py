@@ -19,6 +19,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import click
+import msgspec
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -30,7 +31,8 @@ from pigeon.events import UNROUTED
 from pigeon.job import JobRecord, JobState
 
 T = TypeVar("T")
-console = Console()
+# Piped output is read by programs and people's pagers: tables are never cut to 80 columns there.
+console = Console(width=None if sys.stdout.isatty() else 100_000)
 
 
 class _Failure(click.ClickException):
@@ -285,13 +287,19 @@ def enqueue(
 
 @main.command()
 @click.argument("app_path", metavar="APP")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_one_line_errors
-def status(app_path: str) -> None:
+def status(app_path: str, as_json: bool) -> None:
     """Queues with job counts by state, and the workers alive."""
 
     async def show(app: App) -> None:
         broker = await app.connection()
         stats, workers = await broker.stats(), await broker.workers()
+        if as_json:
+            from pigeon.cli_ops import print_json
+
+            print_json({"queues": msgspec.to_builtins(stats), "workers": msgspec.to_builtins(workers)})
+            return
         table = Table(title=f"queues — {app.url}")
         table.add_column("queue")
         for state in JobState:
@@ -357,10 +365,32 @@ def schedules() -> None:
 @schedules.command("list")
 @click.argument("app_path", metavar="APP")
 @click.option("--count", "-n", type=int, default=3, show_default=True, help="Next runs to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_one_line_errors
-def schedules_list(app_path: str, count: int) -> None:
+def schedules_list(app_path: str, count: int, as_json: bool) -> None:
     """Periodic jobs and their next runs."""
     app = load_app(app_path)
+    if as_json:
+        from pigeon.cli_ops import print_json
+
+        start = datetime.now(UTC)
+        print_json(
+            [
+                {
+                    "name": s.name,
+                    "task": s.task.name,
+                    "cron": s.cron,
+                    "every": s.every,
+                    "tz": s.tz,
+                    "missed": s.missed,
+                    "next_runs": [
+                        t.isoformat() for t, _ in zip(s.ticks_after(start), range(count), strict=False)
+                    ],
+                }
+                for s in app.schedules
+            ]
+        )
+        return
     if not app.schedules:
         console.print("no schedules")
         return
@@ -391,8 +421,11 @@ def jobs() -> None:
 @click.option("--state", type=click.Choice([s.value for s in JobState]), default=None)
 @click.option("--task", default=None)
 @click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_one_line_errors
-def jobs_list(app_path: str, queue: str | None, state: str | None, task: str | None, limit: int) -> None:
+def jobs_list(
+    app_path: str, queue: str | None, state: str | None, task: str | None, limit: int, as_json: bool
+) -> None:
     """Jobs, newest first."""
 
     async def show(app: App) -> None:
@@ -404,6 +437,11 @@ def jobs_list(app_path: str, queue: str | None, state: str | None, task: str | N
             # A short name the app (or a bare URL) cannot resolve: match the last part here.
             scanned = await broker.list_jobs(queue=queue, state=chosen, limit=max(limit * 20, 1000))
             records = [r for r in scanned if _short(r.job.task) == task][:limit]
+        if as_json:
+            from pigeon.cli_ops import print_json, record_json
+
+            print_json([record_json(r) for r in records])
+            return
         table = Table()
         table.add_column("id", no_wrap=True)
         for col in ("task", "queue", "state", "attempts", "enqueued"):
@@ -426,8 +464,9 @@ def jobs_list(app_path: str, queue: str | None, state: str | None, task: str | N
 @jobs.command("show")
 @click.argument("app_path", metavar="APP")
 @click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_one_line_errors
-def jobs_show(app_path: str, job_id: str) -> None:
+def jobs_show(app_path: str, job_id: str, as_json: bool) -> None:
     """Everything about one job: arguments, state, result or error with traceback."""
 
     async def show(app: App) -> JobRecord:
@@ -437,6 +476,11 @@ def jobs_show(app_path: str, job_id: str) -> None:
         return rec
 
     r = _run(inspected_app(app_path), show)
+    if as_json:
+        from pigeon.cli_ops import print_json, record_json
+
+        print_json(record_json(r))
+        return
     j = r.job
     if j.task == UNROUTED:
         _show_unrouted(r)
@@ -492,57 +536,6 @@ def _show_unrouted(r: JobRecord) -> None:
         console.print(f"[bold]{key:>11}[/] {value}", highlight=False)
 
 
-def _job_action(
-    name: str, past: str, doc: str, action: Callable[[App, str], Coroutine[Any, Any, bool]]
-) -> None:
-    @jobs.command(name, help=doc)
-    @click.argument("app_path", metavar="APP")
-    @click.argument("job_id")
-    @_one_line_errors
-    def command(app_path: str, job_id: str) -> None:
-        done = _run(inspected_app(app_path), lambda app: action(app, job_id))
-        if not done:
-            raise PigeonError(f"job {job_id} was not {past} (unknown, or not in a state that allows it)")
-        console.print(f"{name}: {job_id}")
-
-
-async def _retry(app: App, job_id: str) -> bool:
-    broker = await app.connection()
-    done = await broker.requeue(job_id)
-    app.notifier.notify()
-    return done
-
-
-_job_action("retry", "retried", "Queue a failed or cancelled job again, with fresh attempts.", _retry)
-_job_action(
-    "cancel",
-    "cancelled",
-    "Cancel a job that has not finished; a running one stops at its worker's next heartbeat.",
-    lambda app, job_id: app.acancel(job_id),
-)
-
-
-@jobs.command("purge")
-@click.argument("app_path", metavar="APP")
-@click.option("--queue", default=None)
-@click.option(
-    "--state",
-    "states",
-    multiple=True,
-    type=click.Choice([s.value for s in JobState]),
-    help="States to delete (default: succeeded, failed, cancelled).",
-)
-@_one_line_errors
-def jobs_purge(app_path: str, queue: str | None, states: tuple[str, ...]) -> None:
-    """Delete jobs (finished ones unless --state says otherwise)."""
-
-    async def purge(app: App) -> int:
-        broker = await app.connection()
-        return await broker.purge(queue=queue, states=[JobState(s) for s in states])
-
-    console.print(f"purged {_run(inspected_app(app_path), purge)} jobs")
-
-
 @main.command()
 @click.option("--stations", type=int, default=10, show_default=True, help="Simulated NFC readers.")
 @click.option("--seconds", type=float, default=10.0, show_default=True, help="How long the readers read.")
@@ -573,6 +566,15 @@ def migrate(app_path: str) -> None:
 
     applied = _run(load_app(app_path), run)
     console.print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
+
+
+def _register_operations() -> None:
+    from pigeon import cli_ops
+
+    cli_ops.register(main, jobs)
+
+
+_register_operations()
 
 
 if __name__ == "__main__":  # pragma: no cover

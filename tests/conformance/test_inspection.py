@@ -150,3 +150,13 @@ def test_argument_search_reads_json_or_a_string() -> None:
         ("ok", "true"),
         ("s", '"4"'),
     )
+
+
+async def test_oldest_ready_per_queue(broker: Broker) -> None:
+    first = msgspec.structs.replace(make_job(queue="a"), enqueued_at=1_000.0)
+    later = msgspec.structs.replace(make_job(queue="a"), enqueued_at=2_000.0)
+    other = msgspec.structs.replace(make_job(queue="b"), enqueued_at=3_000.0)
+    await broker.enqueue([first, later, other])
+    assert await inspect(broker).oldest_ready() == {"a": 1_000.0, "b": 3_000.0}
+    await broker.claim("w", ("a",), 1, 30)
+    assert await inspect(broker).oldest_ready() == {"a": 2_000.0, "b": 3_000.0}

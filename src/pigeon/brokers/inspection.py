@@ -8,6 +8,7 @@ enqueue-time range, arguments); every broker answers it the same way:
   to reach page 1,000).
 - ``count_jobs(filter)``: how many jobs match (the figure a bulk confirmation shows).
 - ``delete_jobs(ids)``: delete by id, whatever the state.
+- ``oldest_ready()``: per queue, when its oldest QUEUED job was enqueued (how far behind it is).
 - ``pause_queue(q)`` / ``resume_queue(q)`` / ``paused_queues()``: a paused queue keeps
   its jobs and takes new ones, but no claim takes a job from it until it is resumed.
 
@@ -121,6 +122,10 @@ class InspectionBroker(Protocol):
         """Delete jobs by id, in any state; return how many were deleted."""
         ...
 
+    async def oldest_ready(self) -> dict[str, float]:
+        """For each queue with QUEUED jobs, the enqueue time of its oldest one."""
+        ...
+
     async def pause_queue(self, queue: str) -> None:
         """Stop claims from ``queue`` (running jobs run on); idempotent."""
         ...
@@ -154,7 +159,7 @@ async def apply_bulk(broker: object, where: JobFilter, action: BulkAction, *, ex
     ``broker`` is a :class:`~pigeon.brokers.base.Broker` that also implements
     :class:`InspectionBroker`. ``expires_at`` is when a job cancelled here is pruned.
     """
-    inspect = _inspection(broker)
+    inspect = as_inspection(broker)
     done = 0
     before: str | None = None
     while True:
@@ -180,7 +185,12 @@ async def apply_bulk(broker: object, where: JobFilter, action: BulkAction, *, ex
         before = ids[-1]
 
 
-def _inspection(broker: object) -> InspectionBroker:
+def as_inspection(broker: object) -> InspectionBroker:
+    """``broker`` as an :class:`InspectionBroker`.
+
+    Raises:
+        ConfigurationError: the broker does not implement the inspection protocol.
+    """
     if not isinstance(broker, InspectionBroker):
         from pigeon.errors import ConfigurationError
 

@@ -434,6 +434,15 @@ class MemoryBroker(BrokerBase):
                     del self._s.unique[key]
         return deleted
 
+    async def oldest_ready(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        with self._s.lock:
+            for row in self._s.rows.values():
+                if row.state is JobState.QUEUED:
+                    q = row.job.queue
+                    out[q] = min(out.get(q, row.job.enqueued_at), row.job.enqueued_at)
+        return out
+
     async def pause_queue(self, queue: str) -> None:
         with self._s.lock:
             self._s.paused.add(queue)

@@ -470,6 +470,9 @@ class PostgresBroker(BrokerBase):
     async def delete_jobs(self, job_ids: Sequence[str]) -> int:
         return await self._execute("delete", {"ids": list(job_ids)}) if job_ids else 0
 
+    async def oldest_ready(self) -> dict[str, float]:
+        return dict(await self._fetch("oldest_ready", {}))
+
     async def pause_queue(self, queue: str) -> None:
         await self._execute("pause", {"queue": queue})
 

@@ -581,6 +581,17 @@ class RedisBroker(BrokerBase):
                 total += int(await self._script("delete", *job_ids[i : i + _CHUNK]))
         return total
 
+    async def oldest_ready(self) -> dict[str, float]:
+        with self._translated():
+            queues = await self._queues()
+            pipe = self._redis.pipeline(transaction=False)
+            for q in queues:
+                pipe.zrange(f"{self._prefix}idx:{q}:queued", 0, 0)
+            heads = await pipe.execute()
+            found = [(q, head[0]) for q, head in zip(queues, heads, strict=True) if head]
+            records = await self._records([job_id for _, job_id in found])
+        return {q: r.job.enqueued_at for (q, _), r in zip(found, records, strict=True) if r is not None}
+
     async def pause_queue(self, queue: str) -> None:
         with self._translated():
             await self._redis.sadd(f"{self._prefix}paused", queue)

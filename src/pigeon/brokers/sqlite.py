@@ -398,6 +398,9 @@ class SqliteBroker(BrokerBase):
         sql = self._q["delete"].replace("{ids}", ",".join("?" * len(ids)))
         return await self._run(self._write, lambda db: db.execute(sql, ids).rowcount)
 
+    async def oldest_ready(self) -> dict[str, float]:
+        return dict(await self._run(self._read, self._q["oldest_ready"], ()))
+
     async def pause_queue(self, queue: str) -> None:
         await self._run(self._write, lambda db: db.execute(self._q["pause"], (queue,)))
 

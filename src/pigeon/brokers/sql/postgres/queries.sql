@@ -255,3 +255,6 @@ SELECT pg_notify(%(channel)s, queue) FROM gone
 
 -- name: paused
 SELECT queue FROM {ns}.paused ORDER BY queue
+
+-- name: oldest_ready
+SELECT queue, min(enqueued_at) FROM {ns}.jobs WHERE state = 'queued' GROUP BY queue

@@ -151,3 +151,6 @@ DELETE FROM pigeon_paused WHERE queue = ?
 
 -- name: paused
 SELECT queue FROM pigeon_paused ORDER BY queue
+
+-- name: oldest_ready
+SELECT queue, min(enqueued_at) FROM pigeon_jobs WHERE state = 'queued' GROUP BY queue
