@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: env demo test faults lint format bench clean
+.PHONY: env demo test faults lint format bench screenshots clean
 
 env: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ format: env
 
 bench: env
 	scripts/with-servers $(PY) benchmarks/run.py
+
+# The dashboard's pictures in docs/images, taken by its browser tests (headless Chromium, SQLite).
+screenshots: env
+	PIGEON_SCREENSHOTS=docs/images scripts/with-servers $(PY) -m pytest -q tests/browser -k sqlite
 
 clean:
 	rm -rf $(VENV) .venv-django60 .servers .mypy_cache .ruff_cache .pytest_cache
