@@ -84,6 +84,9 @@ class App:
         self.services: list[tuple[Service, tuple[Any, ...]]] = []
         self.schedules: list[Schedule] = []
         self.notifier = Notifier()
+        self.enqueue_hooks: list[Callable[[Sequence[Job]], Sequence[Job]]] = []
+        """Called with every batch about to be stored; each returns the jobs to store
+        (the same, or replaced: e.g. with trace headers). ``pigeon.metrics`` counts here."""
         self.result_waiters = ResultWaiters()
         self._shared: dict[str, Any] = {}
         self._brokers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Broker] = (
@@ -381,10 +384,16 @@ class App:
 
     async def aenqueue(self, jobs: Sequence[Job]) -> list[JobHandle[Any]]:
         """Store built jobs; return their handles (a unique key's existing job where one is pending)."""
+        jobs = self._before_enqueue(jobs)
         broker = await self.connection()
         ids = await broker.enqueue(jobs)
         self.notifier.notify()
         return [JobHandle(self, i, j.task) for i, j in zip(ids, jobs, strict=True)]
+
+    def _before_enqueue(self, jobs: Sequence[Job]) -> Sequence[Job]:
+        for hook in self.enqueue_hooks:
+            jobs = hook(jobs)
+        return jobs
 
     def enqueue(self, jobs: Sequence[Job]) -> list[JobHandle[Any]]:
         """Synchronous :meth:`aenqueue`."""
@@ -414,12 +423,14 @@ class App:
             UnsupportedFeature: the broker cannot write in the caller's transaction.
             BrokerError: the insert failed.
         """
+        jobs = self._before_enqueue(jobs)
         ids = self._transactional().enqueue_in_sync(connection, jobs)
         self.notifier.notify()  # a no-op until commit; then in-process workers look at once
         return [JobHandle(self, i, j.task) for i, j in zip(ids, jobs, strict=True)]
 
     async def aenqueue_in(self, connection: Any, jobs: Sequence[Job]) -> list[JobHandle[Any]]:
         """Asynchronous :meth:`enqueue_in` (an async driver connection, or a sync one)."""
+        jobs = self._before_enqueue(jobs)
         ids = await self._transactional().enqueue_in(connection, jobs)
         self.notifier.notify()
         return [JobHandle(self, i, j.task) for i, j in zip(ids, jobs, strict=True)]

@@ -184,6 +184,10 @@ def main() -> None:
     show_default=True,
     help="json: one JSON object per line (for log collectors).",
 )
+@click.option(
+    "--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port (0: any)."
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
 @_one_line_errors
 def worker(
     app_path: str,
@@ -194,6 +198,8 @@ def worker(
     grace: float | None,
     log_level: str,
     log_format: str,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Run a worker for APP (module:app). SIGTERM/SIGINT stop gracefully; a second one stops at once."""
     from pigeon.worker.config import WorkerConfig
@@ -203,7 +209,8 @@ def worker(
         from pigeon.worker.supervisor import supervise
 
         argv = [a for a in sys.argv[1:]]
-        sys.exit(supervise(argv, processes))
+        metrics = None if metrics_port is None else (load_app(app_path), metrics_host, metrics_port)
+        sys.exit(supervise(argv, processes, metrics=metrics))
     app = load_app(app_path)
     changes: dict[str, Any] = {"burst": burst}
     if queues:
@@ -217,6 +224,14 @@ def worker(
     the_worker = app.make_worker(config)
 
     async def run(app: App) -> None:
+        if metrics_port is not None or os.environ.get("PIGEON_METRICS_CHILD"):
+            from pigeon import metrics
+
+            counters = metrics.JobMetrics(app)
+            the_worker.observer = counters
+            if metrics_port is not None:
+                port = metrics.serve_worker(app, counters, metrics_host, metrics_port)
+                click.echo(f"metrics on http://{metrics_host}:{port}/metrics")
         await the_worker.run()
 
     _run(app, run)

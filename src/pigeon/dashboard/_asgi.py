@@ -257,6 +257,12 @@ class Dashboard:
         await self.app.aenqueue([job])
         return self.redirect(request, f"/jobs/{job.id}")
 
+    async def metrics(self, request: Request) -> Response:
+        from pigeon.metrics import broker_families, render
+
+        body, content_type = render(await broker_families(self.app))
+        return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
+
     async def events(self, request: Request) -> Response:
         return self.render(request, "events.html", events=await reads.events(self.app))
 
@@ -275,6 +281,7 @@ class Dashboard:
             Route("/schedules", p(self.schedules)),
             Route("/schedules/{name}/run", p(self.run_schedule, write=True), methods=["POST"]),
             Route("/events", p(self.events)),
+            Route("/metrics", p(self.metrics)),
             Mount("/static", StaticFiles(packages=[("pigeon.dashboard", "static")]), name="static"),
         ]
 

@@ -29,7 +29,7 @@ from pigeon.task import JobContext, parse_rate
 from pigeon.worker.config import WorkerConfig
 from pigeon.worker.executors import Executors, error_info
 from pigeon.worker.progress import ProgressReporter
-from pigeon.worker.seam import InstrumentedBroker
+from pigeon.worker.seam import InstrumentedBroker, SeamObserver
 from pigeon.worker.ticker import run_schedules
 from pigeon.workflows import next_job
 
@@ -71,6 +71,8 @@ class Worker:
         self._executors = Executors(config.thread_count, config.process_count)
         self._limited_queues = frozenset(q for q, _ in config.queue_limits)
         self._broker: InstrumentedBroker | None = None
+        self.observer: SeamObserver | None = None
+        """Told what crosses the seam (set before ``run``; ``pigeon.metrics.JobMetrics``)."""
         self._started_at = time.time()
         self.services: dict[str, ServiceState] = {}
 
@@ -122,7 +124,7 @@ class Worker:
     async def run(self, *, install_signals: bool = True) -> None:
         """Run until stopped (or, in burst mode, until nothing is left to do)."""
         self._loop = asyncio.get_running_loop()
-        self._broker = InstrumentedBroker(await self.app.connection())
+        self._broker = InstrumentedBroker(await self.app.connection(), self.observer)
         self._progress = ProgressReporter(self.app, self._broker)
         wake = self.app.notifier.subscribe()
         if install_signals:

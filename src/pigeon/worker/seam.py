@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pigeon.brokers.base import Broker
 from pigeon.errors import BrokerConnectionError, BrokerError, PigeonError
+from pigeon.job import Claim, Outcome
 
 log = logging.getLogger("pigeon.broker")
 
@@ -31,12 +32,23 @@ class CallStats:
     seconds: float = 0.0
 
 
+class SeamObserver(Protocol):
+    """Told what crossed the seam (``pigeon.metrics.JobMetrics`` is one)."""
+
+    def claimed(self, claims: Sequence[Claim]) -> None: ...
+
+    def settled(self, outcomes: Sequence[Outcome]) -> None:
+        """Only the outcomes the broker accepted."""
+        ...
+
+
 class InstrumentedBroker:
     """Wraps a broker; ``stats`` maps method names to :class:`CallStats`."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, observer: SeamObserver | None = None) -> None:
         self.inner = broker
         self.stats: dict[str, CallStats] = {}
+        self.observer = observer
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
         method = getattr(self.inner, name)
@@ -46,7 +58,7 @@ class InstrumentedBroker:
             start = time.perf_counter()
             stats.calls += 1
             try:
-                return await method(*args, **kwargs)
+                result = await method(*args, **kwargs)
             except PigeonError:
                 stats.errors += 1
                 raise
@@ -59,6 +71,10 @@ class InstrumentedBroker:
             except BaseException:
                 stats.errors += 1
                 raise
+            else:
+                if self.observer is not None:
+                    self._observe(name, args, result)
+                return result
             finally:
                 spent = time.perf_counter() - start
                 stats.seconds += spent
@@ -67,3 +83,11 @@ class InstrumentedBroker:
 
         setattr(self, name, timed)  # later calls skip __getattr__
         return timed
+
+    def _observe(self, name: str, args: tuple[Any, ...], result: Any) -> None:
+        observer = self.observer
+        assert observer is not None
+        if name == "claim":
+            observer.claimed(result)
+        elif name == "settle":
+            observer.settled([o for o, ok in zip(args[0], result, strict=True) if ok])
