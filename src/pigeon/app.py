@@ -18,6 +18,7 @@ from pigeon.brokers.base import Broker, BrokerBase, Notifier, TransactionalBroke
 from pigeon.errors import ConfigurationError, UnsupportedFeature
 from pigeon.events import fan_out, is_unrouted, pattern_regex
 from pigeon.handle import JobHandle, ResultWaiters
+from pigeon.hooks import JobHook
 from pigeon.job import Job
 from pigeon.retry import Backoff, BackoffPolicy
 from pigeon.schedule import MissedPolicy, Schedule
@@ -87,6 +88,8 @@ class App:
         self.enqueue_hooks: list[Callable[[Sequence[Job]], Sequence[Job]]] = []
         """Called with every batch about to be stored; each returns the jobs to store
         (the same, or replaced: e.g. with trace headers). ``pigeon.metrics`` counts here."""
+        self.job_hooks: list[JobHook] = []
+        """Called around every attempt a worker of this app runs (see ``pigeon.hooks``)."""
         self.result_waiters = ResultWaiters()
         self._shared: dict[str, Any] = {}
         self._brokers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Broker] = (

@@ -119,6 +119,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What follows this job's success (a chain's remaining steps): see workflows.py."""
     expires_at: float | None = None
     """A job not started by this time never runs: the worker that claims it cancels it."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Context carried with the job, e.g. W3C trace context (``traceparent``): see otel.py."""
 
     def encode(self) -> bytes:
         return _ENCODER.encode(self)

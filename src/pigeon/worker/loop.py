@@ -23,6 +23,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from pigeon.errors import BrokerError, DecodeError, Defer, Retry, UnknownTask
+from pigeon.hooks import attempt_hooks
 from pigeon.job import Claim, ErrorInfo, Outcome, OutcomeKind, WorkerInfo
 from pigeon.services import ServiceState, supervise
 from pigeon.task import JobContext, parse_rate
@@ -72,6 +73,7 @@ class Worker:
         self._limited_queues = frozenset(q for q, _ in config.queue_limits)
         self._broker: InstrumentedBroker | None = None
         self.observer: SeamObserver | None = None
+        self._raised: dict[str, BaseException] = {}  # each attempt's exception, for the job hooks
         """Told what crosses the seam (set before ``run``; ``pigeon.metrics.JobMetrics``)."""
         self._started_at = time.time()
         self.services: dict[str, ServiceState] = {}
@@ -270,7 +272,7 @@ class Worker:
         extra = {"job_id": job.id, "task": job.task, "attempt": claim.attempt}
         outcome: Outcome | None = None
         try:
-            outcome = await self._attempt(claim, extra)
+            outcome = await self._attempt_with_hooks(claim, extra)
         except asyncio.CancelledError:
             if key not in self._lost:
                 outcome = Outcome(job_id=job.id, token=claim.token, kind=OutcomeKind.RELEASE)
@@ -282,6 +284,7 @@ class Worker:
                     await self._progress.flush(job.id)
         finally:
             self._running.pop(key, None)
+            self._raised.pop(job.id, None)
             self._lost.discard(key)
             self.processed += 1
             if outcome is not None:
@@ -290,6 +293,15 @@ class Worker:
             limited = job.queue in self._limited_queues
             if not self._starved or limited or self.config.burst or self._stopping:
                 self._wake.set()
+
+    async def _attempt_with_hooks(self, claim: Claim, extra: dict[str, Any]) -> Outcome | None:
+        hooks = self.app.job_hooks
+        if not hooks:
+            return await self._attempt(claim, extra)
+        with attempt_hooks(hooks, claim.job, claim.attempt) as ending:
+            outcome = await self._attempt(claim, extra)
+            ending.report(outcome, self._raised.pop(claim.job.id, None))
+            return outcome
 
     async def _attempt(self, claim: Claim, extra: dict[str, Any]) -> Outcome | None:
         job = claim.job
@@ -330,8 +342,10 @@ class Worker:
             )
         except DecodeError as exc:
             log.error("undecodable job: %s", exc, extra=extra)
+            self._raised[job.id] = exc
             return self._fail(claim, error_info(exc))
         except Retry as exc:
+            self._raised[job.id] = exc
             return self._retry(claim, task.defaults, exc.delay, error_info(exc), extra)
         except Defer as exc:
             run_at = time.time() + exc.delay
@@ -397,6 +411,7 @@ class Worker:
     def _settle_error(
         self, claim: Claim, defaults: Any, exc: BaseException, extra: dict[str, Any]
     ) -> Outcome:
+        self._raised[claim.job.id] = exc
         info = error_info(exc)
         retryable = isinstance(exc, defaults.retry_on) or info.type == "pigeon.ProcessDied"
         if retryable and claim.attempt < claim.job.max_attempts:
