@@ -160,3 +160,12 @@ async def test_oldest_ready_per_queue(broker: Broker) -> None:
     assert await inspect(broker).oldest_ready() == {"a": 1_000.0, "b": 3_000.0}
     await broker.claim("w", ("a",), 1, 30)
     assert await inspect(broker).oldest_ready() == {"a": 2_000.0, "b": 3_000.0}
+
+
+async def test_oldest_ready_looks_past_priorities(broker: Broker) -> None:
+    old_low = msgspec.structs.replace(make_job(priority=-5), enqueued_at=1_000.0)
+    new_high = msgspec.structs.replace(make_job(priority=50), enqueued_at=2_000.0)
+    await broker.enqueue([old_low, new_high])
+    assert await inspect(broker).oldest_ready() == {"default": 1_000.0}
+    await broker.claim("w", Q, 1, 30)  # takes the high-priority one
+    assert await inspect(broker).oldest_ready() == {"default": 1_000.0}

@@ -28,7 +28,7 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
-from pigeon.job import JobRecord, JobState
+from pigeon.job import Job, JobRecord, JobState
 
 
 class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,10 +58,18 @@ class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
 
     def matches(self, record: JobRecord) -> bool:
         """The filter applied in Python (for brokers without a query language)."""
-        job = record.job
-        if self.queue is not None and job.queue != self.queue:
-            return False
         if self.states and record.state not in self.states:
+            return False
+        return self.matches_job(record.job)
+
+    @property
+    def beyond_state(self) -> bool:
+        """Whether it says more than queue and states (a broker indexing only those must read jobs)."""
+        return bool(self.task is not None or self.since is not None or self.until is not None or self.args)
+
+    def matches_job(self, job: Job) -> bool:
+        """Everything but the states, checked on the envelope alone."""
+        if self.queue is not None and job.queue != self.queue:
             return False
         if self.task is not None and job.task != self.task:
             return False

@@ -547,7 +547,10 @@ class RedisBroker(BrokerBase):
                     pipe.zrevrangebyscore(key, top, "-inf", start=0, num=window, withscores=True)
                 heads = await pipe.execute()
                 merged = list(heapq.merge(*heads, key=lambda pair: -pair[1]))[:window]
-                for r in await self._records([job_id for job_id, _ in merged]):
+                ids = [job_id for job_id, _ in merged]
+                if where.beyond_state:  # read the envelopes alone first; whole records of matches only
+                    ids = await self._envelopes_matching(ids, where)
+                for r in await self._records(ids):
                     if r is not None and where.matches(r):
                         found.append(r)
                         if len(found) == limit:
@@ -557,10 +560,18 @@ class RedisBroker(BrokerBase):
                 top = f"({int(merged[-1][1])}"
                 window = min(window * 4, 5000)
 
+    async def _envelopes_matching(self, ids: list[bytes], where: JobFilter) -> list[bytes]:
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(self._prefix.encode() + b"job:" + job_id, "env")
+        envelopes = await pipe.execute()
+        pairs = zip(ids, envelopes, strict=True)
+        return [i for i, env in pairs if env and where.matches_job(Job.decode(env))]
+
     async def count_jobs(self, where: JobFilter) -> int:
         with self._translated():
             keys = await self._index_keys(where)
-            if where.task is None and where.since is None and where.until is None and not where.args:
+            if not where.beyond_state:
                 pipe = self._redis.pipeline(transaction=False)
                 for key in keys:
                     pipe.zcard(key)

@@ -257,4 +257,27 @@ SELECT pg_notify(%(channel)s, queue) FROM gone
 SELECT queue FROM {ns}.paused ORDER BY queue
 
 -- name: oldest_ready
-SELECT queue, min(enqueued_at) FROM {ns}.jobs WHERE state = 'queued' GROUP BY queue
+-- Loose index scans over jobs_ready (queue, priority DESC, seq): each queue with QUEUED
+-- jobs, each priority in it, that priority's first job; a few probes per (queue,
+-- priority), however long the backlog.
+WITH RECURSIVE q AS (
+    SELECT min(queue) AS queue FROM {ns}.jobs WHERE state = 'queued'
+    UNION ALL
+    SELECT (SELECT min(queue) FROM {ns}.jobs WHERE state = 'queued' AND queue > q.queue)
+    FROM q WHERE q.queue IS NOT NULL
+), p AS (
+    SELECT q.queue, (SELECT max(priority) FROM {ns}.jobs WHERE state = 'queued' AND queue = q.queue) AS priority
+    FROM q WHERE q.queue IS NOT NULL
+    UNION ALL
+    SELECT p.queue,
+        (SELECT max(priority) FROM {ns}.jobs WHERE state = 'queued' AND queue = p.queue AND priority < p.priority)
+    FROM p WHERE p.priority IS NOT NULL
+)
+SELECT p.queue, min(f.enqueued_at) FROM p
+CROSS JOIN LATERAL (
+    SELECT enqueued_at FROM {ns}.jobs
+    WHERE state = 'queued' AND queue = p.queue AND priority = p.priority
+    ORDER BY seq LIMIT 1
+) f
+WHERE p.priority IS NOT NULL
+GROUP BY p.queue

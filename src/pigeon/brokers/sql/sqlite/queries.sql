@@ -153,4 +153,15 @@ DELETE FROM pigeon_paused WHERE queue = ?
 SELECT queue FROM pigeon_paused ORDER BY queue
 
 -- name: oldest_ready
-SELECT queue, min(enqueued_at) FROM pigeon_jobs WHERE state = 'queued' GROUP BY queue
+-- A loose index scan: each step finds the next queue with QUEUED jobs, then its first
+-- job in enqueue order, through pigeon_jobs_state (state, queue, rowid): a few index
+-- probes per queue, however long the backlog.
+WITH RECURSIVE q(queue) AS (
+    SELECT min(queue) FROM pigeon_jobs WHERE state = 'queued'
+    UNION ALL
+    SELECT (SELECT min(queue) FROM pigeon_jobs WHERE state = 'queued' AND queue > q.queue)
+    FROM q WHERE q.queue IS NOT NULL
+)
+SELECT queue, (SELECT enqueued_at FROM pigeon_jobs j
+               WHERE j.state = 'queued' AND j.queue = q.queue ORDER BY j.seq LIMIT 1)
+FROM q WHERE queue IS NOT NULL
