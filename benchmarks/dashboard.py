@@ -68,9 +68,17 @@ async def seed(url: str, total: int, finished: int) -> float:
             err = ErrorInfo("ValueError", "declined", "Traceback (most recent call last): ...")
             await broker.settle(
                 [
-                    Outcome(job_id=c.job.id, token=c.token, kind=OutcomeKind.COMPLETE, result=b"1", expires_at=expires)
+                    Outcome(
+                        job_id=c.job.id,
+                        token=c.token,
+                        kind=OutcomeKind.COMPLETE,
+                        result=b"1",
+                        expires_at=expires,
+                    )
                     if k % 2
-                    else Outcome(job_id=c.job.id, token=c.token, kind=OutcomeKind.FAIL, error=err, expires_at=expires)
+                    else Outcome(
+                        job_id=c.job.id, token=c.token, kind=OutcomeKind.FAIL, error=err, expires_at=expires
+                    )
                     for k, c in enumerate(claims)
                 ]
             )
@@ -141,8 +149,12 @@ async def _ids(url: str) -> tuple[str, str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=int(os.environ.get("PIGEON_BENCH_DASHBOARD_JOBS", 1_000_000)))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=int(os.environ.get("PIGEON_BENCH_DASHBOARD_JOBS", 1_000_000))
+    )
     parser.add_argument("--only", default="sqlite,postgres,redis")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
@@ -154,12 +166,17 @@ def main() -> int:
             else:
                 server = os.environ.get(f"PIGEON_TEST_{kind.upper()}_URL")
                 if not server:
-                    print(f"{kind}: skipped (PIGEON_TEST_{kind.upper()}_URL is not set; `make bench` starts it)")
+                    print(
+                        f"{kind}: skipped (PIGEON_TEST_{kind.upper()}_URL is not set; `make bench` starts it)"
+                    )
                     continue
                 sep = "&" if "?" in server else "?"
                 url = f"{server}{sep}namespace=bench_{uuid.uuid4().hex[:8]}"
             seconds = asyncio.run(seed(url, args.jobs, finished))
-            print(f"{kind}: {args.jobs:,} jobs ({finished:,} finished) stored in {seconds:.0f} s; page times:", flush=True)
+            print(
+                f"{kind}: {args.jobs:,} jobs ({finished:,} finished) stored in {seconds:.0f} s; page times:",
+                flush=True,
+            )
             measure(url, args.jobs, args.repeat)
     return 0
 
