@@ -29,7 +29,7 @@ format: env
 	$(VENV)/bin/ruff format src tests benchmarks examples
 
 bench: env
-	scripts/with-servers $(PY) benchmarks/run.py
+	scripts/with-servers sh -c '$(PY) benchmarks/run.py && $(PY) benchmarks/dashboard.py'
 
 # The dashboard's pictures in docs/images, taken by its browser tests (headless Chromium, SQLite).
 screenshots: env

@@ -28,6 +28,8 @@ def create_app(
     auth: str | None = None,
     read_only_anonymous: bool = False,
     refresh: float = 2.0,
+    secret: bytes | None = None,
+    external_auth: bool = False,
 ) -> Any:
     """The dashboard of ``app`` as an ASGI application.
 
@@ -37,6 +39,10 @@ def create_app(
             the ``PIGEON_DASHBOARD_AUTH`` environment variable.
         read_only_anonymous: let visitors who are not signed in read (never write).
         refresh: seconds between live updates of a page.
+        secret: the key sessions and CSRF tokens are signed with; random per process when
+            None (give one when several processes serve the dashboard).
+        external_auth: the host framework authenticates and says who may write, in the
+            ASGI scope (``pigeon.user``, ``pigeon.can_write``); Django's mount uses it.
 
     Raises:
         ConfigurationError: the extra is missing, or ``auth`` does not read as user:password.
@@ -51,6 +57,10 @@ def create_app(
 
     text = auth if auth is not None else os.environ.get("PIGEON_DASHBOARD_AUTH") or None
     guard = Guard(
-        credentials=None if text is None else parse_credentials(text), read_only_anonymous=read_only_anonymous
+        credentials=None if text is None else parse_credentials(text),
+        read_only_anonymous=read_only_anonymous,
+        external=external_auth,
     )
+    if secret is not None:
+        guard.key = secret
     return build(app, guard, refresh)

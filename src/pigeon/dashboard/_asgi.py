@@ -44,11 +44,12 @@ class Dashboard:
     # -- plumbing ------------------------------------------------------------
 
     def render(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        user = request.state.user if hasattr(request.state, "user") else None
+        user = getattr(request.state, "user", None)
         html = self.env.get_template(name).render(
             root=request.scope.get("root_path", ""),
             user=user,
-            can_write=user is not None,
+            external=self.guard.external,
+            can_write=user is not None and getattr(request.state, "may_write", False),
             csrf=self.guard.csrf_token(user) if user else "",
             refresh=self.refresh,
             path=request.url.path,
@@ -57,12 +58,15 @@ class Dashboard:
         )
         return HTMLResponse(html, status_code=status, headers=HEADERS)
 
-    def visitor(self, request: Request) -> tuple[bool, str | None]:
-        """(may read, the signed-in user or None)."""
+    def visitor(self, request: Request) -> tuple[bool, str | None, bool]:
+        """(may read, the signed-in user or None, may write)."""
+        if self.guard.external:
+            user = request.scope.get("pigeon.user")
+            return user is not None, user, bool(user and request.scope.get("pigeon.can_write"))
         user = self.guard.session_user(request.cookies.get(SESSION_COOKIE)) or self.guard.basic_user(
             request.headers.get("authorization")
         )
-        return (user is not None or self.guard.read_only_anonymous), user
+        return (user is not None or self.guard.read_only_anonymous), user, user is not None
 
     def refuse(self, request: Request) -> Response:
         headers = dict(HEADERS)
@@ -76,13 +80,16 @@ class Dashboard:
 
     def page(self, handler: Handler, *, write: bool = False) -> Handler:
         async def guarded(request: Request) -> Response:
-            may_read, user = self.visitor(request)
+            may_read, user, may_write = self.visitor(request)
             if not may_read:
                 return self.refuse(request)
             request.state.user = user
+            request.state.may_write = may_write
             if write:
-                if user is None:
-                    return PlainTextResponse("sign in to change anything", status_code=403, headers=HEADERS)
+                if user is None or not may_write:
+                    return PlainTextResponse(
+                        "you may not change anything here", status_code=403, headers=HEADERS
+                    )
                 form = await request.form()
                 if not self.guard.csrf_ok(user, str(form.get("csrf", ""))):
                     return PlainTextResponse("missing or stale CSRF token", status_code=403, headers=HEADERS)

@@ -52,11 +52,14 @@ class Guard:
     credentials: tuple[str, str] | None = None
     read_only_anonymous: bool = False
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    external: bool = False
+    """The host framework authenticates: it puts ``pigeon.user`` (None for nobody) and
+    ``pigeon.can_write`` in the ASGI scope (see ``pigeon.contrib.django.urls``)."""
 
     @property
     def closed(self) -> bool:
         """Nothing configured: every request is refused."""
-        return self.credentials is None and not self.read_only_anonymous
+        return self.credentials is None and not self.read_only_anonymous and not self.external
 
     def check_password(self, user: str, password: str) -> bool:
         if self.credentials is None:
