@@ -9,6 +9,7 @@ inspection command takes ``--json``. Registered onto the main group by
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import time
@@ -87,190 +88,219 @@ def filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def register(main: click.Group, jobs: click.Group) -> None:
     """Add the on-call commands to the ``pigeon`` group (called by ``pigeon.cli`` once it is loaded)."""
-    from pigeon.cli import _ago as ago
-    from pigeon.cli import _one_line_errors as one_line
-    from pigeon.cli import _run as run
-    from pigeon.cli import console, load_app
+    for command in (dashboard, workers, queues):
+        main.add_command(command)
+    for action, name, doc in _BULK:
+        jobs.add_command(_bulk_command(action, name, doc))
 
-    @main.command()
+
+def _one_line(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``pigeon.cli``'s one-line errors, looked up when the command runs (it imports this module)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from pigeon.cli import _one_line_errors
+
+        return _one_line_errors(fn)(*args, **kwargs)
+
+    return run
+
+
+def _cli() -> Any:
+    import pigeon.cli
+
+    return pigeon.cli
+
+
+@click.command()
+@click.argument("app_path", metavar="APP")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8642, show_default=True, help="0 picks a free port.")
+@click.option("--auth", envvar="PIGEON_DASHBOARD_AUTH", default=None, help="user:password who may sign in.")
+@click.option("--read-only-anonymous", is_flag=True, help="Anyone who can reach it may read (not write).")
+@_one_line
+def dashboard(app_path: str, host: str, port: int, auth: str | None, read_only_anonymous: bool) -> None:
+    """Serve the dashboard of APP (401 to everyone until --auth or --read-only-anonymous)."""
+    cli = _cli()
+    from pigeon.dashboard import create_app
+    from pigeon.dashboard.security import Guard, check_bind, parse_credentials
+
+    credentials = None if auth is None else parse_credentials(auth)
+    check_bind(host, Guard(credentials=credentials, read_only_anonymous=read_only_anonymous))
+    app = cli.load_app(app_path)
+    asgi = create_app(app, auth=auth, read_only_anonymous=read_only_anonymous)
+    import uvicorn
+
+    sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"pigeon dashboard on http://{shown}:{sock.getsockname()[1]}/", nl=True)
+    if credentials is None:
+        mode = "read only for anyone" if read_only_anonymous else "closed: give --auth user:password"
+        click.echo(f"access: {mode}")
+    server = uvicorn.Server(uvicorn.Config(asgi, log_level="warning", lifespan="off"))
+
+    async def serve(app: App) -> None:
+        await server.serve(sockets=[sock])
+
+    cli._run(app, serve)
+
+
+@click.command()
+@click.argument("app_path", metavar="APP")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_one_line
+def workers(app_path: str, as_json: bool) -> None:
+    """Live workers: queues, concurrency, the jobs each holds now, heartbeat age."""
+    cli = _cli()
+
+    async def read(app: App) -> tuple[list[WorkerInfo], list[JobRecord]]:
+        broker = await app.connection()
+        running = await as_inspection(broker).find_jobs(JobFilter(states=(JobState.RUNNING,)), limit=1000)
+        return await broker.workers(), running
+
+    found, running = cli._run(cli.load_app(app_path), read)
+    now = time.time()
+    held: dict[str, list[JobRecord]] = {}
+    for r in running:
+        held.setdefault(r.worker_id or "", []).append(r)
+    if as_json:
+        print_json(
+            [
+                {
+                    **msgspec.to_builtins(w),
+                    "heartbeat_age": now - w.last_seen,
+                    "jobs": [
+                        {"id": r.job.id, "task": r.job.task, "running_for": now - (r.started_at or now)}
+                        for r in held.get(w.id, [])
+                    ],
+                }
+                for w in found
+            ]
+        )
+        return
+    table = Table(title="workers")
+    for col in ("id", "host", "queues", "concurrency", "heartbeat", "jobs now"):
+        table.add_column(col)
+    for w in found:
+        jobs_now = ", ".join(
+            f"{r.job.id} {r.job.task} ({cli._ago(now - (r.started_at or now))})" for r in held.get(w.id, [])
+        )
+        table.add_row(
+            w.id,
+            f"{w.hostname} ({w.pid})",
+            ",".join(w.queues),
+            f"{len(held.get(w.id, []))}/{w.concurrency}",
+            cli._ago(now - w.last_seen) + " ago",
+            jobs_now,
+        )
+    cli.console.print(table if found else "no workers")
+
+
+@click.command()
+@click.argument("app_path", metavar="APP")
+@click.argument("action", type=click.Choice(["list", "pause", "resume"]), default="list")
+@click.argument("queue", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (list).")
+@_one_line
+def queues(app_path: str, action: str, queue: str | None, as_json: bool) -> None:
+    """List queues (depth by state, paused), or pause / resume QUEUE (no worker claims from it)."""
+    cli = _cli()
+    if action != "list" and not queue:
+        raise click.UsageError(f"pigeon queues APP {action} QUEUE: which queue?")
+
+    async def act(app: App) -> tuple[list[Any], list[str]]:
+        broker = await app.connection()
+        inspect = as_inspection(broker)
+        if action == "pause":
+            await inspect.pause_queue(queue or "")
+        elif action == "resume":
+            await inspect.resume_queue(queue or "")
+            app.notifier.notify()
+        return await broker.stats(), await inspect.paused_queues()
+
+    stats, paused = cli._run(cli.load_app(app_path), act)
+    if action != "list":
+        click.echo(f"{action}d: {queue}")
+        return
+    counts = {s.queue: s.counts for s in stats}
+    names = sorted(set(counts) | set(paused))
+    if as_json:
+        print_json([{"queue": q, "paused": q in paused, "counts": counts.get(q, {})} for q in names])
+        return
+    table = Table(title="queues")
+    table.add_column("queue")
+    table.add_column("paused")
+    for state in JobState:
+        table.add_column(state.value, justify="right")
+    for q in names:
+        per = counts.get(q, {})
+        table.add_row(q, "paused" if q in paused else "", *(str(per.get(s.value, 0)) for s in JobState))
+    cli.console.print(table if names else "no queues")
+
+
+def _bulk_command(action: BulkAction, name: str, doc: str) -> click.Command:
+    @click.command(name, help=doc)
     @click.argument("app_path", metavar="APP")
-    @click.option("--host", default="127.0.0.1", show_default=True)
-    @click.option("--port", type=int, default=8642, show_default=True, help="0 picks a free port.")
-    @click.option(
-        "--auth", envvar="PIGEON_DASHBOARD_AUTH", default=None, help="user:password who may sign in."
-    )
-    @click.option("--read-only-anonymous", is_flag=True, help="Anyone who can reach it may read (not write).")
-    @one_line
-    def dashboard(app_path: str, host: str, port: int, auth: str | None, read_only_anonymous: bool) -> None:
-        """Serve the dashboard of APP (401 to everyone until --auth or --read-only-anonymous)."""
-        from pigeon.dashboard import create_app
-        from pigeon.dashboard.security import Guard, check_bind, parse_credentials
+    @click.argument("job_id", required=False)
+    @filter_options
+    @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+    @_one_line
+    def command(app_path: str, job_id: str | None, yes: bool, **raw: Any) -> None:
+        cli = _cli()
+        app = cli.load_app(app_path)
+        if job_id is not None:
+            if any(v for v in raw.values()):
+                raise click.UsageError("give a JOB_ID or filter options, not both")
+            done = cli._run(app, lambda app: _one(app, action, job_id))
+            if not done:
+                raise PigeonError(
+                    f"job {job_id} was not {_past(action)} (unknown, or not in a state that allows it)"
+                )
+            click.echo(f"{name}: {job_id}")
+            return
+        where = build_filter(app=app, search=raw.pop("search"), **raw)
+        if not where.states:
+            where = msgspec.structs.replace(where, states=_DEFAULT_STATES[action])
 
-        credentials = None if auth is None else parse_credentials(auth)
-        check_bind(host, Guard(credentials=credentials, read_only_anonymous=read_only_anonymous))
-        app = load_app(app_path)
-        asgi = create_app(app, auth=auth, read_only_anonymous=read_only_anonymous)
-        import uvicorn
+        async def count(app: App) -> int:
+            return await as_inspection(await app.connection()).count_jobs(where)
 
-        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
-        shown = f"[{host}]" if ":" in host else host
-        click.echo(f"pigeon dashboard on http://{shown}:{sock.getsockname()[1]}/", nl=True)
-        if credentials is None:
-            mode = "read only for anyone" if read_only_anonymous else "closed: give --auth user:password"
-            click.echo(f"access: {mode}")
-        server = uvicorn.Server(uvicorn.Config(asgi, log_level="warning", lifespan="off"))
+        n = cli._run(app, count)
+        states = ",".join(s.value for s in where.states)
+        click.echo(f"{n} jobs match ({states})")
+        if n == 0:
+            return
+        if not yes:
+            click.confirm(f"{name} {n} jobs?", abort=True)
 
-        async def serve(app: App) -> None:
-            await server.serve(sockets=[sock])
-
-        run(app, serve)
-
-    @main.command()
-    @click.argument("app_path", metavar="APP")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-    @one_line
-    def workers(app_path: str, as_json: bool) -> None:
-        """Live workers: queues, concurrency, the jobs each holds now, heartbeat age."""
-
-        async def read(app: App) -> tuple[list[WorkerInfo], list[JobRecord]]:
+        async def apply(app: App) -> int:
             broker = await app.connection()
-            running = await as_inspection(broker).find_jobs(JobFilter(states=(JobState.RUNNING,)), limit=1000)
-            return await broker.workers(), running
+            done = await apply_bulk(broker, where, action, expires_at=time.time() + app.failed_ttl)
+            app.notifier.notify()
+            return done
 
-        found, running = run(load_app(app_path), read)
-        now = time.time()
-        held: dict[str, list[JobRecord]] = {}
-        for r in running:
-            held.setdefault(r.worker_id or "", []).append(r)
-        if as_json:
-            print_json(
-                [
-                    {
-                        **msgspec.to_builtins(w),
-                        "heartbeat_age": now - w.last_seen,
-                        "jobs": [
-                            {"id": r.job.id, "task": r.job.task, "running_for": now - (r.started_at or now)}
-                            for r in held.get(w.id, [])
-                        ],
-                    }
-                    for w in found
-                ]
-            )
-            return
-        table = Table(title="workers")
-        for col in ("id", "host", "queues", "concurrency", "heartbeat", "jobs now"):
-            table.add_column(col)
-        for w in found:
-            jobs_now = ", ".join(
-                f"{r.job.id} {r.job.task} ({ago(now - (r.started_at or now))})" for r in held.get(w.id, [])
-            )
-            table.add_row(
-                w.id,
-                f"{w.hostname} ({w.pid})",
-                ",".join(w.queues),
-                f"{len(held.get(w.id, []))}/{w.concurrency}",
-                ago(now - w.last_seen) + " ago",
-                jobs_now,
-            )
-        console.print(table if found else "no workers")
+        click.echo(f"{_past(action)} {cli._run(app, apply)} jobs")
 
-    @main.command()
-    @click.argument("app_path", metavar="APP")
-    @click.argument("action", type=click.Choice(["list", "pause", "resume"]), default="list")
-    @click.argument("queue", required=False)
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON (list).")
-    @one_line
-    def queues(app_path: str, action: str, queue: str | None, as_json: bool) -> None:
-        """List queues (depth by state, paused), or pause / resume QUEUE (no worker claims from it)."""
-        if action != "list" and not queue:
-            raise click.UsageError(f"pigeon queues APP {action} QUEUE: which queue?")
+    return command
 
-        async def act(app: App) -> tuple[list[Any], list[str]]:
-            broker = await app.connection()
-            inspect = as_inspection(broker)
-            if action == "pause":
-                await inspect.pause_queue(queue or "")
-            elif action == "resume":
-                await inspect.resume_queue(queue or "")
-                app.notifier.notify()
-            return await broker.stats(), await inspect.paused_queues()
 
-        stats, paused = run(load_app(app_path), act)
-        if action != "list":
-            click.echo(f"{action}d: {queue}")
-            return
-        counts = {s.queue: s.counts for s in stats}
-        names = sorted(set(counts) | set(paused))
-        if as_json:
-            print_json([{"queue": q, "paused": q in paused, "counts": counts.get(q, {})} for q in names])
-            return
-        table = Table(title="queues")
-        table.add_column("queue")
-        table.add_column("paused")
-        for state in JobState:
-            table.add_column(state.value, justify="right")
-        for q in names:
-            per = counts.get(q, {})
-            table.add_row(q, "paused" if q in paused else "", *(str(per.get(s.value, 0)) for s in JobState))
-        console.print(table if names else "no queues")
-
-    def bulk_command(action: BulkAction, name: str, doc: str) -> None:
-        @jobs.command(name, help=doc)
-        @click.argument("app_path", metavar="APP")
-        @click.argument("job_id", required=False)
-        @filter_options
-        @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-        @one_line
-        def command(app_path: str, job_id: str | None, yes: bool, **raw: Any) -> None:
-            app = load_app(app_path)
-            if job_id is not None:
-                if any(v for v in raw.values()):
-                    raise click.UsageError("give a JOB_ID or filter options, not both")
-                done = run(app, lambda app: _one(app, action, job_id))
-                if not done:
-                    raise PigeonError(
-                        f"job {job_id} was not {_past(action)} (unknown, or not in a state that allows it)"
-                    )
-                click.echo(f"{name}: {job_id}")
-                return
-            where = build_filter(app=app, search=raw.pop("search"), **raw)
-            if not where.states:
-                where = msgspec.structs.replace(where, states=_DEFAULT_STATES[action])
-
-            async def count(app: App) -> int:
-                return await as_inspection(await app.connection()).count_jobs(where)
-
-            n = run(app, count)
-            states = ",".join(s.value for s in where.states)
-            click.echo(f"{n} jobs match ({states})")
-            if n == 0:
-                return
-            if not yes:
-                click.confirm(f"{name} {n} jobs?", abort=True)
-
-            async def apply(app: App) -> int:
-                broker = await app.connection()
-                done = await apply_bulk(broker, where, action, expires_at=time.time() + app.failed_ttl)
-                app.notifier.notify()
-                return done
-
-            click.echo(f"{_past(action)} {run(app, apply)} jobs")
-
-    bulk_command(
+_BULK = (
+    (
         BulkAction.RETRY,
         "retry",
         "Queue failed or cancelled jobs again with fresh attempts: one, or all a filter matches.",
-    )
-    bulk_command(
+    ),
+    (
         BulkAction.CANCEL,
         "cancel",
         "Cancel unfinished jobs (a running one stops at its worker's next heartbeat).",
-    )
-    bulk_command(
+    ),
+    (
         BulkAction.DELETE,
         "purge",
         "Delete jobs (finished ones unless --state says otherwise): one, or all a filter matches.",
-    )
+    ),
+)
 
 
 def _past(action: BulkAction) -> str:
