@@ -224,6 +224,16 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: float | None = None
 
 
+class ServiceInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A service a worker runs: whether it runs now, how often it started and crashed."""
+
+    name: str
+    running: bool
+    starts: int
+    crashes: int
+    last_error: str | None = None
+
+
 class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
     """A registered worker, as ``pigeon status`` shows it."""
 
@@ -234,6 +244,10 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
     concurrency: int
     started_at: float
     last_seen: float
+    version: str = ""
+    """The pigeon version the worker runs."""
+    services: tuple[ServiceInfo, ...] = ()
+    """The services this worker supervises, as of its last heartbeat."""
 
 
 class QueueStats(msgspec.Struct, frozen=True):

@@ -122,7 +122,9 @@ async def events(app: App, limit: int = 50) -> Events:
     for pattern, task in app.handlers:
         patterns.setdefault(pattern, []).append(task.name)
     inspect = inspection(await app.connection())
-    unrouted = await inspect.find_jobs(JobFilter(queue=UNROUTED), limit=limit)
+    # Records of unrouted events are cancelled as they are stored: the state narrows the search.
+    where = JobFilter(queue=UNROUTED, states=(JobState.CANCELLED,))
+    unrouted = await inspect.find_jobs(where, limit=limit)
     return Events(sorted(patterns.items()), unrouted)
 
 

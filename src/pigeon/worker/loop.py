@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.metadata
 import logging
 import os
 import random
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pigeon.errors import BrokerError, DecodeError, Defer, Retry, UnknownTask
 from pigeon.hooks import attempt_hooks
-from pigeon.job import Claim, ErrorInfo, Outcome, OutcomeKind, WorkerInfo
+from pigeon.job import Claim, ErrorInfo, Outcome, OutcomeKind, ServiceInfo, WorkerInfo
 from pigeon.services import ServiceState, supervise
 from pigeon.task import JobContext, parse_rate
 from pigeon.worker.config import WorkerConfig
@@ -40,6 +41,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("pigeon.worker")
 
 _FINAL = frozenset({OutcomeKind.COMPLETE, OutcomeKind.FAIL})
+
+
+def _service_info(s: ServiceState) -> ServiceInfo:
+    return ServiceInfo(
+        name=s.label, running=s.running, starts=s.starts, crashes=s.crashes, last_error=s.last_error
+    )
+
+
+@functools.cache
+def _version() -> str:
+    try:
+        return importlib.metadata.version("pigeon")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source tree without metadata
+        return ""
+
 """Outcomes that end a job: its result waiters in this process are woken."""
 
 
@@ -119,6 +135,8 @@ class Worker:
             concurrency=self.config.concurrency,
             started_at=self._started_at,
             last_seen=time.time(),
+            version=_version(),
+            services=tuple(_service_info(s) for s in self.services.values()),
         )
 
     # -- the run -------------------------------------------------------------
