@@ -44,7 +44,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from importlib.resources import files
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -87,10 +87,13 @@ _SCRIPTS = (
     "requeue",
     "purge",
     "delete",
+    "find",
     "progress",
     "take",
 )
 _CHUNK = 1000
+_SCAN_SPAN = 20_000
+"""Most enqueue positions one find script reads (a few milliseconds of the server's time)."""
 """Jobs per script call: long scripts block every other client of the server."""
 _FIELDS = ("env", "state", "att", "res", "err", "errs", "wid", "start", "fin", "lease", "prog")
 _LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
@@ -531,42 +534,78 @@ class RedisBroker(BrokerBase):
         if limit <= 0:
             return found
         with self._translated():
-            top = "+inf"
+            top: int | None = None
             if before is not None:
                 seq = await self._redis.hget(f"{self._prefix}job:{before}", "seq")
                 if seq is None:
                     return found
-                top = f"({int(seq)}"
+                top = int(seq)
             keys = await self._index_keys(where)
-            window = limit
-            while True:
-                # Each index is ordered by seq: the first `window` of their merge are the
-                # newest `window` jobs below `top`, the next round reads on below them.
-                pipe = self._redis.pipeline(transaction=False)
-                for key in keys:
-                    pipe.zrevrangebyscore(key, top, "-inf", start=0, num=window, withscores=True)
-                heads = await pipe.execute()
-                merged = list(heapq.merge(*heads, key=lambda pair: -pair[1]))[:window]
-                ids = [job_id for job_id, _ in merged]
-                if where.beyond_state:  # read the envelopes alone first; whole records of matches only
-                    ids = await self._envelopes_matching(ids, where)
-                for r in await self._records(ids):
-                    if r is not None and where.matches(r):
-                        found.append(r)
+            if where.beyond_state:
+                async with contextlib.aclosing(self._scan(where, keys, top)) as records:
+                    async for record in records:
+                        found.append(record)
                         if len(found) == limit:
-                            return found
-                if len(merged) < window:
-                    return found
-                top = f"({int(merged[-1][1])}"
-                window = min(window * 4, 5000)
+                            break
+                return found
+            return await self._newest(where, keys, top, limit)
 
-    async def _envelopes_matching(self, ids: list[bytes], where: JobFilter) -> list[bytes]:
-        pipe = self._redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hget(self._prefix.encode() + b"job:" + job_id, "env")
-        envelopes = await pipe.execute()
-        pairs = zip(ids, envelopes, strict=True)
-        return [i for i, env in pairs if env and where.matches_job(Job.decode(env))]
+    async def _newest(
+        self, where: JobFilter, keys: list[str], top: int | None, limit: int
+    ) -> list[JobRecord]:
+        """Pages filtered by queue and state only: the indexes are the answer."""
+        found: list[JobRecord] = []
+        high = "+inf" if top is None else f"({top}"
+        window = limit
+        while True:
+            # The first `window` of the indexes' merge are the newest `window` jobs below `high`.
+            pipe = self._redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.zrevrangebyscore(key, high, "-inf", start=0, num=window, withscores=True)
+            heads = await pipe.execute()
+            merged = list(heapq.merge(*heads, key=lambda pair: -pair[1]))[:window]
+            for r in await self._records([job_id for job_id, _ in merged]):
+                if r is not None and where.matches(r):
+                    found.append(r)
+                    if len(found) == limit:
+                        return found
+            if len(merged) < window:
+                return found
+            high = f"({int(merged[-1][1])}"
+            window = min(window * 4, 5000)
+
+    async def _scan(self, where: JobFilter, keys: list[str], top: int | None) -> AsyncGenerator[JobRecord]:
+        """Every job matching ``where`` below ``top``, newest first, read in enqueue-order ranges.
+
+        Task and arguments are checked by a script next to the data (only matches come
+        back); the enqueue-time range on the records. Each call reads one range of one
+        index, so no call holds the server for long.
+        """
+        high = int(await self._redis.get(f"{self._prefix}seq") or 0) + 1 if top is None else top
+        needles = [n for pair in where.needles() for n in pair]
+        span = 1000
+        prefix = len(self._prefix)
+        while high > 0:
+            low = max(0, high - span)
+            pipe = self._redis.pipeline(transaction=False)
+            for key in keys:
+                await self._script(
+                    "find", key[prefix:], f"({high}", low, where.task or "", *needles, client=pipe
+                )
+            replies = await pipe.execute()
+            pairs = sorted(
+                (
+                    (float(seq), job_id)
+                    for reply in replies
+                    for job_id, seq in zip(reply[::2], reply[1::2], strict=True)
+                ),
+                reverse=True,
+            )
+            for record in await self._records([job_id for _, job_id in pairs]):
+                if record is not None and where.matches(record):
+                    yield record
+            high = low
+            span = min(span * 2, _SCAN_SPAN)
 
     async def count_jobs(self, where: JobFilter) -> int:
         with self._translated():
@@ -575,15 +614,9 @@ class RedisBroker(BrokerBase):
                 pipe = self._redis.pipeline(transaction=False)
                 for key in keys:
                     pipe.zcard(key)
-                return sum(await pipe.execute())
-        # Redis keeps no index by task, time or argument: read the matching indexes through.
-        count, before = 0, None
-        while True:
-            page = await self.find_jobs(where, limit=5000, before=before)
-            count += len(page)
-            if len(page) < 5000:
-                return count
-            before = page[-1].job.id
+                return int(sum(await pipe.execute()))
+            # No index by task, time or argument: the matching indexes are read through.
+            return sum([1 async for _ in self._scan(where, keys, None)])
 
     async def delete_jobs(self, job_ids: Sequence[str]) -> int:
         total = 0

@@ -56,6 +56,7 @@ def _version() -> str:
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source tree without metadata
         return ""
 
+
 """Outcomes that end a job: its result waiters in this process are woken."""
 
 
