@@ -179,7 +179,7 @@ def workers(app_path: str, as_json: bool) -> None:
         )
         return
     table = Table(title="workers")
-    for col in ("id", "host", "queues", "concurrency", "heartbeat", "jobs now"):
+    for col in ("id", "version", "host", "queues", "concurrency", "heartbeat", "jobs now"):
         table.add_column(col)
     for w in found:
         jobs_now = ", ".join(
@@ -187,6 +187,7 @@ def workers(app_path: str, as_json: bool) -> None:
         )
         table.add_row(
             w.id,
+            w.version,
             f"{w.hostname} ({w.pid})",
             ",".join(w.queues),
             f"{len(held.get(w.id, []))}/{w.concurrency}",

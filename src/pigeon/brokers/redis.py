@@ -585,7 +585,15 @@ class RedisBroker(BrokerBase):
         needles = [n for pair in where.needles() for n in pair]
         span = 1000
         prefix = len(self._prefix)
-        while high > 0:
+        while True:
+            # Skip to the newest entry left in any of the indexes (a state's jobs may all be old).
+            pipe = self._redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.zrevrangebyscore(key, f"({high}", "-inf", start=0, num=1, withscores=True)
+            heads = [head[0][1] for head in await pipe.execute() if head]
+            if not heads:
+                return
+            high = int(max(heads)) + 1
             low = max(0, high - span)
             pipe = self._redis.pipeline(transaction=False)
             for key in keys:
