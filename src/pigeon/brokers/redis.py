@@ -575,11 +575,20 @@ class RedisBroker(BrokerBase):
             window = min(window * 4, 5000)
 
     async def _scan(self, where: JobFilter, keys: list[str], top: int | None) -> AsyncGenerator[JobRecord]:
-        """Every job matching ``where`` below ``top``, newest first, read in enqueue-order ranges.
+        """Every job matching ``where`` below ``top``, newest first (see :meth:`_scan_ids`)."""
+        async for ids in self._scan_ids(where, keys, top):
+            for record in await self._records(ids):
+                if record is not None and where.matches(record):
+                    yield record
 
-        Task and arguments are checked by a script next to the data (only matches come
-        back); the enqueue-time range on the records. Each call reads one range of one
-        index, so no call holds the server for long.
+    async def _scan_ids(
+        self, where: JobFilter, keys: list[str], top: int | None
+    ) -> AsyncGenerator[list[bytes]]:
+        """The ids of jobs whose task and arguments match, below ``top``, newest first, in batches.
+
+        The enqueue order is read in ranges; a script next to the data checks task and
+        arguments, so only matches come back, and each call reads one range of one index,
+        so no call holds the server for long. The enqueue-time range is left to the caller.
         """
         high = int(await self._redis.get(f"{self._prefix}seq") or 0) + 1 if top is None else top
         needles = [n for pair in where.needles() for n in pair]
@@ -600,18 +609,13 @@ class RedisBroker(BrokerBase):
                 await self._script(
                     "find", key[prefix:], f"({high}", low, where.task or "", *needles, client=pipe
                 )
-            replies = await pipe.execute()
-            pairs = sorted(
-                (
-                    (float(seq), job_id)
-                    for reply in replies
-                    for job_id, seq in zip(reply[::2], reply[1::2], strict=True)
-                ),
-                reverse=True,
-            )
-            for record in await self._records([job_id for _, job_id in pairs]):
-                if record is not None and where.matches(record):
-                    yield record
+            found = [
+                (float(seq), job_id)
+                for reply in await pipe.execute()
+                for job_id, seq in zip(reply[::2], reply[1::2], strict=True)
+            ]
+            if found:
+                yield [job_id for _, job_id in sorted(found, reverse=True)]
             high = low
             span = min(span * 2, _SCAN_SPAN)
 
@@ -624,6 +628,8 @@ class RedisBroker(BrokerBase):
                     pipe.zcard(key)
                 return int(sum(await pipe.execute()))
             # No index by task, time or argument: the matching indexes are read through.
+            if where.since is None and where.until is None:  # the script's answer is the count
+                return sum([len(ids) async for ids in self._scan_ids(where, keys, None)])
             return sum([1 async for _ in self._scan(where, keys, None)])
 
     async def delete_jobs(self, job_ids: Sequence[str]) -> int:
