@@ -590,6 +590,19 @@ class RedisBroker(BrokerBase):
         arguments, so only matches come back, and each call reads one range of one index,
         so no call holds the server for long. The enqueue-time range is left to the caller.
         """
+        async for replies in self._ranges(where, keys, top, "ids"):
+            found = [
+                (float(seq), job_id)
+                for reply in replies
+                for job_id, seq in zip(reply[::2], reply[1::2], strict=True)
+            ]
+            if found:
+                yield [job_id for _, job_id in sorted(found, reverse=True)]
+
+    async def _ranges(
+        self, where: JobFilter, keys: list[str], top: int | None, mode: str
+    ) -> AsyncGenerator[list[Any]]:
+        """find.lua's replies for each enqueue-order range below ``top``, newest range first."""
         high = int(await self._redis.get(f"{self._prefix}seq") or 0) + 1 if top is None else top
         needles = [n for pair in where.needles() for n in pair]
         span = 1000
@@ -606,16 +619,9 @@ class RedisBroker(BrokerBase):
             low = max(0, high - span)
             pipe = self._redis.pipeline(transaction=False)
             for key in keys:
-                await self._script(
-                    "find", key[prefix:], f"({high}", low, where.task or "", *needles, client=pipe
-                )
-            found = [
-                (float(seq), job_id)
-                for reply in await pipe.execute()
-                for job_id, seq in zip(reply[::2], reply[1::2], strict=True)
-            ]
-            if found:
-                yield [job_id for _, job_id in sorted(found, reverse=True)]
+                args = (key[prefix:], f"({high}", low, where.task or "", mode, *needles)
+                await self._script("find", *args, client=pipe)
+            yield await pipe.execute()
             high = low
             span = min(span * 2, _SCAN_SPAN)
 
@@ -629,7 +635,7 @@ class RedisBroker(BrokerBase):
                 return int(sum(await pipe.execute()))
             # No index by task, time or argument: the matching indexes are read through.
             if where.since is None and where.until is None:  # the script's answer is the count
-                return sum([len(ids) async for ids in self._scan_ids(where, keys, None)])
+                return sum([sum(map(int, r)) async for r in self._ranges(where, keys, None, "count")])
             return sum([1 async for _ in self._scan(where, keys, None)])
 
     async def delete_jobs(self, job_ids: Sequence[str]) -> int:
