@@ -38,7 +38,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from pigeon.brokers.base import BrokerBase, Capabilities
 from pigeon.brokers.inspection import JobFilter
-from pigeon.brokers.sql import filter_clause, migrations, queries, record_from_row
+from pigeon.brokers.sql import filter_clause, find_sql, migrations, queries, record_from_row
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
@@ -462,7 +462,12 @@ class PostgresBroker(BrokerBase):
     async def find_jobs(
         self, where: JobFilter, *, limit: int = 50, before: str | None = None
     ) -> list[JobRecord]:
-        return [record_from_row(r) for r in await self._filtered("find", where, before, limit=limit)]
+        template = self._q["find_in_state"].decode()
+        text, params = find_sql(template, where, before, dialect="postgres", table=f"{self.namespace}.jobs")
+        sql = text.encode()
+        async with self._connection() as conn:
+            rows = await (await conn.execute(sql, {**params, "limit": limit})).fetchall()
+        return [record_from_row(r[:-1]) for r in rows]
 
     async def count_jobs(self, where: JobFilter) -> int:
         return int((await self._filtered("count", where, None))[0][0])

@@ -27,7 +27,7 @@ import msgspec
 
 from pigeon.brokers.base import BrokerBase, Capabilities
 from pigeon.brokers.inspection import JobFilter
-from pigeon.brokers.sql import filter_clause, migrations, queries, record_from_row
+from pigeon.brokers.sql import filter_clause, find_sql, migrations, queries, record_from_row
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
@@ -382,9 +382,8 @@ class SqliteBroker(BrokerBase):
     async def find_jobs(
         self, where: JobFilter, *, limit: int = 50, before: str | None = None
     ) -> list[JobRecord]:
-        clause, params = filter_clause(where, before, dialect="sqlite", table="pigeon_jobs")
-        sql = self._q["find"].replace("{where}", clause)
-        return [record_from_row(r) for r in await self._run(self._read, sql, {**params, "limit": limit})]
+        sql, params = find_sql(self._q["find_in_state"], where, before, dialect="sqlite", table="pigeon_jobs")
+        return [record_from_row(r[:-1]) for r in await self._run(self._read, sql, {**params, "limit": limit})]
 
     async def count_jobs(self, where: JobFilter) -> int:
         clause, params = filter_clause(where, None, dialect="sqlite", table="pigeon_jobs")

@@ -105,3 +105,25 @@ def filter_clause(
         terms.append(f"seq < (SELECT seq FROM {table} WHERE id = {p('before')})")
         params["before"] = before
     return " AND ".join(terms) or "TRUE", params
+
+
+def find_sql(
+    template: str, where: JobFilter, before: str | None, *, dialect: str, table: str
+) -> tuple[str, dict[str, Any]]:
+    """A newest-first page of ``where``: the dialect's ``find_in_state`` once per state, merged.
+
+    Each part walks the ``(state, seq)`` index backwards for at most ``limit`` rows, so
+    no page sorts more than ``limit`` rows per state, however many jobs match. The rows
+    end with ``seq``.
+    """
+    rest = JobFilter(
+        queue=where.queue, task=where.task, since=where.since, until=where.until, args=where.args
+    )
+    clause, params = filter_clause(rest, before, dialect=dialect, table=table)
+    mark = "%({})s" if dialect == "postgres" else ":{}"
+    parts = []
+    for i, state in enumerate(where.states or tuple(JobState)):
+        params[f"in_state{i}"] = state.value
+        parts.append(template.replace("{where}", clause).replace("{state}", mark.format(f"in_state{i}")))
+    limit = mark.format("limit")
+    return f"SELECT * FROM ({' UNION ALL '.join(parts)}) AS page ORDER BY seq DESC LIMIT {limit}", params

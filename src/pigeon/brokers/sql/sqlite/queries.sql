@@ -133,9 +133,13 @@ WHERE id = ? AND state IN ('failed', 'cancelled')
 -- name: purge
 DELETE FROM pigeon_jobs WHERE state IN ({states}) AND (:queue IS NULL OR queue = :queue)
 
--- name: find
-SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress
-FROM pigeon_jobs WHERE {where} ORDER BY seq DESC LIMIT :limit
+-- name: find_in_state
+-- One state's newest page, walking pigeon_jobs_state_seq backwards; a page of several
+-- states is the newest of these, one per state (UNION ALL), so no page sorts the table.
+SELECT * FROM (
+    SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until,
+        progress, seq
+    FROM pigeon_jobs WHERE state = {state} AND {where} ORDER BY seq DESC LIMIT :limit)
 
 -- name: count
 SELECT count(*) FROM pigeon_jobs WHERE {where}
