@@ -382,7 +382,13 @@ class SqliteBroker(BrokerBase):
     async def find_jobs(
         self, where: JobFilter, *, limit: int = 50, before: str | None = None
     ) -> list[JobRecord]:
-        sql, params = find_sql(self._q["find_in_state"], where, before, dialect="sqlite", table="pigeon_jobs")
+        if where.states:
+            sql, params = find_sql(
+                self._q["find_in_state"], where, before, dialect="sqlite", table="pigeon_jobs"
+            )
+        else:
+            clause, params = filter_clause(where, before, dialect="sqlite", table="pigeon_jobs")
+            sql = self._q["find_any_state"].replace("{where}", clause)
         return [record_from_row(r[:-1]) for r in await self._run(self._read, sql, {**params, "limit": limit})]
 
     async def count_jobs(self, where: JobFilter) -> int:

@@ -133,6 +133,13 @@ WHERE id = ? AND state IN ('failed', 'cancelled')
 -- name: purge
 DELETE FROM pigeon_jobs WHERE state IN ({states}) AND (:queue IS NULL OR queue = :queue)
 
+-- name: find_any_state
+-- A page of every state walks the table itself (seq is the rowid) backwards: sequential,
+-- where one walk per state would fetch each row by rowid.
+SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until,
+    progress, seq
+FROM pigeon_jobs WHERE {where} ORDER BY seq DESC LIMIT :limit
+
 -- name: find_in_state
 -- One state's newest page, walking pigeon_jobs_state_seq backwards; a page of several
 -- states is the newest of these, one per state (UNION ALL), so no page sorts the table.
