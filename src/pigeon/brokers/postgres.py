@@ -462,9 +462,15 @@ class PostgresBroker(BrokerBase):
     async def find_jobs(
         self, where: JobFilter, *, limit: int = 50, before: str | None = None
     ) -> list[JobRecord]:
-        template = self._q["find_in_state"].decode()
-        text, params = find_sql(template, where, before, dialect="postgres", table=f"{self.namespace}.jobs")
-        sql = text.encode()
+        table = f"{self.namespace}.jobs"
+        if where.args and not where.states:
+            clause, params = filter_clause(where, before, dialect="postgres", table=table)
+            sql = self._q["find_any_state"].replace(b"{where}", clause.encode())
+        else:
+            text, params = find_sql(
+                self._q["find_in_state"].decode(), where, before, dialect="postgres", table=table
+            )
+            sql = text.encode()
         async with self._connection() as conn:
             rows = await (await conn.execute(sql, {**params, "limit": limit})).fetchall()
         return [record_from_row(r[:-1]) for r in rows]

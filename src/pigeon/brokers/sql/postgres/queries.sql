@@ -235,6 +235,13 @@ RETURNING granted, tokens
 -- After LISTEN starts: which of these queues already had work before it did.
 SELECT DISTINCT queue FROM {ns}.jobs WHERE state = 'queued' AND queue = ANY(%(queues)s)
 
+-- name: find_any_state
+-- An argument search of every state reads every job anyway: one sequential scan keeping
+-- the newest n beats walking an index and fetching each row.
+SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until,
+    progress, seq
+FROM {ns}.jobs WHERE {where} ORDER BY seq DESC LIMIT %(limit)s
+
 -- name: find_in_state
 -- One state's newest page, walking jobs_state_seq backwards; a page of several states is
 -- the newest of these, one per state (UNION ALL), so no page sorts the table.
