@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -112,3 +113,23 @@ def test_anonymous_readers_cannot_write(start: Start) -> None:
     status, _, body = request(url + "/")
     assert status == 200 and "read only" in body
     assert request(url + "/queues/mail/pause", data=b"csrf=")[0] == 403
+
+
+def test_sign_in_redirects_only_within_the_dashboard(start: Start) -> None:
+    url = start("--auth", "admin:pw")
+    for target, expected in [
+        ("/jobs", "/jobs"),
+        ("//evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("x", "/"),
+    ]:
+        form = urllib.parse.urlencode({"user": "admin", "password": "pw", "next": target}).encode()
+        status, headers, _ = request(url + "/login", data=form)
+        assert status == 303 and headers["location"] == expected, target
+
+
+def test_a_bulk_confirmation_carries_every_state_it_counted(start: Start) -> None:
+    url = start("--auth", "admin:pw")
+    status, _, body = request(url + "/jobs/bulk?action=retry&state=failed&state=cancelled", auth="admin:pw")
+    assert status == 200
+    assert '<input type="hidden" name="state" value="failed,cancelled">' in body

@@ -114,7 +114,7 @@ class Dashboard:
         form = await request.form()
         user, password = str(form.get("user", "")), str(form.get("password", ""))
         target = str(form.get("next", "/"))
-        if not target.startswith("/") or target.startswith("//"):
+        if not target.startswith("/") or target.startswith("//") or "\\" in target:
             target = "/"  # only this site: no open redirect
         if not self.guard.check_password(user, password):
             html = self.env.get_template("login.html").render(
@@ -148,6 +148,7 @@ class Dashboard:
     def _filter(self, request: Request) -> tuple[JobFilter, dict[str, str], str | None]:
         params = request.query_params
         raw = {k: params.get(k, "") for k in FILTER_KEYS}
+        raw["state"] = ",".join(params.getlist("state"))  # what is counted is what is acted on
         try:
             where = build_filter(
                 app=self.app,
