@@ -28,6 +28,7 @@ from pigeon.app import App
 from pigeon.contrib.celery import cli as celery_cli
 from pigeon.errors import ConfigurationError, PigeonError
 from pigeon.events import UNROUTED
+from pigeon.filters import short_task_name, task_name_in
 from pigeon.job import JobRecord, JobState
 
 T = TypeVar("T")
@@ -68,19 +69,8 @@ def load_app(target: str) -> App:
     return app
 
 
-def task_name_in(app: App, name: str) -> str:
-    """A task's full name from its full name or the last part of it (``slow`` for ``jobs.slow``).
-
-    Every verb that takes a task name resolves it here; a name the app does not
-    know is returned as given.
-    """
-    if name in app.tasks:
-        return name
-    return next((n for n in app.tasks if _short(n) == name), name)
-
-
-def _short(task: str) -> str:
-    return task.split("@", 1)[0].rsplit(".", 1)[-1]
+# One way to name a task, shared with the dashboard (pigeon.filters).
+_short = short_task_name
 
 
 def inspected_app(target: str) -> App:

@@ -127,7 +127,7 @@ def dashboard(app_path: str, host: str, port: int, auth: str | None, read_only_a
 
     credentials = None if auth is None else parse_credentials(auth)
     check_bind(host, Guard(credentials=credentials, read_only_anonymous=read_only_anonymous))
-    app = cli.load_app(app_path)
+    app = cli.inspected_app(app_path)
     asgi = create_app(app, auth=auth, read_only_anonymous=read_only_anonymous)
     import uvicorn
 
@@ -158,7 +158,7 @@ def workers(app_path: str, as_json: bool) -> None:
         running = await as_inspection(broker).find_jobs(JobFilter(states=(JobState.RUNNING,)), limit=1000)
         return await broker.workers(), running
 
-    found, running = cli._run(cli.load_app(app_path), read)
+    found, running = cli._run(cli.inspected_app(app_path), read)
     now = time.time()
     held: dict[str, list[JobRecord]] = {}
     for r in running:
@@ -219,7 +219,7 @@ def queues(app_path: str, action: str, queue: str | None, as_json: bool) -> None
             app.notifier.notify()
         return await broker.stats(), await inspect.paused_queues()
 
-    stats, paused = cli._run(cli.load_app(app_path), act)
+    stats, paused = cli._run(cli.inspected_app(app_path), act)
     if action != "list":
         click.echo(f"{action}d: {queue}")
         return
@@ -248,7 +248,7 @@ def _bulk_command(action: BulkAction, name: str, doc: str) -> click.Command:
     @_one_line
     def command(app_path: str, job_id: str | None, yes: bool, **raw: Any) -> None:
         cli = _cli()
-        app = cli.load_app(app_path)
+        app = cli.inspected_app(app_path)
         if job_id is not None:
             if any(v for v in raw.values()):
                 raise click.UsageError("give a JOB_ID or filter options, not both")

@@ -62,12 +62,20 @@ def parse_states(values: Iterable[str]) -> tuple[JobState, ...]:
     return tuple(s for s in JobState if s in wanted)
 
 
-def resolve_task_name(app: App | None, name: str) -> str:
-    """A task's full name from its full name or, when unambiguous, its last part."""
-    if app is None or name in app.tasks:
+def task_name_in(app: App, name: str) -> str:
+    """A task's full name from its full name or the last part of it (``slow`` for ``jobs.slow``).
+
+    Every verb that takes a task name resolves it here (the CLI's and the dashboard's);
+    a name the app does not know is returned as given.
+    """
+    if name in app.tasks:
         return name
-    matches = [full for full in app.tasks if full.rsplit(".", 1)[-1] == name]
-    return matches[0] if len(matches) == 1 else name
+    return next((n for n in app.tasks if short_task_name(n) == name), name)
+
+
+def short_task_name(task: str) -> str:
+    """The last part of a task's name (an event handler's without its ``@topic``)."""
+    return task.split("@", 1)[0].rsplit(".", 1)[-1]
 
 
 def build_filter(
@@ -87,9 +95,15 @@ def build_filter(
     """
     return JobFilter(
         states=parse_states(states),
-        task=resolve_task_name(app, task.strip()) if task and task.strip() else None,
+        task=_task(app, task),
         queue=queue.strip() if queue and queue.strip() else None,
         since=parse_moment(since) if since and since.strip() else None,
         until=parse_moment(until) if until and until.strip() else None,
         args=parse_args_search(search) if search and search.strip() else (),
     )
+
+
+def _task(app: App | None, task: str | None) -> str | None:
+    if not task or not task.strip():
+        return None
+    return task.strip() if app is None else task_name_in(app, task.strip())

@@ -73,7 +73,10 @@ class InstrumentedBroker:
                 raise
             else:
                 if self.observer is not None:
-                    self._observe(name, args, result)
+                    try:
+                        self._observe(name, args, result)
+                    except Exception:  # metrics must never cost a claim or a settle
+                        log.exception("the seam's observer failed on %s", name)
                 return result
             finally:
                 spent = time.perf_counter() - start
