@@ -30,6 +30,9 @@ def test_overview_shows_workers_versions_and_services(tmp_path: Path) -> None:
         "PYTHONPATH": str(ROOT),
         "PIGEON_HEARTBEAT": "0.2",
     }
+    subprocess.run(
+        [sys.executable, "-m", "pigeon", "migrate", APP], env=env, cwd=ROOT, check=True, timeout=60
+    )
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "pigeon", "worker", APP], env=env, cwd=ROOT, stdout=log, stderr=log

@@ -25,6 +25,7 @@ Start = Callable[..., str]
 def env(tmp_path: Path) -> dict[str, str]:
     env = {**os.environ, "PIGEON_URL": f"sqlite:///{tmp_path}/jobs.db", "PYTHONPATH": str(ROOT)}
     env.pop("PIGEON_DASHBOARD_AUTH", None)
+    pigeon(env, "migrate", APP)  # the dashboard, like every inspection verb, never creates the database
     return env
 
 

@@ -32,6 +32,7 @@ def app(env: dict[str, str]) -> Iterator[App]:
     from tests.acceptance import jobs_app
 
     jobs_app.app.url = env["PIGEON_URL"]
+    jobs_app.app.migrate()  # the inspection verbs never create the database
     yield jobs_app.app
     jobs_app.app.close()
 

@@ -31,14 +31,14 @@ def client_for(user: User) -> Client:
 
 @pytest.fixture
 def admin() -> Iterator[Client]:
-    user = User.objects.create_superuser("boss", "boss@example.com", "pw")
+    user = User.objects.create_superuser("dash-boss", "boss@example.com", "pw")
     yield client_for(user)
     user.delete()
 
 
 @pytest.fixture
 def viewer() -> Iterator[Client]:
-    user = User.objects.create_user("viewer", "v@example.com", "pw", is_staff=True)
+    user = User.objects.create_user("dash-viewer", "v@example.com", "pw", is_staff=True)
     yield client_for(user)
     user.delete()
 
@@ -70,15 +70,19 @@ def test_staff_without_the_permission_only_read(viewer: Client) -> None:
     assert page.status_code == 200 and "read only" in page.content.decode()
     assert 'class="pause"' not in page.content.decode()
     assert viewer.post("/pigeon/queues/default/pause", {"csrf": "x"}).status_code == 403
-    user = User.objects.get(username="viewer")
+    user = User.objects.get(username="dash-viewer")
     user.user_permissions.add(Permission.objects.get(codename="change_job", content_type__app_label="pigeon"))
-    assert "read only" not in client_for(User.objects.get(username="viewer")).get("/pigeon/").content.decode()
+    assert (
+        "read only"
+        not in client_for(User.objects.get(username="dash-viewer")).get("/pigeon/").content.decode()
+    )
 
 
 def test_others_are_sent_to_the_login_page() -> None:
     anonymous = Client().get("/pigeon/jobs")
     assert anonymous.status_code == 302 and "login" in anonymous["Location"]
-    User.objects.create_user("plain", "p@example.com", "pw")
+    user = User.objects.create_user("dash-plain", "p@example.com", "pw")
     plain = Client()
-    plain.login(username="plain", password="pw")
+    plain.login(username="dash-plain", password="pw")
     assert plain.get("/pigeon/").status_code == 302
+    user.delete()

@@ -239,14 +239,14 @@ SELECT DISTINCT queue FROM {ns}.jobs WHERE state = 'queued' AND queue = ANY(%(qu
 -- An argument search of every state reads every job anyway: one sequential scan keeping
 -- the newest n beats walking an index and fetching each row.
 SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until,
-    progress, seq
+    progress, id, seq
 FROM {ns}.jobs WHERE {where} ORDER BY seq DESC LIMIT %(limit)s
 
 -- name: find_in_state
 -- One state's newest page, walking jobs_state_seq backwards; a page of several states is
 -- the newest of these, one per state (UNION ALL), so no page sorts the table.
 (SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until,
-    progress, seq
+    progress, id, seq
  FROM {ns}.jobs WHERE state = {state} AND {where} ORDER BY seq DESC LIMIT %(limit)s)
 
 -- name: count

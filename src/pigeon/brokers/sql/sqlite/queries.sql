@@ -137,7 +137,7 @@ DELETE FROM pigeon_jobs WHERE state IN ({states}) AND (:queue IS NULL OR queue =
 -- A page of every state walks the table itself (seq is the rowid) backwards: sequential,
 -- where one walk per state would fetch each row by rowid.
 SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until,
-    progress, seq
+    progress, id, seq
 FROM pigeon_jobs WHERE {where} ORDER BY seq DESC LIMIT :limit
 
 -- name: find_in_state
@@ -145,7 +145,7 @@ FROM pigeon_jobs WHERE {where} ORDER BY seq DESC LIMIT :limit
 -- states is the newest of these, one per state (UNION ALL), so no page sorts the table.
 SELECT * FROM (
     SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until,
-        progress, seq
+        progress, id, seq
     FROM pigeon_jobs WHERE state = {state} AND {where} ORDER BY seq DESC LIMIT :limit)
 
 -- name: count
