@@ -85,6 +85,7 @@ class Worker:
         self._lost: set[tuple[str, str]] = set()
         self._outbox: list[Outcome] = []
         self._settling: list[Outcome] = []  # the batch the broker is taking now
+        self._settled = 0  # times the settler has emptied the outbox
         self._outbox_ready = asyncio.Event()
         self._executors = Executors(config.thread_count, config.process_count)
         self._limited_queues = frozenset(q for q, _ in config.queue_limits)
@@ -202,6 +203,7 @@ class Worker:
             self._wake.clear()
             free = cfg.concurrency - len(self._running)
             if free > 0:
+                settled = self._settled
                 try:
                     claims, want = await self._claim(free)
                 except BrokerError as exc:
@@ -218,11 +220,18 @@ class Worker:
                     self._starved = False
                     continue
                 self._starved = True
-                if cfg.burst and not self._running:
+                # An outcome may make a job due again (an immediate retry): a burst worker is
+                # idle only when nothing waits to be settled and nothing was settled during the
+                # claim that just came back empty.
+                if cfg.burst and not self._running and self._settled_idle(settled):
                     return
             else:
                 self._starved = False
             await self._wake.wait()
+
+    def _settled_idle(self, settled: int) -> bool:
+        """Whether no outcome is waiting and none landed since the settler count was ``settled``."""
+        return not self._outbox and not self._settling and self._settled == settled
 
     async def _claim(self, free: int) -> tuple[list[Claim], int]:
         """Claim up to ``free`` jobs, within per-queue limits; return them and how many were sought."""
@@ -538,6 +547,8 @@ class Worker:
                             outcome.job_id,
                             outcome.kind,
                         )
+            self._settled += 1
+            self._wake.set()  # a burst worker waits for its outcomes before deciding it is idle
             if self._stopping and not self._running:
                 return
 
