@@ -10,10 +10,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
-from pigeon.brokers.base import Broker, create_broker
+from pigeon.brokers.base import Broker, create_broker, with_store
 
-BROKERS = ("memory", "sqlite", "postgres", "redis")
-SERVER_BROKERS = ("postgres", "redis")
+BROKERS = ("memory", "sqlite", "postgres", "redis", "amqp+sqlite", "amqp+postgres")
+SERVER_BROKERS = ("postgres", "redis", "amqp+sqlite", "amqp+postgres")
 
 
 def with_namespace(url: str, namespace: str) -> str:
@@ -35,6 +35,9 @@ def server_url(kind: str) -> str:
 
 
 def url_for(kind: str, tmp_path: Path) -> str:
+    if kind.startswith("amqp+"):  # RabbitMQ carrying the jobs, another broker keeping the record
+        store = url_for(kind.removeprefix("amqp+"), tmp_path)
+        return with_store(with_namespace(server_url("rabbitmq"), f"t_{uuid.uuid4().hex[:12]}"), store)
     if kind == "memory":
         return "memory://"
     if kind == "sqlite":

@@ -14,7 +14,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
 from pigeon._portal import Portal, at_exit
-from pigeon.brokers.base import Broker, BrokerBase, Notifier, TransactionalBroker, create_broker
+from pigeon.brokers.base import (
+    Broker,
+    BrokerBase,
+    Notifier,
+    TransactionalBroker,
+    create_broker,
+    with_store,
+)
 from pigeon.errors import ConfigurationError, UnsupportedFeature
 from pigeon.events import fan_out, is_unrouted, pattern_regex
 from pigeon.handle import JobHandle, ResultWaiters
@@ -62,6 +69,9 @@ class App:
             ``postgresql://…``, ``redis://…``, or a function returning one (read
             when a connection opens). Defaults to ``$PIGEON_URL``, then
             ``sqlite:///pigeon.db``.
+        store: for an ``amqp://`` broker, the broker URL that keeps the jobs' record
+            (results, lookup, cancel, unique keys, limits) while RabbitMQ carries
+            them. Defaults to ``$PIGEON_STORE``; see :mod:`pigeon.brokers.rabbitmq`.
         result_ttl: seconds a succeeded job and its result are kept.
         failed_ttl: seconds a failed or cancelled job is kept.
 
@@ -72,12 +82,18 @@ class App:
         self,
         url: str | Callable[[], str] | None = None,
         *,
+        store: str | None = None,
         result_ttl: float = 24 * 3600,
         failed_ttl: float = 7 * 24 * 3600,
     ) -> None:
         self._url: str | Callable[[], str] = url or os.environ.get("PIGEON_URL") or DEFAULT_URL
         if isinstance(self._url, str) and "://" not in self._url:
             raise ConfigurationError(f"broker URL {self._url!r} has no scheme (e.g. sqlite:///{self._url})")
+        self.store = store if store is not None else os.environ.get("PIGEON_STORE") or None
+        if self.store is not None and "://" not in self.store:
+            raise ConfigurationError(f"store URL {self.store!r} has no scheme (e.g. sqlite:///{self.store})")
+        if self.store is not None and isinstance(self._url, str):
+            with_store(self._url, self.store)  # fail now, not at the first send
         self.result_ttl = result_ttl
         self.failed_ttl = failed_ttl
         self.tasks: dict[str, Task[Any, Any]] = {}
@@ -108,8 +124,12 @@ class App:
 
     @property
     def url(self) -> str:
-        """The broker URL (read when a broker is opened, so a callable may follow settings)."""
-        return self._url() if callable(self._url) else self._url
+        """The broker URL (read when a broker is opened, so a callable may follow settings).
+
+        A companion store rides in it as the ``store`` query parameter.
+        """
+        url = self._url() if callable(self._url) else self._url
+        return with_store(url, self.store) if self.store else url
 
     @url.setter
     def url(self, value: str | Callable[[], str]) -> None:

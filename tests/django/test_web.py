@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth.models import User
@@ -14,6 +15,7 @@ from django.test import Client
 from pigeon.contrib.django import get_app
 from pigeon.contrib.django.asgi import with_worker
 from pigeon.contrib.django.checks import check_backend
+from pigeon.contrib.django.conf import BackendConfig, database_url
 from pigeon.contrib.django.inprocess import in_management_command
 from pigeon.contrib.django.management.commands.pigeon import click_argv
 from pigeon.contrib.django.wsgi import start_worker
@@ -130,6 +132,8 @@ async def test_asgi_lifespan_runs_a_worker(monkeypatch: pytest.MonkeyPatch) -> N
     [
         ({"colour": "blue"}, "pigeon.E001"),
         ({"url": "not a url"}, "pigeon.E001"),
+        ({"url": "redis://127.0.0.1/0", "store": "sqlite:///jobs.db"}, "pigeon.E001"),
+        ({"url": "amqp://127.0.0.1/", "store": "jobs.db"}, "pigeon.E001"),
         ({"worker": {"concurrency": 0}}, "pigeon.E002"),
         ({"database": "nowhere"}, "pigeon.E003"),
     ],
@@ -137,6 +141,15 @@ async def test_asgi_lifespan_runs_a_worker(monkeypatch: pytest.MonkeyPatch) -> N
 def test_checks_report_configuration_errors(options: dict[str, Any], code: str) -> None:
     messages = check_backend("x", {"BACKEND": "pigeon.contrib.django.PigeonBackend", "OPTIONS": options})
     assert [m.id for m in messages if m.id != "pigeon.I001"] == [code]
+
+
+def test_rabbitmq_keeps_its_record_in_the_store_or_the_django_database() -> None:
+    explicit = BackendConfig.from_params("x", {"OPTIONS": {"url": "amqp://h/", "store": "redis://r/0"}})
+    assert explicit.broker_url() == "amqp://h/?store=redis%3A%2F%2Fr%2F0"
+    assert not explicit.record_in_django_db
+    implicit = BackendConfig.from_params("x", {"OPTIONS": {"url": "amqp://h/"}})
+    assert implicit.record_in_django_db
+    assert parse_qs(urlsplit(implicit.broker_url()).query)["store"] == [database_url("default")]
 
 
 def test_checks_pass_on_the_test_settings() -> None:

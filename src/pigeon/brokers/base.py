@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol, Self, runtime_checkable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pigeon.errors import ConfigurationError
 from pigeon.job import Claim, Job, JobRecord, JobState, Outcome, QueueStats, WorkerInfo
@@ -246,9 +246,38 @@ _BUILTIN = {
     "postgres": "pigeon.brokers.postgres:PostgresBroker",
     "redis": "pigeon.brokers.redis:RedisBroker",
     "rediss": "pigeon.brokers.redis:RedisBroker",
+    "amqp": "pigeon.brokers.rabbitmq:RabbitBroker",
+    "amqps": "pigeon.brokers.rabbitmq:RabbitBroker",
 }
-_EXTRAS = {"postgresql": "postgres", "postgres": "postgres", "redis": "redis", "rediss": "redis"}
+_EXTRAS = {
+    "postgresql": "postgres",
+    "postgres": "postgres",
+    "redis": "redis",
+    "rediss": "redis",
+    "amqp": "rabbitmq",
+    "amqps": "rabbitmq",
+}
 """The pyproject extra that installs each scheme's driver (pip ignores an unknown extra silently)."""
+_STORE_SCHEMES = ("amqp", "amqps")
+"""The schemes whose brokers take a companion ``store``."""
+
+
+def with_store(url: str, store: str) -> str:
+    """``url`` with the companion ``store`` URL as its ``store`` query parameter.
+
+    Raises:
+        ConfigurationError: the broker takes no store, or the store is itself a store user.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in _STORE_SCHEMES:
+        raise ConfigurationError(
+            f"store={store!r} is for the RabbitMQ broker (amqp://…); the {parts.scheme} broker keeps "
+            "its own record"
+        )
+    if urlsplit(store).scheme in _STORE_SCHEMES:
+        raise ConfigurationError(f"store={store!r}: the store must be a broker that keeps a record")
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "store"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("store", store)])))
 
 
 def broker_class(url: str) -> Any:

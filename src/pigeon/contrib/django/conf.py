@@ -2,7 +2,9 @@
 
 Options live in ``TASKS[alias]["OPTIONS"]``::
 
-    url                 None: the Django database itself; else a broker URL (redis://…)
+    url                 None: the Django database itself; else a broker URL (redis://…, amqp://…)
+    store               with an amqp:// url, the broker URL that keeps the jobs' record
+                        (None: the Django database itself)
     database            the Django database alias the queue lives in (default "default")
     namespace           the PostgreSQL schema for pigeon's tables (default "pigeon")
     max_attempts        attempts of a django task that does not say (default 1, as Django)
@@ -23,11 +25,13 @@ from urllib.parse import quote, urlencode
 from django.conf import settings
 from django.db import connections
 
+from pigeon.brokers.base import with_store
 from pigeon.errors import ConfigurationError
 
 BACKEND_PATH = "pigeon.contrib.django.PigeonBackend"
 _KNOWN = {
     "url",
+    "store",
     "database",
     "namespace",
     "max_attempts",
@@ -45,6 +49,7 @@ class BackendConfig:
     alias: str
     queues: tuple[str, ...]
     url: str | None = None
+    store: str | None = None
     database: str = "default"
     namespace: str = "pigeon"
     max_attempts: int = 1
@@ -57,6 +62,11 @@ class BackendConfig:
     def in_django_db(self) -> bool:
         """Whether the queue lives in the Django database (and can join its transactions)."""
         return self.url is None
+
+    @property
+    def record_in_django_db(self) -> bool:
+        """Whether pigeon's tables live in the Django database (a RabbitMQ url without a store)."""
+        return self.url is None or (_takes_store(self.url) and self.store is None)
 
     @classmethod
     def from_params(cls, alias: str, params: Mapping[str, Any]) -> BackendConfig:
@@ -76,6 +86,14 @@ class BackendConfig:
         url = options.get("url")
         if url is not None and (not isinstance(url, str) or "://" not in url):
             raise ConfigurationError(f"TASKS[{alias!r}]['OPTIONS']['url'] must be a broker URL or None")
+        store = options.get("store")
+        if store is not None and (not isinstance(store, str) or "://" not in store):
+            raise ConfigurationError(f"TASKS[{alias!r}]['OPTIONS']['store'] must be a broker URL or None")
+        if store is not None and not _takes_store(url):
+            raise ConfigurationError(
+                f"TASKS[{alias!r}]['OPTIONS']['store'] is for a RabbitMQ url (amqp://…); "
+                "the other brokers keep their own record"
+            )
         worker = options.get("worker") or {}
         if not isinstance(worker, Mapping):
             raise ConfigurationError(f"TASKS[{alias!r}]['OPTIONS']['worker'] must be a dict")
@@ -84,6 +102,7 @@ class BackendConfig:
                 alias=alias,
                 queues=queues,
                 url=url,
+                store=store,
                 database=str(options.get("database", "default")),
                 namespace=str(options.get("namespace", "pigeon")),
                 max_attempts=int(options.get("max_attempts", 1)),
@@ -104,9 +123,15 @@ class BackendConfig:
         Raises:
             ConfigurationError: the Django database cannot hold the queue.
         """
+        if self.url is not None and _takes_store(self.url):
+            return with_store(self.url, self.store or database_url(self.database, self.namespace))
         if self.url is not None:
             return self.url
         return database_url(self.database, self.namespace)
+
+
+def _takes_store(url: str | None) -> bool:
+    return url is not None and url.split("://", 1)[0] in ("amqp", "amqps")
 
 
 def database_url(alias: str, namespace: str = "pigeon") -> str:

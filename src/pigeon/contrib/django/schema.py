@@ -17,7 +17,7 @@ from pigeon.contrib.django.conf import backend_configs
 
 def _namespaces(alias: str) -> list[str]:
     """The PostgreSQL schemas the pigeon backends kept in database ``alias`` use."""
-    return sorted({c.namespace for c in backend_configs() if c.in_django_db and c.database == alias})
+    return sorted({c.namespace for c in backend_configs() if c.record_in_django_db and c.database == alias})
 
 
 def create(apps: Any, schema_editor: BaseDatabaseSchemaEditor) -> None:

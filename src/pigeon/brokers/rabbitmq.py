@@ -1,0 +1,464 @@
+"""``amqp://host/?store=…`` — RabbitMQ carries the jobs, a companion store keeps their record.
+
+Spelled ``App("amqp://…", store="postgresql://…")`` (or ``$PIGEON_STORE`` beside
+``$PIGEON_URL``, or ``OPTIONS["store"]`` in Django's ``TASKS``); the store is any
+other pigeon broker URL. The store is the record of every job: its state,
+result, errors, unique key, limit counters and fencing token, so results,
+``app.job(id)``, cancel, listing and limits work as on the store alone.
+RabbitMQ carries one delivery per job that becomes ready, to a durable queue
+per pigeon queue (``<namespace>.<queue>``):
+
+- **send**: the jobs are written to the store first, then their deliveries are
+  published with publisher confirms and ``mandatory`` on; a batch awaits its
+  confirms together, and a nack or a return raises :class:`BrokerError` (the
+  jobs are stored by then, so they still run: a worker's claim finds them).
+- **claim**: a worker consumes its queues with a per-consumer prefetch
+  (``?prefetch=``, default 64; never global QoS), takes the deliveries it has,
+  acknowledges them, and claims jobs in the store under fresh fencing tokens.
+  The store chooses which jobs: RabbitMQ's delivery order cannot keep pigeon's
+  contract (highest priority first, FIFO within a priority, limit keys skipped
+  without blocking; quorum queues have no priorities on 3.x). A delivery whose
+  job was cancelled or has finished yields no claim and is dropped.
+- **long jobs** run under the store's lease, kept alive by the worker's
+  heartbeat; no delivery stays unacknowledged while a job runs, and a
+  delivery not taken by a claim within ``_HOLD`` seconds is acknowledged (the
+  store keeps its job), so RabbitMQ's ``consumer_timeout`` never fires.
+- **delays and retries** stay in the store as SCHEDULED jobs until due; nothing
+  delayed is held in RabbitMQ (no ``x-delayed-message`` plugin).
+- **wake-ups**: a delivery wakes an idle worker on any machine at once.
+
+Queues are quorum queues unless ``?queue_type=classic``; they are declared with
+the same arguments every time, so a second start never meets "inequivalent
+arg". The server's version and capabilities are read on open, and a setting
+that cannot work there fails at once with a clear message. The connection is
+aio-pika's robust connection (``pigeon[rabbitmq]``), with separate publishing
+and consuming channels; after a reconnection the consumers are declared again
+and the server redelivers what was unacknowledged.
+
+Without a store, ``amqp://`` is refused: RabbitMQ alone keeps no record of a
+job, so results, lookup, cancel, unique keys and limits cannot work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
+
+from pigeon.brokers.base import Broker, BrokerBase, Capabilities, create_broker
+from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
+from pigeon.job import Claim, Job, JobRecord, JobState, Outcome, QueueStats, WorkerInfo
+
+_HOLD = 60.0
+"""Seconds a delivery may wait for a claim before it is acknowledged anyway."""
+_REMEMBER = 10_000
+"""Claimed ids kept to recognise deliveries that arrive after their job was claimed."""
+_QUEUE_TYPES = ("quorum", "classic")
+_MIN_QUORUM = (3, 8)
+"""Quorum queues appeared in RabbitMQ 3.8."""
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
+
+
+class RabbitBroker(BrokerBase):
+    """Jobs carried by RabbitMQ, recorded in a companion store broker.
+
+    Args:
+        url: the RabbitMQ server (``amqp://user:pass@host:5672/vhost``).
+        store: the unopened store broker.
+        namespace: the prefix of the queue names.
+        queue_type: ``quorum`` (replicated) or ``classic``.
+        prefetch: unacknowledged deliveries one consumer may hold.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        store: Broker,
+        *,
+        namespace: str = "pigeon",
+        queue_type: str = "quorum",
+        prefetch: int = 64,
+    ) -> None:
+        self.url = url
+        self._server = url
+        self._store = store
+        self._namespace = namespace
+        self._queue_type = queue_type
+        self._prefetch = prefetch
+        self.capabilities = Capabilities(
+            defer=store.capabilities.defer,
+            priority=store.capabilities.priority,
+            get_result=store.capabilities.get_result,
+            async_task=store.capabilities.async_task,
+            inspect=store.capabilities.inspect,
+            cross_process=store.capabilities.cross_process,
+            transactional_enqueue=False,  # a job written in the caller's transaction has no delivery
+        )
+        self._connection: AbstractRobustConnection | None = None
+        self._publisher: AbstractRobustChannel | None = None
+        self._consumer: AbstractRobustChannel | None = None
+        self._declared: set[str] = set()
+        self._consuming: set[str] = set()
+        self._declaring = asyncio.Lock()
+        self._ready: dict[str, list[AbstractIncomingMessage]] = {}
+        self._arrived = asyncio.Event()
+        self._arrivals: dict[str, int] = {}
+        self._reported: dict[str, int] = {}
+        self._acking: set[asyncio.Future[None]] = set()
+        self._claimed: dict[str, None] = {}
+        """Ids this broker claimed lately (oldest first): their late deliveries are dropped."""
+        self.deliveries = 0
+        """Deliveries received, for diagnostics and tests."""
+        self.server_version: tuple[int, ...] = ()
+
+    @classmethod
+    def from_url(cls, url: str, shared: dict[str, Any]) -> Self:
+        """The broker for ``amqp://…?store=…&namespace=…&queue_type=…&prefetch=…``.
+
+        Raises:
+            ConfigurationError: no store, or a bad parameter.
+        """
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        store_url = query.pop("store", "")
+        if not store_url:
+            raise ConfigurationError(
+                f"{url!r}: RabbitMQ needs a companion store for the jobs' record (results, lookup, "
+                "cancel, unique keys, limits): App('amqp://…', store='postgresql://…'), $PIGEON_STORE, "
+                "or OPTIONS['store'] in Django"
+            )
+        namespace = query.pop("namespace", "pigeon")
+        if not re.fullmatch(r"[\w.-]+", namespace):
+            raise ConfigurationError(f"{url!r}: namespace must be a plain word")
+        queue_type = query.pop("queue_type", "quorum")
+        if queue_type not in _QUEUE_TYPES:
+            raise ConfigurationError(f"{url!r}: queue_type must be one of {', '.join(_QUEUE_TYPES)}")
+        try:
+            prefetch = int(query.pop("prefetch", "64"))
+        except ValueError:
+            prefetch = 0
+        if not 1 <= prefetch <= 65535:
+            raise ConfigurationError(f"{url!r}: prefetch must be a whole number from 1 to 65535")
+        store = create_broker(store_url, shared.setdefault("store", {}))
+        server = urlunsplit(parts._replace(query=urlencode(query)))
+        broker = cls(server, store, namespace=namespace, queue_type=queue_type, prefetch=prefetch)
+        broker.url = url
+        return broker
+
+    # -- plumbing ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            raise ConfigurationError(
+                f"RabbitMQ ({self._where}) refused a queue declaration: {exc}. A queue of that name "
+                "exists with other arguments (quorum vs classic?): delete it, or set ?queue_type= to match"
+            ) from exc
+        except (aiormq.exceptions.AMQPConnectionError, ConnectionError, OSError) as exc:
+            raise BrokerConnectionError(f"RabbitMQ ({self._where}): {exc}") from exc
+        except aiormq.exceptions.AMQPError as exc:
+            raise BrokerError(f"RabbitMQ ({self._where}): {exc}") from exc
+
+    @property
+    def _where(self) -> str:
+        parts = urlsplit(self._server)
+        return f"{parts.hostname}:{parts.port or 5672}{parts.path or '/'}, namespace {self._namespace!r}"
+
+    def _queue_name(self, queue: str) -> str:
+        return f"{self._namespace}.{queue}"
+
+    async def open(self) -> None:
+        """Open the store, connect, and check the server can do what the URL asks.
+
+        Raises:
+            ConfigurationError: the server lacks a needed feature (quorum queues, confirms).
+            BrokerConnectionError: the server cannot be reached.
+        """
+        if isinstance(self._store, BrokerBase):
+            self._store.blocking_ok = self.blocking_ok
+        await self._store.__aenter__()
+        try:
+            with self._translated():
+                self._connection = await aio_pika.connect_robust(
+                    self._server, client_properties={"connection_name": f"pigeon:{self._namespace}"}
+                )
+                transport = self._connection.transport
+                if transport is None:
+                    raise BrokerConnectionError(f"RabbitMQ ({self._where}): the connection closed at once")
+                self._check_server(transport.connection.server_properties)
+                self._publisher = await self._connection.channel(
+                    publisher_confirms=True, on_return_raises=True
+                )
+                self._consumer = await self._connection.channel(publisher_confirms=False)
+                await self._consumer.set_qos(prefetch_count=self._prefetch)  # per consumer, never global
+        except BaseException:
+            await self.close()
+            raise
+
+    def _check_server(self, properties: Any) -> None:
+        version = properties.get("version", "0")
+        self.server_version = _version(version.decode() if isinstance(version, bytes) else str(version))
+        capabilities = properties.get("capabilities") or {}
+        if not capabilities.get("publisher_confirms"):
+            raise ConfigurationError(f"RabbitMQ ({self._where}) has no publisher confirms; pigeon needs them")
+        if self._queue_type == "quorum" and self.server_version < _MIN_QUORUM:
+            raise ConfigurationError(
+                f"RabbitMQ {'.'.join(map(str, self.server_version))} ({self._where}) has no quorum queues "
+                "(3.8+): upgrade, or add ?queue_type=classic to the URL"
+            )
+
+    async def close(self) -> None:
+        """Close the connection and the store (pending deliveries go back to the server)."""
+        connection, self._connection = self._connection, None
+        self._publisher = self._consumer = None
+        self._ready.clear()
+        try:
+            if self._acking:
+                await asyncio.wait(self._acking, timeout=5)
+            if connection is not None:
+                with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, OSError):
+                    await connection.close()
+        finally:
+            await self._store.__aexit__(None, None, None)
+
+    async def migrate(self) -> list[str]:
+        """The store's migrations (RabbitMQ's queues are declared as they are first used)."""
+        return await self._store.migrate()
+
+    def _channel(self, channel: AbstractRobustChannel | None) -> AbstractRobustChannel:
+        if channel is None:
+            raise BrokerConnectionError("the RabbitMQ broker is not open (use `async with broker:`)")
+        return channel
+
+    async def _declare(self, queues: Sequence[str]) -> None:
+        """Declare the queues not declared yet, with the same arguments every time."""
+        missing = [q for q in dict.fromkeys(queues) if q not in self._declared]
+        if not missing:
+            return
+        async with self._declaring:
+            channel = self._channel(self._publisher)
+            for q in missing:
+                if q in self._declared:
+                    continue
+                with self._translated():
+                    await channel.declare_queue(
+                        self._queue_name(q), durable=True, arguments={"x-queue-type": self._queue_type}
+                    )
+                self._declared.add(q)
+
+    # -- the hot path --------------------------------------------------------
+
+    async def enqueue(self, jobs: Sequence[Job]) -> list[str]:
+        """Store the jobs, then publish a delivery for each new one that is due, confirmed.
+
+        Raises:
+            BrokerError: RabbitMQ nacked or returned a delivery (the jobs are stored and will run).
+        """
+        ids = await self._store.enqueue(jobs)
+        now = time.time()
+        new = [j for i, j in zip(ids, jobs, strict=True) if i == j.id]  # not a unique key's older job
+        due = [j for j in new if j.run_at is None or j.run_at <= now]
+        await self._publish(due)
+        return ids
+
+    async def _publish(self, jobs: Sequence[Job]) -> None:
+        if not jobs:
+            return
+        await self._declare([j.queue for j in jobs])
+        exchange = self._channel(self._publisher).default_exchange
+        sent = await asyncio.gather(
+            *(
+                exchange.publish(
+                    aio_pika.Message(
+                        j.id.encode(),
+                        message_id=j.id,
+                        content_type="text/plain",
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=self._queue_name(j.queue),
+                    mandatory=True,
+                )
+                for j in jobs
+            ),
+            return_exceptions=True,
+        )
+        failed = [(j.id, r) for j, r in zip(jobs, sent, strict=True) if isinstance(r, BaseException)]
+        if failed:
+            first = failed[0][1]
+            if not isinstance(first, Exception):
+                raise first
+            raise BrokerError(
+                f"RabbitMQ ({self._where}) did not confirm {len(failed)} of {len(jobs)} deliveries "
+                f"({first}); the jobs are stored and will run (first id {failed[0][0]})"
+            ) from first
+
+    async def _consume(self, queues: Sequence[str]) -> None:
+        missing = [q for q in queues if q not in self._consuming]
+        if not missing:
+            return
+        await self._declare(missing)
+        channel = self._channel(self._consumer)
+        for q in missing:
+            if q in self._consuming:
+                continue
+            self._consuming.add(q)
+            try:
+                with self._translated():
+                    queue = await channel.get_queue(self._queue_name(q), ensure=False)
+                    await queue.consume(self._arrival(q))
+            except BaseException:
+                self._consuming.discard(q)
+                raise
+
+    def _arrival(self, queue: str) -> Any:
+        loop = asyncio.get_running_loop()
+
+        async def arrived(message: AbstractIncomingMessage) -> None:
+            if message.body.decode(errors="replace") in self._claimed:
+                await self._ack([message])  # published after its job was claimed here: nothing to do
+                self.deliveries += 1
+                return
+            self.deliveries += 1
+            self._ready.setdefault(queue, []).append(message)
+            self._arrivals[queue] = self._arrivals.get(queue, 0) + 1
+            loop.call_later(_HOLD, self._release, queue, message)
+            self._arrived.set()
+
+        return arrived
+
+    def _release(self, queue: str, message: AbstractIncomingMessage) -> None:
+        """Acknowledge a delivery no claim took in time: its job stays in the store."""
+        held = self._ready.get(queue, [])
+        if message in held:
+            held.remove(message)
+            acking = asyncio.ensure_future(self._ack([message]))
+            self._acking.add(acking)
+            acking.add_done_callback(self._acking.discard)
+
+    async def _ack(self, messages: Sequence[AbstractIncomingMessage]) -> None:
+        for message in messages:
+            # A delivery of a channel lost since is redelivered by the server; its job is in the store.
+            with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, RuntimeError):
+                await message.ack()
+
+    async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
+        """Claim in the store; acknowledge the deliveries this claim settles.
+
+        Those are the claimed jobs' deliveries and, when the store had fewer
+        ready jobs than asked for, every delivery held before the claim began:
+        their jobs were claimed elsewhere, cancelled, finished or are not due.
+        """
+        await self._consume(queues)
+        before = {q: list(self._ready.get(q, ())) for q in queues}
+        claims = await self._store.claim(worker_id, queues, limit, lease)
+        ids = {c.job.id for c in claims}
+        self._claimed.update(dict.fromkeys(ids))
+        while len(self._claimed) > _REMEMBER:
+            del self._claimed[next(iter(self._claimed))]
+        drained = len(claims) < limit
+        done: list[AbstractIncomingMessage] = []
+        for q, held in before.items():
+            settled = {id(m) for m in held if drained or m.body.decode(errors="replace") in ids}
+            if settled:
+                done += [m for m in held if id(m) in settled]
+                self._ready[q] = [m for m in self._ready[q] if id(m) not in settled]
+        await self._ack(done)
+        return claims
+
+    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+        """Return when a delivery for ``queues`` arrived since the last wait, or after ``timeout``.
+
+        Deliveries already reported stay held for the next claim; reporting them
+        again would spin a busy worker's watcher.
+        """
+        await self._consume(queues)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            fresh = [q for q in queues if self._arrivals.get(q, 0) > self._reported.get(q, 0)]
+            if fresh:
+                for q in fresh:
+                    self._reported[q] = self._arrivals[q]
+                return
+            self._arrived.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._arrived.wait()
+
+    async def requeue(self, job_id: str) -> bool:
+        """FAILED/CANCELLED → QUEUED in the store, and a delivery for it."""
+        if not await self._store.requeue(job_id):
+            return False
+        record = await self._store.get(job_id)
+        if record is not None and record.state is JobState.QUEUED:
+            await self._publish([record.job])
+        return True
+
+    # -- the record: the store's --------------------------------------------
+
+    async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        return await self._store.settle(outcomes)
+
+    async def heartbeat(
+        self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float
+    ) -> list[str]:
+        return await self._store.heartbeat(worker, leases, lease)
+
+    async def recover(self, dead_after: float, expires_at: float | None = None) -> int:
+        return await self._store.recover(dead_after, expires_at)
+
+    async def prune(self) -> int:
+        return await self._store.prune()
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        return await self._store.get(job_id)
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        return await self._store.list_jobs(queue=queue, state=state, task=task, limit=limit)
+
+    async def stats(self) -> list[QueueStats]:
+        return await self._store.stats()
+
+    async def cancel(self, job_id: str, expires_at: float) -> bool:
+        return await self._store.cancel(job_id, expires_at)
+
+    async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
+        return await self._store.purge(queue=queue, states=states)
+
+    async def progress(self, job_id: str, token: str, data: bytes) -> bool:
+        return await self._store.progress(job_id, token, data)
+
+    async def take(self, key: str, rate: float, burst: float) -> float:
+        return await self._store.take(key, rate, burst)
+
+    async def register_worker(self, info: WorkerInfo) -> None:
+        await self._store.register_worker(info)
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        await self._store.unregister_worker(worker_id)
+
+    async def workers(self) -> list[WorkerInfo]:
+        return await self._store.workers()

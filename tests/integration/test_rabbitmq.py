@@ -1,0 +1,145 @@
+"""RabbitMQ-only behaviour: confirmed publishes, idempotent topology, nothing delayed or held in RabbitMQ.
+
+The shared node comes from ``PIGEON_TEST_RABBITMQ_URL`` (``scripts/servers/rabbitmq.sh start``);
+each test works in its own namespace (its own queues) with an SQLite store.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from pigeon.brokers.base import create_broker, with_store
+from pigeon.brokers.rabbitmq import RabbitBroker
+from pigeon.errors import BrokerError, ConfigurationError
+from pigeon.job import JobState
+from tests.conftest import server_url, with_namespace
+from tests.helpers import eventually, make_job
+
+pytestmark = pytest.mark.server
+Q = ("default",)
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def url(namespace: str, tmp_path: Path) -> str:
+    return with_store(with_namespace(server_url("rabbitmq"), namespace), f"sqlite:///{tmp_path}/jobs.db")
+
+
+async def opened(url: str) -> RabbitBroker:
+    broker = create_broker(url, {})
+    assert isinstance(broker, RabbitBroker)
+    await broker.migrate()
+    await broker.open()
+    return broker
+
+
+@pytest.fixture
+async def broker(url: str) -> AsyncIterator[RabbitBroker]:
+    b = await opened(url)
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+async def channel() -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    connection = await aio_pika.connect(server_url("rabbitmq"))
+    async with connection:
+        yield await connection.channel()
+
+
+async def depth(channel: aio_pika.abc.AbstractChannel, name: str) -> int:
+    declared = await channel.declare_queue(name, passive=True)
+    count = declared.declaration_result.message_count
+    assert count is not None
+    return count
+
+
+async def test_the_server_version_is_read_at_open(broker: RabbitBroker) -> None:
+    assert broker.server_version >= (3, 8)
+
+
+async def test_a_returned_publish_is_an_error_in_send_and_the_job_is_kept(
+    broker: RabbitBroker, channel: aio_pika.abc.AbstractChannel, namespace: str
+) -> None:
+    await broker.enqueue([make_job()])  # declares the queue
+    await channel.queue_delete(f"{namespace}.default")  # so the next delivery has no route
+    job = make_job()
+    refused = r"did not confirm 1 of 1 deliveries.*NO_ROUTE.*stored and will run"
+    with pytest.raises(BrokerError, match=refused):
+        await broker.enqueue([job])
+    record = await broker.get(job.id)
+    assert record is not None and record.state is JobState.QUEUED
+
+
+async def test_a_second_start_declares_the_same_queues_without_complaint(url: str) -> None:
+    for _ in range(2):
+        b = await opened(url)
+        await b.enqueue([make_job()])
+        await b.close()
+
+
+async def test_a_queue_of_another_type_fails_fast_with_a_clear_message(url: str) -> None:
+    quorum = await opened(url)
+    await quorum.enqueue([make_job()])
+    await quorum.close()
+    classic = await opened(f"{url}&queue_type=classic")
+    try:
+        with pytest.raises(ConfigurationError, match=r"exists with other arguments.*\?queue_type="):
+            await classic.enqueue([make_job()])
+    finally:
+        await classic.close()
+
+
+async def test_delayed_jobs_wait_in_the_store_not_in_rabbitmq(
+    broker: RabbitBroker, channel: aio_pika.abc.AbstractChannel, namespace: str
+) -> None:
+    now = make_job()
+    later = make_job(run_at=time.time() + 3600)
+    await broker.enqueue([now, later])
+    assert await depth(channel, f"{namespace}.default") == 1
+    assert (await broker.get(later.id)).state is JobState.SCHEDULED  # type: ignore[union-attr]
+
+
+async def test_a_claim_acknowledges_its_deliveries(
+    broker: RabbitBroker, channel: aio_pika.abc.AbstractChannel, namespace: str
+) -> None:
+    jobs = [make_job() for _ in range(5)]
+    await broker.enqueue(jobs)
+    await eventually(lambda: broker.wait(Q, 0.2), lambda _: broker.deliveries == 5, what="all delivered")
+    claims = await broker.claim("w", Q, 10, 30)
+    assert {c.job.id for c in claims} == {j.id for j in jobs}
+    await broker.close()  # unacknowledged deliveries would go back to the queue here
+    assert await depth(channel, f"{namespace}.default") == 0
+
+
+async def test_a_delivery_arriving_after_its_claim_is_acknowledged(
+    broker: RabbitBroker, channel: aio_pika.abc.AbstractChannel, namespace: str
+) -> None:
+    await broker.claim("w", Q, 1, 30)  # consuming, nothing there yet
+    job = make_job()
+    await broker._store.enqueue([job])  # the store first, as enqueue() does ...
+    assert [c.job.id for c in await broker.claim("w", Q, 1, 30)] == [job.id]  # ... claimed by a poll
+    await broker._publish([job])  # ... and only then its delivery
+    await eventually(lambda: broker.wait(Q, 0.1), lambda _: broker.deliveries == 1, what="delivered")
+    assert broker._ready.get("default", []) == []
+    await broker.close()
+    assert await depth(channel, f"{namespace}.default") == 0
+
+
+async def test_a_cancelled_jobs_delivery_is_dropped(broker: RabbitBroker) -> None:
+    job = make_job()
+    await broker.enqueue([job])
+    assert await broker.cancel(job.id, time.time() + 60)
+    await broker.wait(Q, 5)
+    assert await broker.claim("w", Q, 10, 30) == []
+    assert broker._ready.get("default") == []

@@ -1,0 +1,49 @@
+"""RabbitMQ's companion store: how it is spelled, and the clear errors for what cannot work."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from pigeon import App, ConfigurationError
+from pigeon.brokers.base import create_broker
+
+
+def test_the_store_rides_in_the_broker_url() -> None:
+    app = App("amqp://guest:guest@127.0.0.1:5672/", store="postgresql://db/jobs")
+    assert parse_qs(urlsplit(app.url).query)["store"] == ["postgresql://db/jobs"]
+
+
+def test_pigeon_store_sits_beside_pigeon_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIGEON_URL", "amqp://127.0.0.1/")
+    monkeypatch.setenv("PIGEON_STORE", "sqlite:///jobs.db")
+    assert parse_qs(urlsplit(App().url).query)["store"] == ["sqlite:///jobs.db"]
+
+
+def test_a_store_is_refused_where_the_broker_keeps_its_own_record() -> None:
+    with pytest.raises(ConfigurationError, match=r"store=.* is for the RabbitMQ broker"):
+        App("redis://127.0.0.1/0", store="sqlite:///jobs.db")
+    with pytest.raises(ConfigurationError, match="the store must be a broker that keeps a record"):
+        App("amqp://127.0.0.1/", store="amqp://127.0.0.1/")
+    with pytest.raises(ConfigurationError, match="has no scheme"):
+        App("amqp://127.0.0.1/", store="jobs.db")
+
+
+def test_rabbitmq_without_a_store_says_what_it_needs() -> None:
+    with pytest.raises(ConfigurationError, match=r"RabbitMQ needs a companion store.*PIGEON_STORE"):
+        create_broker("amqp://127.0.0.1/", {})
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("queue_type=stream", "queue_type must be one of quorum, classic"),
+        ("prefetch=0", "prefetch must be a whole number"),
+        ("prefetch=lots", "prefetch must be a whole number"),
+        ("namespace=a%20b", "namespace must be a plain word"),
+    ],
+)
+def test_bad_rabbitmq_parameters_fail_before_connecting(query: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        create_broker(f"amqp://127.0.0.1/?store=memory%3A%2F%2F&{query}", {})
