@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Start or stop a throwaway RabbitMQ node for pigeon's tests: ./scripts/servers/rabbitmq.sh start|stop
+# (restart: stop and start the same node, keeping its data and port, as the fault tests do).
 #
 # Never touches the distro's service: a private node (its own node name, Erlang cookie,
 # epmd, plugins file and config) runs from a temporary directory (owned by the rabbitmq
@@ -8,8 +9,9 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-base="$root/.servers/rabbitmq"
-envfile="$root/.servers/rabbitmq.env"
+# PIGEON_RABBITMQ_STATE: another state directory, for a test's own node (restart keeps its data).
+base="${PIGEON_RABBITMQ_STATE:-$root/.servers/rabbitmq}"
+envfile="$base.env"
 pidfile="$base/rabbitmq.pid"
 dirlink="$base/dir"        # where the node's own directory is
 epmdfile="$base/epmd.port"
@@ -63,17 +65,22 @@ start() {
     install_rabbitmq
     remove_data
     mkdir -p "$base"
-    local dir port dist epmd node
+    local dir
     dir="$(mktemp -d /tmp/pigeon-rabbitmq.XXXXXX)"
     echo "$dir" >"$dirlink"
-    port="$(free_port)"; dist="$(free_port)"; epmd="$(free_port)"
-    echo "$epmd" >"$epmdfile"
-    node="pigeon-$(basename "$dir" | cut -d. -f2 | tr 'A-Z' 'a-z')@localhost"
+    echo "$(free_port)" >"$epmdfile"
+    cat >"$base/node" <<NODE
+port=$(free_port)
+dist=$(free_port)
+node=pigeon-$(basename "$dir" | cut -d. -f2 | tr 'A-Z' 'a-z')@localhost
+NODE
     mkdir -p "$dir/mnesia" "$dir/log"
     echo "[]." >"$dir/enabled_plugins"
     : >"$dir/rabbitmq-env.conf"
     python3 -c 'import secrets; print(secrets.token_hex(20).upper(), end="")' >"$dir/.erlang.cookie"
     chmod 400 "$dir/.erlang.cookie"
+    # shellcheck source=/dev/null
+    . "$base/node"
     cat >"$dir/rabbitmq.conf" <<CONF
 listeners.tcp.default = 127.0.0.1:$port
 loopback_users.guest = true
@@ -84,6 +91,16 @@ CONF
         id rabbitmq >/dev/null 2>&1 || die "running as root needs a 'rabbitmq' user to own the node"
         chown -R rabbitmq: "$dir"
     fi
+    launch
+}
+
+# Run the node of "$base" (its directory, ports and name) and wait until it answers.
+launch() {
+    local dir port dist node epmd
+    dir="$(cat "$dirlink")"; epmd="$(cat "$epmdfile")"
+    # shellcheck source=/dev/null
+    . "$base/node"
+    rm -f "$dir/rabbitmq.pid"
     # RUNNING_UNDER_SYSTEMD: the script execs the VM itself (no signal-forwarding shell), so the
     # pid file names the process that stops on SIGTERM. setsid: the node outlives this script.
     as_owner env -i PATH="/usr/sbin:/usr/bin:/bin" HOME="$dir" LANG=C.UTF-8 \
@@ -93,8 +110,8 @@ CONF
         RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config" \
         RABBITMQ_CONF_ENV_FILE="$dir/rabbitmq-env.conf" RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" \
         RABBITMQ_PID_FILE="$dir/rabbitmq.pid" RUNNING_UNDER_SYSTEMD=1 \
-        setsid "$server" </dev/null >"$dir/log/console.log" 2>&1 &
-    for _ in $(seq 1 600); do
+        setsid "$server" </dev/null >>"$dir/log/console.log" 2>&1 &
+    for _ in $(seq 1 900); do
         if [[ -s "$dir/rabbitmq.pid" ]] && amqp_ready "$port"; then
             cp "$dir/rabbitmq.pid" "$pidfile"
             echo "PIGEON_TEST_RABBITMQ_URL=amqp://guest:guest@127.0.0.1:$port/" >"$envfile"
@@ -105,23 +122,31 @@ CONF
     done
     [[ -s "$dir/rabbitmq.pid" ]] && cp "$dir/rabbitmq.pid" "$pidfile" && stop
     tail -n 30 "$dir/log/console.log" >&2 || true
-    die "the node did not answer on 127.0.0.1:$port within 60 s"
+    die "the node did not answer on 127.0.0.1:$port within 90 s"
+}
+
+# Stop the node by its PID, keeping its data; true if it was running.
+halt() {
+    running || return 1
+    local pid
+    pid="$(cat "$pidfile")"
+    kill "$pid"
+    for _ in $(seq 1 300); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    echo "rabbitmq.sh: stopped (pid $pid)"
+}
+
+restart() {
+    [[ -f "$dirlink" && -f "$base/node" ]] || die "no node to restart in $base (start one first)"
+    halt || true
+    launch
 }
 
 stop() {
-    if running; then
-        local pid
-        pid="$(cat "$pidfile")"
-        kill "$pid"
-        for _ in $(seq 1 300); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-        echo "rabbitmq.sh: stopped (pid $pid)"
-    else
-        echo "rabbitmq.sh: not running"
-    fi
+    halt || echo "rabbitmq.sh: not running"
     # The node started its own epmd on a private port; stop that one only.
     [[ -f "$epmdfile" ]] && ERL_EPMD_PORT="$(cat "$epmdfile")" epmd -kill >/dev/null 2>&1 || true
     remove_data
@@ -139,5 +164,6 @@ remove_data() {
 case "${1:-}" in
     start) start ;;
     stop) stop ;;
-    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+    restart) restart ;;
+    *) echo "usage: $0 start|stop|restart" >&2; exit 2 ;;
 esac

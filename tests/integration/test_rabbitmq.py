@@ -68,17 +68,30 @@ async def test_the_server_version_is_read_at_open(broker: RabbitBroker) -> None:
     assert broker.server_version >= (3, 8)
 
 
-async def test_a_returned_publish_is_an_error_in_send_and_the_job_is_kept(
+async def test_a_deleted_queue_is_declared_again_on_send(
     broker: RabbitBroker, channel: aio_pika.abc.AbstractChannel, namespace: str
 ) -> None:
     await broker.enqueue([make_job()])  # declares the queue
-    await channel.queue_delete(f"{namespace}.default")  # so the next delivery has no route
+    await channel.queue_delete(f"{namespace}.default")  # the next delivery comes back unroutable
     job = make_job()
-    refused = r"did not confirm 1 of 1 deliveries.*NO_ROUTE.*stored and will run"
-    with pytest.raises(BrokerError, match=refused):
+    await broker.enqueue([job])
+    assert await depth(channel, f"{namespace}.default") == 1
+
+
+async def test_a_nacked_delivery_is_an_error_in_send_and_the_job_is_kept(
+    broker: RabbitBroker, channel: aio_pika.abc.AbstractChannel, namespace: str
+) -> None:
+    await broker.enqueue([make_job()])
+    await channel.queue_delete(f"{namespace}.default")
+    # Declared again by someone else as a queue that refuses every delivery: RabbitMQ nacks.
+    refusing = {"x-max-length": 0, "x-overflow": "reject-publish"}
+    await channel.declare_queue(f"{namespace}.default", exclusive=True, arguments=refusing)
+    job = make_job()
+    with pytest.raises(BrokerError, match=r"did not confirm 1 of 1 deliveries.*stored and will run"):
         await broker.enqueue([job])
     record = await broker.get(job.id)
     assert record is not None and record.state is JobState.QUEUED
+    await broker.enqueue([make_job(queue="other")])  # the publishing channel is still fine
 
 
 async def test_a_second_start_declares_the_same_queues_without_complaint(url: str) -> None:

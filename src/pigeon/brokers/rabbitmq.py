@@ -244,20 +244,35 @@ class RabbitBroker(BrokerBase):
         return channel
 
     async def _declare(self, queues: Sequence[str]) -> None:
-        """Declare the queues not declared yet, with the same arguments every time."""
+        """Declare the queues not declared yet, with the same arguments every time.
+
+        On a channel of their own: a refused declaration closes its channel, and
+        must not take the publishing channel with it.
+        """
         missing = [q for q in dict.fromkeys(queues) if q not in self._declared]
         if not missing:
             return
         async with self._declaring:
-            channel = self._channel(self._publisher)
-            for q in missing:
-                if q in self._declared:
-                    continue
-                with self._translated():
-                    await channel.declare_queue(
-                        self._queue_name(q), durable=True, arguments={"x-queue-type": self._queue_type}
-                    )
-                self._declared.add(q)
+            if self._connection is None:
+                raise BrokerConnectionError("the RabbitMQ broker is not open (use `async with broker:`)")
+            with self._translated():
+                channel = await self._connection.channel(publisher_confirms=False)
+            try:
+                for q in missing:
+                    if q not in self._declared:
+                        with self._translated():
+                            await channel.declare_queue(**self._queue_args(q))
+                        self._declared.add(q)
+            finally:
+                with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, OSError):
+                    await channel.close()
+
+    def _queue_args(self, queue: str) -> dict[str, Any]:
+        return {
+            "name": self._queue_name(queue),
+            "durable": True,
+            "arguments": {"x-queue-type": self._queue_type},
+        }
 
     # -- the hot path --------------------------------------------------------
 
@@ -275,9 +290,27 @@ class RabbitBroker(BrokerBase):
         return ids
 
     async def _publish(self, jobs: Sequence[Job]) -> None:
+        """Publish one delivery per job, and await the confirms together.
+
+        A delivery returned unroutable (its queue was deleted) is published once
+        more after declaring the queue again; what still fails is an error.
+        """
         if not jobs:
             return
         await self._declare([j.queue for j in jobs])
+        failed = await self._send(jobs)
+        if failed and all(isinstance(e, aiormq.exceptions.PublishError) for _, e in failed):
+            self._declared -= {j.queue for j, _ in failed}
+            await self._declare([j.queue for j, _ in failed])
+            failed = await self._send([j for j, _ in failed])
+        if failed:
+            job, first = failed[0]
+            raise BrokerError(
+                f"RabbitMQ ({self._where}) did not confirm {len(failed)} of {len(jobs)} deliveries "
+                f"({first}); the jobs are stored and will run (first id {job.id})"
+            ) from first
+
+    async def _send(self, jobs: Sequence[Job]) -> list[tuple[Job, Exception]]:
         exchange = self._channel(self._publisher).default_exchange
         sent = await asyncio.gather(
             *(
@@ -295,15 +328,13 @@ class RabbitBroker(BrokerBase):
             ),
             return_exceptions=True,
         )
-        failed = [(j.id, r) for j, r in zip(jobs, sent, strict=True) if isinstance(r, BaseException)]
-        if failed:
-            first = failed[0][1]
-            if not isinstance(first, Exception):
-                raise first
-            raise BrokerError(
-                f"RabbitMQ ({self._where}) did not confirm {len(failed)} of {len(jobs)} deliveries "
-                f"({first}); the jobs are stored and will run (first id {failed[0][0]})"
-            ) from first
+        failed: list[tuple[Job, Exception]] = []
+        for job, result in zip(jobs, sent, strict=True):
+            if isinstance(result, Exception):
+                failed.append((job, result))
+            elif isinstance(result, BaseException):
+                raise result  # a cancellation
+        return failed
 
     async def _consume(self, queues: Sequence[str]) -> None:
         missing = [q for q in queues if q not in self._consuming]
@@ -317,7 +348,8 @@ class RabbitBroker(BrokerBase):
             self._consuming.add(q)
             try:
                 with self._translated():
-                    queue = await channel.get_queue(self._queue_name(q), ensure=False)
+                    # Declared on the robust channel, so a reconnection declares and consumes again.
+                    queue = await channel.declare_queue(**self._queue_args(q))
                     await queue.consume(self._arrival(q))
             except BaseException:
                 self._consuming.discard(q)
