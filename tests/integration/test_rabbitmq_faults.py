@@ -168,12 +168,18 @@ async def test_a_basic_cancel_mid_drain_loses_nothing(tmp_path: Path) -> None:
         ids = await send(work, range(N))
         async with app.worker(**FAST):
             await eventually(lambda: asyncio.sleep(0, len(ran)), lambda n: n >= N // 10, what="draining")
+            broker = await app.connection()
+            assert isinstance(broker, RabbitBroker)
+            tag = broker._consumers["default"]
             connection = await aio_pika.connect(server_url("rabbitmq"))
             async with connection:
                 channel = await connection.channel()
                 await channel.queue_delete(f"{namespace}.default")  # RabbitMQ cancels our consumer
-            broker = await app.connection()
-            assert isinstance(broker, RabbitBroker)
+            await eventually(
+                lambda: asyncio.sleep(0, broker._consumers["default"]),
+                lambda t: t != tag,
+                what="consuming again",
+            )
             before = broker.deliveries
             ids += await send(work, range(N, N + 50))
             await drained(app, ids)

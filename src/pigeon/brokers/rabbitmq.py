@@ -46,7 +46,7 @@ import contextlib
 import re
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, Self
+from typing import Any, Self, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aio_pika
@@ -61,6 +61,8 @@ _HOLD = 60.0
 """Seconds a delivery may wait for a claim before it is acknowledged anyway."""
 _REMEMBER = 10_000
 """Claimed ids kept to recognise deliveries that arrive after their job was claimed."""
+_REROUTE = (0.0, 0.1, 0.3, 0.9)
+"""Pauses before publishing returned deliveries again (a deleted queue declared anew)."""
 _QUEUE_TYPES = ("quorum", "classic")
 _MIN_QUORUM = (3, 8)
 """Quorum queues appeared in RabbitMQ 3.8."""
@@ -109,7 +111,8 @@ class RabbitBroker(BrokerBase):
         self._publisher: AbstractRobustChannel | None = None
         self._consumer: AbstractRobustChannel | None = None
         self._declared: set[str] = set()
-        self._consuming: set[str] = set()
+        self._consumers: dict[str, str] = {}
+        """The consumer tag of each queue consumed."""
         self._declaring = asyncio.Lock()
         self._ready: dict[str, list[AbstractIncomingMessage]] = {}
         self._arrived = asyncio.Event()
@@ -292,14 +295,18 @@ class RabbitBroker(BrokerBase):
     async def _publish(self, jobs: Sequence[Job]) -> None:
         """Publish one delivery per job, and await the confirms together.
 
-        A delivery returned unroutable (its queue was deleted) is published once
-        more after declaring the queue again; what still fails is an error.
+        A delivery returned unroutable (its queue was deleted) is published again
+        after declaring the queue again, a few times: a quorum queue being deleted
+        still accepts the declaration until it is gone. What still fails is an error.
         """
         if not jobs:
             return
         await self._declare([j.queue for j in jobs])
         failed = await self._send(jobs)
-        if failed and all(isinstance(e, aiormq.exceptions.PublishError) for _, e in failed):
+        for pause in _REROUTE:
+            if not failed or not all(isinstance(e, aiormq.exceptions.PublishError) for _, e in failed):
+                break
+            await asyncio.sleep(pause)
             self._declared -= {j.queue for j, _ in failed}
             await self._declare([j.queue for j, _ in failed])
             failed = await self._send([j for j, _ in failed])
@@ -337,23 +344,30 @@ class RabbitBroker(BrokerBase):
         return failed
 
     async def _consume(self, queues: Sequence[str]) -> None:
-        missing = [q for q in queues if q not in self._consuming]
+        """Consume every queue of ``queues`` that has no live consumer on the current channel.
+
+        Checked on every claim and wait, so a consumer RabbitMQ cancelled (its queue
+        deleted) or lost with its connection comes back on the next look; its held
+        deliveries are dropped unacknowledged, since their tags died with it. While
+        the connection is down this does nothing: the store's claims go on.
+        """
+        connection = self._connection
+        if connection is None or not connection.connected.is_set():
+            return
+        channel = self._channel(self._consumer)
+        with self._translated():
+            async with asyncio.timeout(5):
+                live = cast(aiormq.Channel, await channel.get_underlay_channel()).consumers
+        missing = [q for q in queues if self._consumers.get(q) not in live]
         if not missing:
             return
+        self._declared -= {q for q in missing if q in self._consumers}  # cancelled: deleted, maybe
         await self._declare(missing)
-        channel = self._channel(self._consumer)
         for q in missing:
-            if q in self._consuming:
-                continue
-            self._consuming.add(q)
-            try:
-                with self._translated():
-                    # Declared on the robust channel, so a reconnection declares and consumes again.
-                    queue = await channel.declare_queue(**self._queue_args(q))
-                    await queue.consume(self._arrival(q))
-            except BaseException:
-                self._consuming.discard(q)
-                raise
+            self._ready.pop(q, None)
+            with self._translated():
+                queue = await channel.get_queue(self._queue_name(q), ensure=False)
+                self._consumers[q] = await queue.consume(self._arrival(q))
 
     def _arrival(self, queue: str) -> Any:
         loop = asyncio.get_running_loop()
@@ -382,8 +396,10 @@ class RabbitBroker(BrokerBase):
 
     async def _ack(self, messages: Sequence[AbstractIncomingMessage]) -> None:
         for message in messages:
-            # A delivery of a channel lost since is redelivered by the server; its job is in the store.
-            with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, RuntimeError):
+            # A delivery of a channel lost since is redelivered by the server, and its job is in the
+            # store: whatever a dead channel raises here (aiormq re-raises its close reason, which
+            # may be a bare Exception) costs nothing.
+            with contextlib.suppress(Exception):
                 await message.ack()
 
     async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
