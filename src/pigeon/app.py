@@ -20,6 +20,7 @@ from pigeon.brokers.base import (
     Notifier,
     TransactionalBroker,
     create_broker,
+    takes_store,
     with_store,
 )
 from pigeon.errors import ConfigurationError, UnsupportedFeature
@@ -71,7 +72,8 @@ class App:
             ``sqlite:///pigeon.db``.
         store: for an ``amqp://`` broker, the broker URL that keeps the jobs' record
             (results, lookup, cancel, unique keys, limits) while RabbitMQ carries
-            them. Defaults to ``$PIGEON_STORE``; see :mod:`pigeon.brokers.rabbitmq`.
+            them. Defaults to ``$PIGEON_STORE`` when the broker is RabbitMQ (other brokers
+            ignore the variable); see :mod:`pigeon.brokers.rabbitmq`.
         result_ttl: seconds a succeeded job and its result are kept.
         failed_ttl: seconds a failed or cancelled job is kept.
 
@@ -89,11 +91,13 @@ class App:
         self._url: str | Callable[[], str] = url or os.environ.get("PIGEON_URL") or DEFAULT_URL
         if isinstance(self._url, str) and "://" not in self._url:
             raise ConfigurationError(f"broker URL {self._url!r} has no scheme (e.g. sqlite:///{self._url})")
-        self.store = store if store is not None else os.environ.get("PIGEON_STORE") or None
-        if self.store is not None and "://" not in self.store:
-            raise ConfigurationError(f"store URL {self.store!r} has no scheme (e.g. sqlite:///{self.store})")
-        if self.store is not None and isinstance(self._url, str):
-            with_store(self._url, self.store)  # fail now, not at the first send
+        self.store = store
+        self._env_store = os.environ.get("PIGEON_STORE") or None
+        for given in (store, self._env_store):
+            if given is not None and "://" not in given:
+                raise ConfigurationError(f"store URL {given!r} has no scheme (e.g. sqlite:///{given})")
+        if store is not None and isinstance(self._url, str):
+            with_store(self._url, store)  # fail now, not at the first send
         self.result_ttl = result_ttl
         self.failed_ttl = failed_ttl
         self.tasks: dict[str, Task[Any, Any]] = {}
@@ -129,7 +133,11 @@ class App:
         A companion store rides in it as the ``store`` query parameter.
         """
         url = self._url() if callable(self._url) else self._url
-        return with_store(url, self.store) if self.store else url
+        if self.store:
+            return with_store(url, self.store)
+        if self._env_store and takes_store(url):
+            return with_store(url, self._env_store)
+        return url
 
     @url.setter
     def url(self, value: str | Callable[[], str]) -> None:

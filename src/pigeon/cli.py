@@ -546,8 +546,12 @@ def _show_unrouted(r: JobRecord) -> None:
 @click.option("--seconds", type=float, default=10.0, show_default=True, help="How long the readers read.")
 @click.option("--interval", type=float, default=2.0, show_default=True, help="Mean seconds between reads.")
 @click.option("--tour", is_flag=True, help="A tour of the task API instead.")
+@click.option("--url", default=None, help="Another broker (redis://…, amqp://…); default: a new SQLite file.")
+@click.option("--store", default=None, help="RabbitMQ's store; default: $PIGEON_STORE, else a SQLite file.")
 @_one_line_errors
-def demo(stations: int, seconds: float, interval: float, tour: bool) -> None:
+def demo(
+    stations: int, seconds: float, interval: float, tour: bool, url: str | None, store: str | None
+) -> None:
     """The NFC station demo on the embedded SQLite default, everything in this process."""
     if tour:
         from pigeon.demo import tour as tour_module
@@ -556,7 +560,7 @@ def demo(stations: int, seconds: float, interval: float, tour: bool) -> None:
         return
     from pigeon.demo import nfc
 
-    if not nfc.main(stations, seconds, interval):
+    if not nfc.main(stations, seconds, interval, url=url, store=store):
         sys.exit(1)
 
 

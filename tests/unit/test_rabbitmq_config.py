@@ -21,6 +21,11 @@ def test_pigeon_store_sits_beside_pigeon_url(monkeypatch: pytest.MonkeyPatch) ->
     assert parse_qs(urlsplit(App().url).query)["store"] == ["sqlite:///jobs.db"]
 
 
+def test_pigeon_store_leaves_other_brokers_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIGEON_STORE", "sqlite:///jobs.db")
+    assert App("memory://").url == "memory://"
+
+
 def test_a_store_is_refused_where_the_broker_keeps_its_own_record() -> None:
     with pytest.raises(ConfigurationError, match=r"store=.* is for the RabbitMQ broker"):
         App("redis://127.0.0.1/0", store="sqlite:///jobs.db")

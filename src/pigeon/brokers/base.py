@@ -262,6 +262,11 @@ _STORE_SCHEMES = ("amqp", "amqps")
 """The schemes whose brokers take a companion ``store``."""
 
 
+def takes_store(url: str) -> bool:
+    """Whether the broker of ``url`` takes a companion store (RabbitMQ)."""
+    return urlsplit(url).scheme in _STORE_SCHEMES
+
+
 def with_store(url: str, store: str) -> str:
     """``url`` with the companion ``store`` URL as its ``store`` query parameter.
 

@@ -34,6 +34,7 @@ from rich.live import Live
 from rich.table import Table
 
 from pigeon import App
+from pigeon.brokers.base import takes_store
 
 app = App(os.environ.get("PIGEON_DEMO_URL", "sqlite:///nfc-demo.db"))
 BADGES = Path(os.environ.get("PIGEON_DEMO_BADGES", "badges.db"))
@@ -193,14 +194,27 @@ def _summary(console: Console) -> bool:
     return ok
 
 
-def main(stations: int = 10, seconds: float = 10.0, mean_interval: float = 2.0) -> bool:
-    """Run the demo in a fresh directory; True when every read was answered."""
+def main(
+    stations: int = 10,
+    seconds: float = 10.0,
+    mean_interval: float = 2.0,
+    *,
+    url: str | None = None,
+    store: str | None = None,
+) -> bool:
+    """Run the demo in a fresh directory; True when every read was answered.
+
+    ``url`` picks another broker (default a fresh SQLite file); RabbitMQ keeps its record in
+    ``store``, else ``$PIGEON_STORE``, else a fresh SQLite file.
+    """
     console = Console()
     with tempfile.TemporaryDirectory(prefix="pigeon-nfc-") as tmp:
         global BADGES
         BADGES = Path(tmp) / "badges.db"
         _make_badges(BADGES)
-        app.url = f"sqlite:///{Path(tmp) / 'jobs.db'}"
+        app.url = url or f"sqlite:///{Path(tmp) / 'jobs.db'}"
+        if takes_store(app.url):
+            app.store = store or os.environ.get("PIGEON_STORE") or f"sqlite:///{Path(tmp) / 'jobs.db'}"
         console.rule(
             f"[bold]{stations} stations, {seconds:.0f} s, a read every {mean_interval} s per station"
         )

@@ -25,7 +25,7 @@ from urllib.parse import quote, urlencode
 from django.conf import settings
 from django.db import connections
 
-from pigeon.brokers.base import with_store
+from pigeon.brokers.base import takes_store, with_store
 from pigeon.errors import ConfigurationError
 
 BACKEND_PATH = "pigeon.contrib.django.PigeonBackend"
@@ -131,7 +131,7 @@ class BackendConfig:
 
 
 def _takes_store(url: str | None) -> bool:
-    return url is not None and url.split("://", 1)[0] in ("amqp", "amqps")
+    return url is not None and takes_store(url)
 
 
 def database_url(alias: str, namespace: str = "pigeon") -> str:
