@@ -144,7 +144,7 @@ async def test_a_delivery_arriving_after_its_claim_is_acknowledged(
     assert [c.job.id for c in await broker.claim("w", Q, 1, 30)] == [job.id]  # ... claimed by a poll
     await broker._publish([job])  # ... and only then its delivery
     await eventually(lambda: broker.wait(Q, 0.1), lambda _: broker.deliveries == 1, what="delivered")
-    assert broker._ready.get("default", []) == []
+    assert broker._held.ready.get("default", []) == []
     await broker.close()
     assert await depth(channel, f"{namespace}.default") == 0
 
@@ -155,4 +155,4 @@ async def test_a_cancelled_jobs_delivery_is_dropped(broker: RabbitBroker) -> Non
     assert await broker.cancel(job.id, time.time() + 60)
     await broker.wait(Q, 5)
     assert await broker.claim("w", Q, 10, 30) == []
-    assert broker._ready.get("default") == []
+    assert broker._held.ready.get("default") == []

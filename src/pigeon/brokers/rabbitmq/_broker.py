@@ -1,43 +1,4 @@
-"""``amqp://host/?store=…`` — RabbitMQ carries the jobs, a companion store keeps their record.
-
-Spelled ``App("amqp://…", store="postgresql://…")`` (or ``$PIGEON_STORE`` beside
-``$PIGEON_URL``, or ``OPTIONS["store"]`` in Django's ``TASKS``); the store is any
-other pigeon broker URL. The store is the record of every job: its state,
-result, errors, unique key, limit counters and fencing token, so results,
-``app.job(id)``, cancel, listing and limits work as on the store alone.
-RabbitMQ carries one delivery per job that becomes ready, to a durable queue
-per pigeon queue (``<namespace>.<queue>``):
-
-- **send**: the jobs are written to the store first, then their deliveries are
-  published with publisher confirms and ``mandatory`` on; a batch awaits its
-  confirms together, and a nack or a return raises :class:`BrokerError` (the
-  jobs are stored by then, so they still run: a worker's claim finds them).
-- **claim**: a worker consumes its queues with a per-consumer prefetch
-  (``?prefetch=``, default 64; never global QoS), takes the deliveries it has,
-  acknowledges them, and claims jobs in the store under fresh fencing tokens.
-  The store chooses which jobs: RabbitMQ's delivery order cannot keep pigeon's
-  contract (highest priority first, FIFO within a priority, limit keys skipped
-  without blocking; quorum queues have no priorities on 3.x). A delivery whose
-  job was cancelled or has finished yields no claim and is dropped.
-- **long jobs** run under the store's lease, kept alive by the worker's
-  heartbeat; no delivery stays unacknowledged while a job runs, and a
-  delivery not taken by a claim within ``_HOLD`` seconds is acknowledged (the
-  store keeps its job), so RabbitMQ's ``consumer_timeout`` never fires.
-- **delays and retries** stay in the store as SCHEDULED jobs until due; nothing
-  delayed is held in RabbitMQ (no ``x-delayed-message`` plugin).
-- **wake-ups**: a delivery wakes an idle worker on any machine at once.
-
-Queues are quorum queues unless ``?queue_type=classic``; they are declared with
-the same arguments every time, so a second start never meets "inequivalent
-arg". The server's version and capabilities are read on open, and a setting
-that cannot work there fails at once with a clear message. The connection is
-aio-pika's robust connection (``pigeon[rabbitmq]``), with separate publishing
-and consuming channels; after a reconnection the consumers are declared again
-and the server redelivers what was unacknowledged.
-
-Without a store, ``amqp://`` is refused: RabbitMQ alone keeps no record of a
-job, so results, lookup, cancel, unique keys and limits cannot work.
-"""
+"""RabbitBroker: the connection, the topology, publishing and consuming; the record is the store's."""
 
 from __future__ import annotations
 
@@ -51,16 +12,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
 from pigeon.brokers.base import Broker, BrokerBase, Capabilities, create_broker
+from pigeon.brokers.rabbitmq._held import Held
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import Claim, Job, JobRecord, JobState, Outcome, QueueStats, WorkerInfo
 
-_HOLD = 60.0
-"""Seconds a delivery may wait for a claim before it is acknowledged anyway."""
-_REMEMBER = 10_000
-"""Claimed ids kept to recognise deliveries that arrive after their job was claimed."""
 _REROUTE = (0.0, 0.1, 0.3, 0.9)
 """Pauses before publishing returned deliveries again (a deleted queue declared anew)."""
 _QUEUE_TYPES = ("quorum", "classic")
@@ -114,15 +72,7 @@ class RabbitBroker(BrokerBase):
         self._consumers: dict[str, str] = {}
         """The consumer tag of each queue consumed."""
         self._declaring = asyncio.Lock()
-        self._ready: dict[str, list[AbstractIncomingMessage]] = {}
-        self._arrived = asyncio.Event()
-        self._arrivals: dict[str, int] = {}
-        self._reported: dict[str, int] = {}
-        self._acking: set[asyncio.Future[None]] = set()
-        self._claimed: dict[str, None] = {}
-        """Ids this broker claimed lately (oldest first): their late deliveries are dropped."""
-        self.deliveries = 0
-        """Deliveries received, for diagnostics and tests."""
+        self._held = Held()
         self.server_version: tuple[int, ...] = ()
 
     @classmethod
@@ -227,10 +177,9 @@ class RabbitBroker(BrokerBase):
         """Close the connection and the store (pending deliveries go back to the server)."""
         connection, self._connection = self._connection, None
         self._publisher = self._consumer = None
-        self._ready.clear()
+        self._consumers.clear()
         try:
-            if self._acking:
-                await asyncio.wait(self._acking, timeout=5)
+            await self._held.close()
             if connection is not None:
                 with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, OSError):
                     await connection.close()
@@ -364,90 +313,28 @@ class RabbitBroker(BrokerBase):
         self._declared -= {q for q in missing if q in self._consumers}  # cancelled: deleted, maybe
         await self._declare(missing)
         for q in missing:
-            self._ready.pop(q, None)
+            self._held.forget(q)
             with self._translated():
                 queue = await channel.get_queue(self._queue_name(q), ensure=False)
-                self._consumers[q] = await queue.consume(self._arrival(q))
-
-    def _arrival(self, queue: str) -> Any:
-        loop = asyncio.get_running_loop()
-
-        async def arrived(message: AbstractIncomingMessage) -> None:
-            if message.body.decode(errors="replace") in self._claimed:
-                await self._ack([message])  # published after its job was claimed here: nothing to do
-                self.deliveries += 1
-                return
-            self.deliveries += 1
-            self._ready.setdefault(queue, []).append(message)
-            self._arrivals[queue] = self._arrivals.get(queue, 0) + 1
-            loop.call_later(_HOLD, self._release, queue, message)
-            self._arrived.set()
-
-        return arrived
-
-    def _release(self, queue: str, message: AbstractIncomingMessage) -> None:
-        """Acknowledge a delivery no claim took in time: its job stays in the store."""
-        held = self._ready.get(queue, [])
-        if message in held:
-            held.remove(message)
-            acking = asyncio.ensure_future(self._ack([message]))
-            self._acking.add(acking)
-            acking.add_done_callback(self._acking.discard)
-
-    async def _ack(self, messages: Sequence[AbstractIncomingMessage]) -> None:
-        for message in messages:
-            # A delivery of a channel lost since is redelivered by the server, and its job is in the
-            # store: whatever a dead channel raises here (aiormq re-raises its close reason, which
-            # may be a bare Exception) costs nothing.
-            with contextlib.suppress(Exception):
-                await message.ack()
+                self._consumers[q] = await queue.consume(self._held.receiver(q))
 
     async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
-        """Claim in the store; acknowledge the deliveries this claim settles.
-
-        Those are the claimed jobs' deliveries and, when the store had fewer
-        ready jobs than asked for, every delivery held before the claim began:
-        their jobs were claimed elsewhere, cancelled, finished or are not due.
-        """
+        """Claim in the store; acknowledge the deliveries this claim settles (see ``Held.settle``)."""
         await self._consume(queues)
-        before = {q: list(self._ready.get(q, ())) for q in queues}
+        before = self._held.snapshot(queues)
         claims = await self._store.claim(worker_id, queues, limit, lease)
-        ids = {c.job.id for c in claims}
-        self._claimed.update(dict.fromkeys(ids))
-        while len(self._claimed) > _REMEMBER:
-            del self._claimed[next(iter(self._claimed))]
-        drained = len(claims) < limit
-        done: list[AbstractIncomingMessage] = []
-        for q, held in before.items():
-            settled = {id(m) for m in held if drained or m.body.decode(errors="replace") in ids}
-            if settled:
-                done += [m for m in held if id(m) in settled]
-                self._ready[q] = [m for m in self._ready[q] if id(m) not in settled]
-        await self._ack(done)
+        await self._held.settle(before, claims, limit)
         return claims
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
-        """Return when a delivery for ``queues`` arrived since the last wait, or after ``timeout``.
-
-        Deliveries already reported stay held for the next claim; reporting them
-        again would spin a busy worker's watcher.
-        """
+        """Return when a delivery for ``queues`` arrived since the last wait, or after ``timeout``."""
         await self._consume(queues)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            fresh = [q for q in queues if self._arrivals.get(q, 0) > self._reported.get(q, 0)]
-            if fresh:
-                for q in fresh:
-                    self._reported[q] = self._arrivals[q]
-                return
-            self._arrived.clear()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await self._arrived.wait()
+        await self._held.wait(queues, timeout)
+
+    @property
+    def deliveries(self) -> int:
+        """Deliveries this broker received, for diagnostics and tests."""
+        return self._held.deliveries
 
     async def requeue(self, job_id: str) -> bool:
         """FAILED/CANCELLED → QUEUED in the store, and a delivery for it."""
