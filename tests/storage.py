@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import pickle
 import sqlite3
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
@@ -46,7 +46,9 @@ def can_overwrite(url: str) -> None:
 async def overwrite_envelope(url: str, job_id: str, data: bytes) -> None:
     """Replace a stored job's envelope with ``data``, bypassing pigeon entirely."""
     scheme = urlsplit(url).scheme
-    if scheme == "sqlite":
+    if scheme.startswith("amqp"):  # RabbitMQ carries only job ids: the envelope is in the store
+        await overwrite_envelope(parse_qs(urlsplit(url).query)["store"][0], job_id, data)
+    elif scheme == "sqlite":
         await asyncio.to_thread(_sqlite_overwrite, urlsplit(url).path[1:], job_id, data)
     elif scheme.startswith("postgres"):
         await asyncio.to_thread(_postgres_overwrite, url, job_id, data)

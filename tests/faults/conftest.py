@@ -14,6 +14,7 @@ from tests.conftest import url_for
         "sqlite",
         pytest.param("postgres", marks=pytest.mark.server),
         pytest.param("redis", marks=pytest.mark.server),
+        pytest.param("amqp+sqlite", marks=pytest.mark.server),
     ]
 )
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
