@@ -22,13 +22,11 @@ def _job_id(message: AbstractIncomingMessage) -> str:
 
 
 async def ack(messages: Sequence[AbstractIncomingMessage]) -> None:
-    """Acknowledge deliveries; one of a channel lost since is not an error."""
-    for message in messages:
-        # A delivery of a channel lost since is redelivered by the server, and its job is in the
-        # store: whatever a dead channel raises here (aiormq re-raises its close reason, which
-        # may be a bare Exception) costs nothing.
-        with contextlib.suppress(Exception):
-            await message.ack()
+    """Acknowledge deliveries, together; one of a channel lost since is not an error."""
+    # A delivery of a channel lost since is redelivered by the server, and its job is in the
+    # store: whatever a dead channel raises here (aiormq re-raises its close reason, which may
+    # be a bare Exception) costs nothing, so the results are dropped.
+    await asyncio.gather(*(m.ack() for m in messages), return_exceptions=True)
 
 
 class Held:
