@@ -147,8 +147,15 @@ restart() {
 
 stop() {
     halt || echo "rabbitmq.sh: not running"
-    # The node started its own epmd on a private port; stop that one only.
-    [[ -f "$epmdfile" ]] && ERL_EPMD_PORT="$(cat "$epmdfile")" epmd -kill >/dev/null 2>&1 || true
+    # The node started its own epmd on a private port; stop that one only. It refuses while it
+    # still lists the node, which it may for a moment after the node died.
+    if [[ -f "$epmdfile" ]]; then
+        for _ in $(seq 1 50); do
+            ERL_EPMD_PORT="$(cat "$epmdfile")" epmd -names >/dev/null 2>&1 || break
+            ERL_EPMD_PORT="$(cat "$epmdfile")" epmd -kill >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+    fi
     remove_data
 }
 
