@@ -19,8 +19,8 @@ from pigeon.brokers.rabbitmq._held import Held
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import Claim, Job, JobRecord, JobState, Outcome, QueueStats, WorkerInfo
 
-_REROUTE = (0.0, 0.1, 0.3, 0.9)
-"""Pauses before publishing returned deliveries again (a deleted queue declared anew)."""
+_AGAIN = (0.0, 0.1, 0.3, 0.9)
+"""Pauses before publishing nacked or returned deliveries again."""
 _QUEUE_TYPES = ("quorum", "classic")
 _MIN_QUORUM = (3, 8)
 """Quorum queues appeared in RabbitMQ 3.8."""
@@ -244,20 +244,23 @@ class RabbitBroker(BrokerBase):
     async def _publish(self, jobs: Sequence[Job]) -> None:
         """Publish one delivery per job, and await the confirms together.
 
-        A delivery returned unroutable (its queue was deleted) is published again
-        after declaring the queue again, a few times: a quorum queue being deleted
-        still accepts the declaration until it is gone. What still fails is an error.
+        Deliveries nacked or returned are published again, a few times with
+        pauses, before it is an error: a quorum queue just declared can nack
+        while its leader starts, and one being deleted still accepts a
+        declaration until it is gone (a returned delivery's queue is declared
+        again). A delivery published twice costs a spare wake-up, nothing more.
         """
         if not jobs:
             return
         await self._declare([j.queue for j in jobs])
         failed = await self._send(jobs)
-        for pause in _REROUTE:
-            if not failed or not all(isinstance(e, aiormq.exceptions.PublishError) for _, e in failed):
+        for pause in _AGAIN:
+            if not failed or not all(isinstance(e, aiormq.exceptions.DeliveryError) for _, e in failed):
                 break
             await asyncio.sleep(pause)
-            self._declared -= {j.queue for j, _ in failed}
-            await self._declare([j.queue for j, _ in failed])
+            returned = {j.queue for j, e in failed if isinstance(e, aiormq.exceptions.PublishError)}
+            self._declared -= returned
+            await self._declare(list(returned))
             failed = await self._send([j for j, _ in failed])
         if failed:
             job, first = failed[0]
