@@ -6,6 +6,7 @@ each test works in its own namespace (its own queues) with an SQLite store.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ import pytest
 
 from pigeon.brokers.base import create_broker, with_store
 from pigeon.brokers.rabbitmq import RabbitBroker
-from pigeon.errors import BrokerError, ConfigurationError
+from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import JobState
 from tests.conftest import server_url, with_namespace
 from tests.helpers import eventually, make_job
@@ -156,3 +157,23 @@ async def test_a_cancelled_jobs_delivery_is_dropped(broker: RabbitBroker) -> Non
     await broker.wait(Q, 5)
     assert await broker.claim("w", Q, 10, 30) == []
     assert broker._held.ready.get("default") == []
+
+
+async def test_a_server_that_never_answers_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    # A wedged node (seen on this machine) accepts TCP connections and never speaks AMQP.
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    broker = create_broker(with_store(f"amqp://127.0.0.1:{port}/", f"sqlite:///{tmp_path}/jobs.db"), {})
+    await broker.migrate()
+    started = time.monotonic()
+    with pytest.raises(BrokerConnectionError, match="did not answer within"):
+        await broker.__aenter__()
+    assert time.monotonic() - started < 30
+    server.close()
+    for w in accepted:
+        w.close()

@@ -13,12 +13,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.connection import make_url
 
 from pigeon.brokers.base import Broker, BrokerBase, Capabilities, create_broker
 from pigeon.brokers.rabbitmq._held import Held
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import Claim, Job, JobRecord, JobState, Outcome, QueueStats, WorkerInfo
 
+_CALL = 10.0
+"""Seconds any one call to RabbitMQ may take: a stuck server is an error, not a hang."""
 _AGAIN = (0.0, 0.1, 0.3, 0.9)
 """Pauses before publishing nacked or returned deliveries again."""
 _QUEUE_TYPES = ("quorum", "classic")
@@ -120,6 +123,10 @@ class RabbitBroker(BrokerBase):
                 f"RabbitMQ ({self._where}) refused a queue declaration: {exc}. A queue of that name "
                 "exists with other arguments (quorum vs classic?): delete it, or set ?queue_type= to match"
             ) from exc
+        except TimeoutError as exc:
+            raise BrokerConnectionError(
+                f"RabbitMQ ({self._where}) did not answer within {_CALL:.0f} s"
+            ) from exc
         except (aiormq.exceptions.AMQPConnectionError, ConnectionError, OSError) as exc:
             raise BrokerConnectionError(f"RabbitMQ ({self._where}): {exc}") from exc
         except aiormq.exceptions.AMQPError as exc:
@@ -145,21 +152,25 @@ class RabbitBroker(BrokerBase):
         await self._store.__aenter__()
         try:
             with self._translated():
-                self._connection = await aio_pika.connect_robust(
-                    self._server, client_properties={"connection_name": f"pigeon:{self._namespace}"}
-                )
-                transport = self._connection.transport
-                if transport is None:
-                    raise BrokerConnectionError(f"RabbitMQ ({self._where}): the connection closed at once")
-                self._check_server(transport.connection.server_properties)
-                self._publisher = await self._connection.channel(
-                    publisher_confirms=True, on_return_raises=True
-                )
-                self._consumer = await self._connection.channel(publisher_confirms=False)
-                await self._consumer.set_qos(prefetch_count=self._prefetch)  # per consumer, never global
+                async with asyncio.timeout(_CALL):
+                    await self._connect()
         except BaseException:
             await self.close()
             raise
+
+    async def _connect(self) -> None:
+        # Held before it connects, so close() ends its reconnect loop when the connect times out.
+        self._connection = aio_pika.RobustConnection(
+            make_url(self._server), client_properties={"connection_name": f"pigeon:{self._namespace}"}
+        )
+        await self._connection.connect(timeout=_CALL)
+        transport = self._connection.transport
+        if transport is None:
+            raise BrokerConnectionError(f"RabbitMQ ({self._where}): the connection closed at once")
+        self._check_server(transport.connection.server_properties)
+        self._publisher = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._consumer = await self._connection.channel(publisher_confirms=False)
+        await self._consumer.set_qos(prefetch_count=self._prefetch)  # per consumer, never global
 
     def _check_server(self, properties: Any) -> None:
         version = properties.get("version", "0")
@@ -181,8 +192,9 @@ class RabbitBroker(BrokerBase):
         try:
             await self._held.close()
             if connection is not None:
-                with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, OSError):
-                    await connection.close()
+                with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError):
+                    async with asyncio.timeout(_CALL):
+                        await connection.close()
         finally:
             await self._store.__aexit__(None, None, None)
 
@@ -208,16 +220,19 @@ class RabbitBroker(BrokerBase):
             if self._connection is None:
                 raise BrokerConnectionError("the RabbitMQ broker is not open (use `async with broker:`)")
             with self._translated():
-                channel = await self._connection.channel(publisher_confirms=False)
+                async with asyncio.timeout(_CALL):
+                    channel = await self._connection.channel(publisher_confirms=False)
             try:
                 for q in missing:
                     if q not in self._declared:
                         with self._translated():
-                            await channel.declare_queue(**self._queue_args(q))
+                            await channel.declare_queue(**self._queue_args(q), timeout=_CALL)
                         self._declared.add(q)
             finally:
-                with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, OSError):
-                    await channel.close()
+                # Bounded: this runs under the declaring lock, which every claim and wait may need.
+                with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError):
+                    async with asyncio.timeout(_CALL):
+                        await channel.close()
 
     def _queue_args(self, queue: str) -> dict[str, Any]:
         return {
@@ -282,6 +297,7 @@ class RabbitBroker(BrokerBase):
                     ),
                     routing_key=self._queue_name(j.queue),
                     mandatory=True,
+                    timeout=_CALL,
                 )
                 for j in jobs
             ),
@@ -308,7 +324,7 @@ class RabbitBroker(BrokerBase):
             return
         channel = self._channel(self._consumer)
         with self._translated():
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(_CALL):
                 live = cast(aiormq.Channel, await channel.get_underlay_channel()).consumers
         missing = [q for q in queues if self._consumers.get(q) not in live]
         if not missing:
@@ -319,7 +335,7 @@ class RabbitBroker(BrokerBase):
             self._held.forget(q)
             with self._translated():
                 queue = await channel.get_queue(self._queue_name(q), ensure=False)
-                self._consumers[q] = await queue.consume(self._held.receiver(q))
+                self._consumers[q] = await queue.consume(self._held.receiver(q), timeout=_CALL)
 
     async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
         """Claim in the store; acknowledge the deliveries this claim settles (see ``Held.settle``)."""
