@@ -16,8 +16,9 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.connection import make_url
 
 from pigeon.brokers.base import Broker, BrokerBase, Capabilities, create_broker
+from pigeon.brokers.inspection import InspectionBroker, JobFilter
 from pigeon.brokers.rabbitmq._held import Held
-from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
+from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError, UnsupportedFeature
 from pigeon.job import Claim, Job, JobRecord, JobState, Outcome, QueueStats, WorkerInfo
 
 _CALL = 10.0
@@ -416,3 +417,34 @@ class RabbitBroker(BrokerBase):
 
     async def workers(self) -> list[WorkerInfo]:
         return await self._store.workers()
+
+    # -- inspection (the optional protocol): the store's ---------------------
+
+    async def find_jobs(
+        self, where: JobFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[JobRecord]:
+        return await self._inspected.find_jobs(where, limit=limit, before=before)
+
+    async def count_jobs(self, where: JobFilter) -> int:
+        return await self._inspected.count_jobs(where)
+
+    async def delete_jobs(self, job_ids: Sequence[str]) -> int:
+        return await self._inspected.delete_jobs(job_ids)
+
+    async def oldest_ready(self) -> dict[str, float]:
+        return await self._inspected.oldest_ready()
+
+    async def pause_queue(self, queue: str) -> None:
+        await self._inspected.pause_queue(queue)
+
+    async def resume_queue(self, queue: str) -> None:
+        await self._inspected.resume_queue(queue)  # its jobs are claimed from the store again
+
+    async def paused_queues(self) -> list[str]:
+        return await self._inspected.paused_queues()
+
+    @property
+    def _inspected(self) -> InspectionBroker:
+        if not isinstance(self._store, InspectionBroker):
+            raise UnsupportedFeature(f"the store of {self._where} cannot list or inspect jobs")
+        return self._store
