@@ -13,6 +13,8 @@ from pigeon.job import Claim
 
 HOLD = 60.0
 """Seconds a delivery may wait for a claim before it is acknowledged anyway."""
+ACK_DEADLINE = 10.0
+"""Seconds a batch of acknowledgements may take before it is given up (the store has the jobs)."""
 _REMEMBER = 10_000
 """Claimed ids kept to recognise deliveries that arrive after their job was claimed."""
 
@@ -26,7 +28,11 @@ async def ack(messages: Sequence[AbstractIncomingMessage]) -> None:
     # A delivery of a channel lost since is redelivered by the server, and its job is in the
     # store: whatever a dead channel raises here (aiormq re-raises its close reason, which may
     # be a bare Exception) costs nothing, so the results are dropped.
-    await asyncio.gather(*(m.ack() for m in messages), return_exceptions=True)
+    # Bounded as well: an ack waits on the channel's writer, which a dying connection may never
+    # drain, and a claim must not wait on it for ever.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(ACK_DEADLINE):
+            await asyncio.gather(*(m.ack() for m in messages), return_exceptions=True)
 
 
 class Held:
