@@ -342,10 +342,11 @@ class App:
         tz: str = "UTC",
         missed: MissedPolicy = "once",
         **task_options: Any,
-    ) -> Callable[[Callable[[], R]], Task[[], R]]:
-        """Register a task without parameters and run it periodically (see :meth:`schedule`)."""
+    ) -> Callable[[Callable[[], R] | Callable[[JobContext], R]], Task[[], R]]:
+        """Register a task without parameters (or taking only a ``JobContext``) and run it
+        periodically (see :meth:`schedule`)."""
 
-        def register(fn: Callable[[], R]) -> Task[[], R]:
+        def register(fn: Callable[[], R] | Callable[[JobContext], R]) -> Task[[], R]:
             t: Task[[], R] = self.task(**task_options)(fn)
             self.schedule(t, cron=cron, every=every, tz=tz, missed=missed)
             return t

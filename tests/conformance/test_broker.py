@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from pigeon.brokers.base import Broker
-from pigeon.job import ErrorInfo, JobState, Outcome, OutcomeKind, WorkerInfo
+from pigeon.job import Claim, ErrorInfo, JobState, Outcome, OutcomeKind, WorkerInfo
 from tests.helpers import eventually, make_job
 
 Factory = Callable[[], Awaitable[Broker]]
@@ -130,7 +130,7 @@ async def test_a_long_settle_batch_is_applied_whole(broker: Broker) -> None:
     # Longer than the batches brokers split into, with a refused outcome in the middle.
     jobs = [make_job() for _ in range(2500)]
     await broker.enqueue(jobs)
-    claims = []
+    claims: list[Claim] = []
     while len(claims) < len(jobs):
         claims += await broker.claim("w", Q, 1000, 60)
     outcomes = [complete(c.job.id, c.token) for c in claims]
