@@ -11,7 +11,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, Unpack, cast, overload
 
 from pigeon._portal import Portal, at_exit
 from pigeon.brokers.base import Broker, BrokerBase, Notifier, TransactionalBroker, create_broker
@@ -19,10 +19,9 @@ from pigeon.errors import ConfigurationError, UnsupportedFeature
 from pigeon.events import fan_out, is_unrouted, pattern_regex
 from pigeon.handle import JobHandle, ResultWaiters
 from pigeon.job import Job
-from pigeon.retry import Backoff, BackoffPolicy
 from pigeon.schedule import MissedPolicy, Schedule
 from pigeon.services import RestartPolicy, Service
-from pigeon.task import Executor, JobContext, Task, TaskOptions, default_name
+from pigeon.task import JobContext, Task, TaskOptionArgs, default_name, task_options
 
 if TYPE_CHECKING:
     from pigeon.worker.config import WorkerConfig
@@ -124,36 +123,10 @@ class App:
     def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
     @overload
-    def task(
-        self,
-        *,
-        name: str | None = None,
-        queue: str = "default",
-        priority: int = 0,
-        max_attempts: int = 3,
-        timeout: float | None = None,
-        executor: Executor | None = None,
-        backoff: BackoffPolicy = Backoff(),
-        retry_on: tuple[type[BaseException], ...] = (Exception,),
-        concurrency: int | None = None,
-        rate: str | None = None,
-    ) -> _TaskDecorator: ...
+    def task(self, **options: Unpack[TaskOptionArgs]) -> _TaskDecorator: ...
 
     def task(  # type: ignore[misc]  # mypy cannot match the keyword-only overload
-        self,
-        fn: Callable[..., Any] | None = None,
-        /,
-        *,
-        name: str | None = None,
-        queue: str = "default",
-        priority: int = 0,
-        max_attempts: int = 3,
-        timeout: float | None = None,
-        executor: Executor | None = None,
-        backoff: BackoffPolicy = Backoff(),
-        retry_on: tuple[type[BaseException], ...] = (Exception,),
-        concurrency: int | None = None,
-        rate: str | None = None,
+        self, fn: Callable[..., Any] | None = None, /, **options: Unpack[TaskOptionArgs]
     ) -> Any:
         """Register a function as a task.
 
@@ -161,34 +134,13 @@ class App:
         a thread pool, or in a process pool with ``executor="process"``.
 
         Args:
-            name: the task's name on the wire; defaults to ``module.qualname``.
-            queue: the queue its jobs go to.
-            priority: -100..100, higher first.
-            max_attempts: attempts before a job fails.
-            timeout: seconds one attempt may run (a thread cannot be stopped:
-                its job is failed and the thread left to finish).
-            executor: ``"async"``, ``"thread"`` or ``"process"``.
-            backoff: delay policy between attempts.
-            retry_on: exceptions that spend an attempt and retry; others fail at once.
-            concurrency: at most this many of its jobs run at once, across all workers.
-            rate: at most this many start per second/minute/hour across all workers
-                (``"100/m"``); jobs over the rate wait, spending no attempt.
+            options: ``name`` (on the wire; defaults to ``module.qualname``) and
+                the fields of :class:`~pigeon.task.TaskOptions`, where each is described.
         """
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
-            chosen: Executor = executor or ("async" if asyncio.iscoroutinefunction(f) else "thread")
-            options = TaskOptions(
-                queue=queue,
-                priority=priority,
-                max_attempts=max_attempts,
-                timeout=timeout,
-                executor=chosen,
-                backoff=backoff,
-                retry_on=retry_on,
-                concurrency=concurrency,
-                rate=rate,
-            )
-            t: Task[Any, Any] = Task(self, f, name or default_name(f), options)
+            name = options.get("name") or default_name(f)
+            t: Task[Any, Any] = Task(self, f, name, task_options(f, options))
             if t.name in self.tasks and self.tasks[t.name].fn is not f:
                 raise ConfigurationError(f"two tasks named {t.name!r}")
             self.tasks[t.name] = t
@@ -196,41 +148,18 @@ class App:
 
         return register(fn) if fn is not None else register
 
-    def on(
-        self,
-        pattern: str,
-        *,
-        name: str | None = None,
-        queue: str = "default",
-        priority: int = 0,
-        max_attempts: int = 3,
-        timeout: float | None = None,
-        executor: Executor | None = None,
-        backoff: BackoffPolicy = Backoff(),
-        retry_on: tuple[type[BaseException], ...] = (Exception,),
-        concurrency: int | None = None,
-        rate: str | None = None,
-    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+    def on(self, pattern: str, **options: Unpack[TaskOptionArgs]) -> Callable[[Callable[P, R]], Task[P, R]]:
         """Register an event handler for a topic pattern (``nfc.tag_read``, ``nfc.*``, ``**``).
 
         The handler is a task taking the event payload as its one parameter; each
-        publish runs it as its own job, with these task options.
+        publish runs it as its own job, with these task options (as :meth:`task`'s).
         """
         pattern_regex(pattern)  # a bad pattern fails here, not at the first publish
 
         def register(fn: Callable[P, R]) -> Task[P, R]:
-            t: Task[P, R] = self.task(
-                name=name or f"{default_name(fn)}@{pattern}",
-                queue=queue,
-                priority=priority,
-                max_attempts=max_attempts,
-                timeout=timeout,
-                executor=executor,
-                backoff=backoff,
-                retry_on=retry_on,
-                concurrency=concurrency,
-                rate=rate,
-            )(fn)
+            named = options.copy()
+            named["name"] = options.get("name") or f"{default_name(fn)}@{pattern}"
+            t: Task[P, R] = self.task(**named)(fn)
             self.handlers.append((pattern, t))
             return t
 
@@ -341,13 +270,13 @@ class App:
         every: float | timedelta | None = None,
         tz: str = "UTC",
         missed: MissedPolicy = "once",
-        **task_options: Any,
+        **options: Unpack[TaskOptionArgs],
     ) -> Callable[[Callable[[], R] | Callable[[JobContext], R]], Task[[], R]]:
         """Register a task without parameters (or taking only a ``JobContext``) and run it
         periodically (see :meth:`schedule`)."""
 
         def register(fn: Callable[[], R] | Callable[[JobContext], R]) -> Task[[], R]:
-            t: Task[[], R] = self.task(**task_options)(fn)
+            t: Task[[], R] = self.task(**options)(fn)
             self.schedule(t, cron=cron, every=every, tz=tz, missed=missed)
             return t
 

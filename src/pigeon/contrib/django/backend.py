@@ -88,7 +88,9 @@ class PigeonTask(_Task):
         return dataclasses.replace(self, **changes)
 
 
-PIGEON_TASK_FIELDS = ("max_attempts", "timeout", "delay", "unique_key", "backoff", "retry_on")
+_DJANGO_FIELDS = {f.name for f in dataclasses.fields(_Task)}
+PIGEON_TASK_FIELDS = tuple(f.name for f in dataclasses.fields(PigeonTask) if f.name not in _DJANGO_FIELDS)
+"""The options PigeonTask adds to Django's Task, read from its fields."""
 
 
 class PigeonBackend(BaseTaskBackend):
