@@ -239,3 +239,11 @@ class QueueStats(msgspec.Struct, frozen=True):
 
     queue: str
     counts: dict[str, int]
+
+
+class Progress(msgspec.Struct, frozen=True):
+    """A job's latest progress report."""
+
+    fraction: float
+    message: str = ""
+    at: float = 0.0

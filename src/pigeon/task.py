@@ -10,19 +10,16 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypedDict, TypeVar, Unpack
+from typing import Any, Generic, Literal, ParamSpec, TypedDict, TypeVar, Unpack
 
 import msgspec
 
+from pigeon.client import Client
 from pigeon.codec import ArgCodec
 from pigeon.errors import InvalidTask
-from pigeon.job import MAX_PRIORITY, MIN_PRIORITY, Job, new_id
+from pigeon.handle import JobHandle
+from pigeon.job import MAX_PRIORITY, MIN_PRIORITY, Job, Step, Then, new_id
 from pigeon.retry import Backoff, BackoffPolicy
-
-if TYPE_CHECKING:
-    from pigeon.app import App
-    from pigeon.handle import JobHandle
-    from pigeon.workflows import Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -52,14 +49,6 @@ class JobContext:
             raise ValueError(f"progress is a fraction from 0 to 1, not {fraction}")
         if self.reporter is not None:
             self.reporter(fraction, message)
-
-
-class Progress(msgspec.Struct, frozen=True):
-    """A job's latest progress report."""
-
-    fraction: float
-    message: str = ""
-    at: float = 0.0
 
 
 _RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -234,17 +223,20 @@ def _takes_context(fn: Callable[..., Any]) -> bool:
 
 
 class Task(Generic[P, R]):
-    """A function registered with an app. Call it to run it here; ``send`` to run it on a worker."""
+    """A function registered with an app. Call it to run it here; ``send`` to run it on a worker.
+
+    ``client`` is the app's :class:`~pigeon.client.Client`, which its sends go through.
+    """
 
     def __init__(
         self,
-        app: App,
+        client: Client,
         fn: Callable[P, R] | Callable[P, Coroutine[Any, Any, R]],
         name: str,
         options: TaskOptions,
         send_options: SendOptions | None = None,
     ) -> None:
-        self.app = app
+        self.client = client
         self.fn = fn
         self.name = name
         self.defaults = options
@@ -277,7 +269,7 @@ class Task(Generic[P, R]):
         """
         given: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
         merged = dataclasses.replace(self.send_defaults, **given)
-        return Task(self.app, self.fn, self.name, self.defaults, merged)
+        return Task(self.client, self.fn, self.name, self.defaults, merged)
 
     def make_job(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
         """The job this send would enqueue; arguments are checked and encoded here.
@@ -309,8 +301,6 @@ class Task(Generic[P, R]):
         Raises:
             TypeError: the arguments cannot bind to the function.
         """
-        from pigeon.workflows import Signature
-
         self.codec.encode_partial(args, kwargs)
         return Signature(self, args, kwargs)
 
@@ -344,6 +334,9 @@ class Task(Generic[P, R]):
             expires_at=expires_at,
         )
 
+    def _handles(self, ids: list[str]) -> list[JobHandle[R]]:
+        return [JobHandle(self.client, i, self.name) for i in ids]
+
     def send(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         """Enqueue one job from synchronous code.
 
@@ -353,24 +346,47 @@ class Task(Generic[P, R]):
         """
         job = self.make_job(args, kwargs)
         if self.send_defaults.connection is not None:
-            return self.app.enqueue_in(self.send_defaults.connection, [job])[0]
-        return self.app.enqueue([job])[0]
+            return self._handles(self.client.enqueue_in(self.send_defaults.connection, [job]))[0]
+        return self._handles(self.client.enqueue([job]))[0]
 
     async def asend(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         """Enqueue one job from asynchronous code. Raises as :meth:`send`."""
         job = self.make_job(args, kwargs)
         if self.send_defaults.connection is not None:
-            return (await self.app.aenqueue_in(self.send_defaults.connection, [job]))[0]
-        return (await self.app.aenqueue([job]))[0]
+            return self._handles(await self.client.aenqueue_in(self.send_defaults.connection, [job]))[0]
+        return self._handles(await self.client.aenqueue([job]))[0]
 
     def send_many(self, calls: Iterable[tuple[Any, ...]]) -> list[JobHandle[R]]:
         """Enqueue many jobs in one round trip; each item is a tuple of positional arguments."""
-        return self.app.enqueue([self.make_job(tuple(c), {}) for c in calls])
+        return self._handles(self.client.enqueue([self.make_job(tuple(c), {}) for c in calls]))
 
     async def asend_many(self, calls: Iterable[tuple[Any, ...]]) -> list[JobHandle[R]]:
         """Asynchronous :meth:`send_many`."""
-        return await self.app.aenqueue([self.make_job(tuple(c), {}) for c in calls])
+        return self._handles(await self.client.aenqueue([self.make_job(tuple(c), {}) for c in calls]))
 
     def decode_result(self, data: bytes) -> R:
         result: R = self.codec.decode_result(data)
         return result
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A task with some of its arguments: made by ``task.s(*args, **kwargs)``.
+
+    In a chain, the previous step's result fills the first parameter the
+    signature leaves unbound.
+    """
+
+    task: Task[Any, Any]
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def step(self) -> Step:
+        o = self.task.send_defaults
+        args = self.task.codec.encode_partial(self.args, self.kwargs)
+        return Step(self.task.name, msgspec.Raw(args), o.queue, o.priority)
+
+    def job(self, job_id: str, then: Then | None = None, payload: bytes | None = None) -> Job:
+        body = payload if payload is not None else self.task.codec.encode_args(self.args, self.kwargs)
+        job = self.task.job_with_payload(body)
+        return msgspec.structs.replace(job, id=job_id, then=then)

@@ -210,10 +210,10 @@ async def test_a_finished_job_keeps_its_lease_while_its_settle_is_slow(
 async def test_result_waiters_here_wake_when_this_process_finishes_the_job(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pigeon import handle
+    from pigeon import waiters
 
-    monkeypatch.setattr(handle, "_FIRST_POLL", 3600.0)  # no polling: only the wake-up can answer
-    monkeypatch.setattr(handle, "_MAX_POLL", 3600.0)
+    monkeypatch.setattr(waiters, "FIRST_POLL", 3600.0)  # no polling: only the wake-up can answer
+    monkeypatch.setattr(waiters, "MAX_POLL", 3600.0)
     gate = asyncio.Event()
 
     @app.task(max_attempts=1)

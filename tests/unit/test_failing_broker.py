@@ -47,11 +47,13 @@ class FailingApp(App):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.wrapper: FailingFirst | None = None
+        create = self.client.create_broker
 
-    async def connection(self) -> Broker:
-        if self.wrapper is None:
-            self.wrapper = FailingFirst(await super().connection())
-        return cast(Broker, self.wrapper)
+        def failing() -> Broker:  # the broker behind the seam, as a real one would fail
+            self.wrapper = FailingFirst(create())
+            return cast(Broker, self.wrapper)
+
+        self.client.create_broker = failing  # type: ignore[method-assign]
 
 
 async def test_every_worker_loop_survives_a_failing_broker_call(caplog: pytest.LogCaptureFixture) -> None:
@@ -61,7 +63,13 @@ async def test_every_worker_loop_survives_a_failing_broker_call(caplog: pytest.L
     async def double(n: int) -> int:
         return n * 2
 
-    fast = {"poll": 0.02, "heartbeat": 0.02, "recover_every": 0.02, "prune_every": 0.02, "lease": 30.0}
+    fast: dict[str, Any] = {
+        "poll": 0.02,
+        "heartbeat": 0.02,
+        "recover_every": 0.02,
+        "prune_every": 0.02,
+        "lease": 30.0,
+    }
     with caplog.at_level(logging.WARNING, logger="pigeon"):
         async with app.worker(**fast, dead_after=30.0) as worker:
             handles = [await double.asend(i) for i in range(10)]

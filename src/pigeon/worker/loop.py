@@ -20,10 +20,12 @@ import socket
 import threading
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pigeon.client import Client
 from pigeon.errors import BrokerError, DecodeError, Defer, Retry, UnknownTask
 from pigeon.job import Claim, ErrorInfo, Outcome, OutcomeKind, WorkerInfo
+from pigeon.registry import Registry
 from pigeon.services import ServiceState, supervise
 from pigeon.task import JobContext, parse_rate
 from pigeon.worker.config import WorkerConfig
@@ -33,9 +35,6 @@ from pigeon.worker.seam import InstrumentedBroker
 from pigeon.worker.ticker import run_schedules
 from pigeon.workflows import next_job
 
-if TYPE_CHECKING:
-    from pigeon.app import App
-
 log = logging.getLogger("pigeon.worker")
 
 _FINAL = frozenset({OutcomeKind.COMPLETE, OutcomeKind.FAIL})
@@ -43,13 +42,14 @@ _FINAL = frozenset({OutcomeKind.COMPLETE, OutcomeKind.FAIL})
 
 
 class Worker:
-    """Runs jobs of one app.
+    """Runs the jobs of one registry (an app's tasks), through that app's client.
 
     Start it with ``await worker.run()``, ``app.worker()`` or ``app.run_worker_in_thread()``.
     """
 
-    def __init__(self, app: App, config: WorkerConfig) -> None:
-        self.app = app
+    def __init__(self, client: Client, registry: Registry, config: WorkerConfig) -> None:
+        self.client = client
+        self.registry = registry
         self.config = config
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.started = asyncio.Event()
@@ -122,9 +122,9 @@ class Worker:
     async def run(self, *, install_signals: bool = True) -> None:
         """Run until stopped (or, in burst mode, until nothing is left to do)."""
         self._loop = asyncio.get_running_loop()
-        self._broker = InstrumentedBroker(await self.app.connection())
-        self._progress = ProgressReporter(self.app, self._broker)
-        wake = self.app.notifier.subscribe()
+        self._broker = InstrumentedBroker(await self.client.connection())
+        self._progress = ProgressReporter(self.client, self._broker, self.registry.handlers)
+        wake = self.client.notifier.subscribe()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, self._on_signal, sig)
@@ -139,13 +139,13 @@ class Worker:
                     loops.create_task(self._heartbeat(), name="pigeon-heartbeat"),
                     loops.create_task(self._lifeline(), name="pigeon-lifeline"),
                 ]
-                if self.app.schedules and not cfg.burst:
-                    background.append(loops.create_task(run_schedules(self.app), name="pigeon-scheduler"))
+                schedules, registered = self.registry.schedules, self.registry.services
+                if schedules and not cfg.burst:
+                    ticker = run_schedules(self.client, schedules)
+                    background.append(loops.create_task(ticker, name="pigeon-scheduler"))
                 services = None
-                if cfg.services and self.app.services and not cfg.burst:
-                    services = loops.create_task(
-                        supervise(self.app.services, self.services), name="pigeon-services"
-                    )
+                if cfg.services and registered and not cfg.burst:
+                    services = loops.create_task(supervise(registered, self.services), name="pigeon-services")
                 settler = loops.create_task(self._settler(), name="pigeon-settler")
                 self.started.set()
                 async with asyncio.TaskGroup() as jobs:
@@ -160,7 +160,7 @@ class Worker:
                 for t in background:
                     t.cancel()
         finally:
-            self.app.notifier.unsubscribe(self._loop, wake)
+            self.client.notifier.unsubscribe(self._loop, wake)
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     self._loop.remove_signal_handler(sig)
@@ -297,7 +297,7 @@ class Worker:
         if job.expires_at is not None and time.time() >= job.expires_at:
             await self._expire(claim, extra)
             return None
-        task = self.app.resolve_task(job.task)
+        task = self.registry.resolve_task(job.task)
         if task is None:
             log.error("unknown task %r", job.task, extra=extra)
             exc = UnknownTask(f"no task named {job.task!r} is registered with this worker's app")
@@ -307,15 +307,8 @@ class Worker:
             if wait > 0:  # over the rate: back to the queue later, the attempt given back
                 run_at = time.time() + wait * random.uniform(1.0, 2.0)
                 return Outcome(job_id=job.id, token=claim.token, kind=OutcomeKind.DEFER, run_at=run_at)
-        ctx = JobContext(
-            job.id,
-            job.task,
-            job.queue,
-            claim.attempt,
-            job.max_attempts,
-            self.id,
-            self._progress.reporter(claim),
-        )
+        report = self._progress.reporter(claim)
+        ctx = JobContext(job.id, job.task, job.queue, claim.attempt, job.max_attempts, self.id, report)
         started = time.perf_counter()
         try:
             result = await self._executors.run(task, ctx, bytes(job.payload), job.timeout)
@@ -355,7 +348,7 @@ class Worker:
             token=claim.token,
             kind=OutcomeKind.COMPLETE,
             result=result,
-            expires_at=time.time() + self.app.result_ttl,
+            expires_at=time.time() + self.client.result_ttl,
         )
 
     async def _expire(self, claim: Claim, extra: dict[str, Any]) -> None:
@@ -363,19 +356,19 @@ class Worker:
         assert self._broker is not None
         log.warning("job expired before it started; cancelled, not run", extra=extra)
         try:
-            await self._broker.cancel(claim.job.id, time.time() + self.app.failed_ttl)
+            await self._broker.cancel(claim.job.id, time.time() + self.client.failed_ttl)
         except BrokerError as exc:  # the lease runs out and the next claim tries again
             log.warning("could not cancel the expired job: %s", exc, extra=extra)
-        self.app.result_waiters.done([claim.job.id])
+        self.client.result_waiters.done([claim.job.id])
 
     async def _continue_chain(
         self, claim: Claim, result: bytes, defaults: Any, extra: dict[str, Any]
     ) -> Outcome | None:
         """Enqueue a chain's next step before this one settles (its id makes a re-run harmless)."""
         try:
-            following = next_job(self.app, claim.job, result)
+            following = next_job(self.registry.resolve_task, claim.job, result)
             if following is not None:
-                await self.app.aenqueue([following])
+                await self.client.aenqueue([following])
         except (TypeError, KeyError) as exc:
             log.error("the chain cannot go on: %s", exc, extra=extra)
             return self._fail(claim, error_info(exc))
@@ -428,7 +421,7 @@ class Worker:
             token=claim.token,
             kind=OutcomeKind.FAIL,
             error=info,
-            expires_at=time.time() + self.app.failed_ttl,
+            expires_at=time.time() + self.client.failed_ttl,
         )
 
     # -- background loops ----------------------------------------------------
@@ -492,7 +485,7 @@ class Worker:
                     continue
                 self._settling = []
                 pause = 0.05
-                self.app.result_waiters.done(
+                self.client.result_waiters.done(
                     o.job_id for o, ok in zip(batch, accepted, strict=True) if ok and o.kind in _FINAL
                 )
                 for outcome, ok in zip(batch, accepted, strict=True):
@@ -546,7 +539,7 @@ class Worker:
         while True:
             await asyncio.sleep(cfg.recover_every * random.uniform(0.5, 1.0))
             try:
-                n = await self._broker.recover(cfg.dead_after, time.time() + self.app.failed_ttl)
+                n = await self._broker.recover(cfg.dead_after, time.time() + self.client.failed_ttl)
                 if n:
                     log.warning("recovered %d jobs from lost workers", n)
                 if time.monotonic() >= next_prune:

@@ -23,7 +23,7 @@ from django.tasks.signals import task_enqueued
 from django.utils.json import normalize_json
 
 from pigeon.contrib.django import results
-from pigeon.contrib.django._app import KEYWORDS, DjangoApp, get_app
+from pigeon.contrib.django._app import DjangoApp, get_app
 from pigeon.contrib.django.conf import BackendConfig
 from pigeon.contrib.django.dbapi import enqueue_in_django
 from pigeon.errors import JobNotFound
@@ -134,7 +134,9 @@ class PigeonBackend(BaseTaskBackend):
             run_at=None if task.run_after is None else _aware(task.run_after),
         )
         keywords = results.keyword_names(task, kwargs)
-        return sender.make_job(tuple(args), {**kwargs, KEYWORDS: keywords} if keywords else dict(kwargs))
+        return sender.make_job(
+            tuple(args), {**kwargs, results.KEYWORDS: keywords} if keywords else dict(kwargs)
+        )
 
     def enqueue(
         self, task: DjangoTask[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]
