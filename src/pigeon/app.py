@@ -21,6 +21,7 @@ from pigeon.events import pattern_regex, publish
 from pigeon.handle import JobHandle
 from pigeon.job import Job
 from pigeon.schedule import MissedPolicy, Schedule
+from pigeon.seam import CallStats
 from pigeon.services import RestartPolicy, Service
 from pigeon.task import JobContext, Task, TaskOptionArgs, default_name, task_options
 from pigeon.waiters import ResultWaiters
@@ -328,6 +329,10 @@ class App:
     def migrate(self) -> list[str]:
         """Synchronous :meth:`amigrate` (also ``pigeon migrate APP``)."""
         return self.portal_call(self.amigrate())
+
+    def metrics(self) -> dict[str, CallStats]:
+        """Every broker call this app made so far, by method (see :meth:`Client.metrics`)."""
+        return self.client.metrics()
 
     def swap_broker(self, url: str | Callable[[], str]) -> None:
         """Use another broker from now on, forgetting this app's open connections.

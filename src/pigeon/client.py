@@ -15,13 +15,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 from pigeon import codec
 from pigeon._portal import Portal, at_exit
-from pigeon.brokers.base import Broker, BrokerBase, Notifier, TransactionalBroker, create_broker
-from pigeon.errors import ConfigurationError, UnsupportedFeature
+from pigeon.brokers.base import Broker, BrokerBase, Notifier, create_broker
+from pigeon.errors import ConfigurationError
 from pigeon.job import Job
+from pigeon.seam import CallStats, InstrumentedBroker, merged
 from pigeon.waiters import ResultWaiters
 
 R = TypeVar("R")
@@ -70,9 +71,10 @@ class Client:
         self.notifier = Notifier()
         self.result_waiters = ResultWaiters()
         self._shared: dict[str, Any] = {}
-        self._brokers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Broker] = (
+        self._brokers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, InstrumentedBroker] = (
             weakref.WeakKeyDictionary()
         )
+        self._seams: list[InstrumentedBroker] = []  # every seam opened, for metrics()
         self._brokers_lock = threading.Lock()
         self._portal = Portal("pigeon-portal")
         self._stop_first: weakref.WeakSet[StopsAtExit] = weakref.WeakSet()
@@ -96,23 +98,39 @@ class Client:
 
     def create_broker(self) -> Broker:
         """A new, unopened broker for this client's URL (every broker the client opens comes
-        from here: override it to wrap them, e.g. to inject faults in tests)."""
+        from here, before the seam wraps it: override it to wrap them, e.g. to inject faults)."""
         return create_broker(self.url, self._shared)
 
-    async def connection(self) -> Broker:
-        """This event loop's broker, opened on first use."""
+    async def connection(self) -> InstrumentedBroker:
+        """This event loop's broker, opened on first use, behind the seam."""
         loop = asyncio.get_running_loop()
         broker = self._brokers.get(loop)
         if broker is None:
-            opened = self.create_broker()
-            if loop is self._portal.loop and isinstance(opened, BrokerBase):
-                opened.blocking_ok = True  # only synchronous callers wait on this loop
+            raw = self.create_broker()
+            if loop is self._portal.loop and isinstance(raw, BrokerBase):
+                raw.blocking_ok = True  # only synchronous callers wait on this loop
+            opened = self._seam(InstrumentedBroker(raw))
             await opened.__aenter__()
             with self._brokers_lock:
                 broker = self._brokers.setdefault(loop, opened)
             if broker is not opened:
                 await opened.__aexit__(None, None, None)
         return broker
+
+    def _seam(self, seam: InstrumentedBroker) -> InstrumentedBroker:
+        with self._brokers_lock:
+            self._seams.append(seam)
+        return seam
+
+    def metrics(self) -> dict[str, CallStats]:
+        """Every broker call this client made so far, by method: counts, errors, seconds.
+
+        Summed over the brokers it opened (one per event loop, and those for
+        transactional sends and migrations), closed ones included.
+        """
+        with self._brokers_lock:
+            seams = list(self._seams)
+        return merged(*(s.metrics() for s in seams))
 
     def portal_call(self, coro: Coroutine[Any, Any, R]) -> R:
         """Run a coroutine for synchronous callers, on the client's private loop.
@@ -186,18 +204,13 @@ class Client:
         """Synchronous :meth:`aenqueue`."""
         return self.portal_call(self.aenqueue(jobs))
 
-    def _transactional(self) -> TransactionalBroker:
-        broker = self._shared.get("transactional")
-        if broker is None:
-            broker = self.create_broker()
-            if not broker.capabilities.transactional_enqueue or not hasattr(broker, "enqueue_in_sync"):
-                scheme = self.url.split("://", 1)[0]
-                raise UnsupportedFeature(
-                    f"the {scheme} broker cannot enqueue inside your database transaction; "
-                    "send after commit instead (e.g. Django's transaction.on_commit)"
-                )
-            self._shared["transactional"] = broker
-        return cast(TransactionalBroker, broker)
+    def _transactional(self) -> InstrumentedBroker:
+        seam = self._shared.get("transactional")
+        if not isinstance(seam, InstrumentedBroker):
+            seam = InstrumentedBroker(self.create_broker())
+            seam.require_transactional()
+            self._shared["transactional"] = self._seam(seam)
+        return seam
 
     def enqueue_in(self, connection: Any, jobs: Sequence[Job]) -> list[str]:
         """Store jobs with the caller's connection, inside the caller's transaction.
@@ -230,7 +243,7 @@ class Client:
 
     async def amigrate(self) -> list[str]:
         """Create or upgrade the broker's tables or schema; return the migrations applied."""
-        return await self.create_broker().migrate()
+        return await self._seam(InstrumentedBroker(self.create_broker())).migrate()
 
     def decode_result(self, task: str, data: bytes) -> Any:
         """A stored result, decoded as ``task`` declares it (untyped for an unknown task)."""

@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from pigeon.brokers.base import Broker
 from pigeon.client import Client
 from pigeon.errors import BrokerError, DecodeError, Defer, Retry, UnknownTask
 from pigeon.job import Claim, ErrorInfo, Outcome, OutcomeKind, WorkerInfo
@@ -31,7 +32,6 @@ from pigeon.task import JobContext, parse_rate
 from pigeon.worker.config import WorkerConfig
 from pigeon.worker.executors import Executors, error_info
 from pigeon.worker.progress import ProgressReporter
-from pigeon.worker.seam import InstrumentedBroker
 from pigeon.worker.ticker import run_schedules
 from pigeon.workflows import next_job
 
@@ -70,7 +70,7 @@ class Worker:
         self._outbox_ready = asyncio.Event()
         self._executors = Executors(config.thread_count, config.process_count)
         self._limited_queues = frozenset(q for q, _ in config.queue_limits)
-        self._broker: InstrumentedBroker | None = None
+        self._broker: Broker | None = None
         self._started_at = time.time()
         self.services: dict[str, ServiceState] = {}
 
@@ -122,7 +122,7 @@ class Worker:
     async def run(self, *, install_signals: bool = True) -> None:
         """Run until stopped (or, in burst mode, until nothing is left to do)."""
         self._loop = asyncio.get_running_loop()
-        self._broker = InstrumentedBroker(await self.client.connection())
+        self._broker = await self.client.connection()
         self._progress = ProgressReporter(self.client, self._broker, self.registry.handlers)
         wake = self.client.notifier.subscribe()
         if install_signals:

@@ -15,12 +15,12 @@ from typing import Any
 
 import msgspec
 
+from pigeon.brokers.base import Broker
 from pigeon.client import Client
 from pigeon.errors import BrokerError
 from pigeon.events import pattern_regex, publish
 from pigeon.job import Claim, Progress
 from pigeon.task import Task
-from pigeon.worker.seam import InstrumentedBroker
 
 log = logging.getLogger("pigeon.worker")
 
@@ -31,7 +31,7 @@ class ProgressReporter:
     """Hands each job a reporter bound to its claim; keeps the sends it started."""
 
     def __init__(
-        self, client: Client, broker: InstrumentedBroker, handlers: Sequence[tuple[str, Task[Any, Any]]]
+        self, client: Client, broker: Broker, handlers: Sequence[tuple[str, Task[Any, Any]]]
     ) -> None:
         self._client = client
         self._broker = broker
