@@ -179,6 +179,10 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     """The stored envelope as found, when it does not decode (``job`` is then a stand-in)."""
 
 
+WORKER_LOST = ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost")
+"""The error recorded for an attempt whose worker was lost (its lease expired, or it went silent)."""
+
+
 class Claim(msgspec.Struct, frozen=True):
     """A job handed to a worker: valid while the lease under ``token`` holds."""
 

@@ -24,11 +24,12 @@ from typing import Any
 
 from pigeon.brokers.base import Broker
 from pigeon.client import Client
-from pigeon.errors import BrokerError, DecodeError, Defer, Retry, UnknownTask
+from pigeon.errors import BrokerError, DecodeError, UnknownTask
 from pigeon.job import Claim, ErrorInfo, Outcome, OutcomeKind, WorkerInfo
+from pigeon.policy import Completed, Deferred, Ending, Raised, Released, Retention, Unrunnable, decide
 from pigeon.registry import Registry
 from pigeon.services import ServiceState, supervise
-from pigeon.task import JobContext, parse_rate
+from pigeon.task import JobContext, Task, parse_rate
 from pigeon.worker.config import WorkerConfig
 from pigeon.worker.executors import Executors, error_info
 from pigeon.worker.progress import ProgressReporter
@@ -51,6 +52,7 @@ class Worker:
         self.client = client
         self.registry = registry
         self.config = config
+        self._retention = Retention(client.result_ttl, client.failed_ttl)
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.started = asyncio.Event()
         self.stopped = threading.Event()
@@ -271,7 +273,7 @@ class Worker:
             outcome = await self._attempt(claim, extra)
         except asyncio.CancelledError:
             if key not in self._lost:
-                outcome = Outcome(job_id=job.id, token=claim.token, kind=OutcomeKind.RELEASE)
+                outcome = decide(claim, None, Released(), time.time(), self._retention)
                 log.info("job handed back unfinished", extra=extra)
         else:
             # A last report must land before the settle; when stopping, the known outcome wins.
@@ -290,23 +292,33 @@ class Worker:
                 self._wake.set()
 
     async def _attempt(self, claim: Claim, extra: dict[str, Any]) -> Outcome | None:
+        """Run one attempt; the retry policy (pigeon.policy) turns its ending into the outcome.
+
+        None: the job expired before it started, and was cancelled instead.
+        """
+        if claim.job.expires_at is not None and time.time() >= claim.job.expires_at:
+            await self._expire(claim, extra)
+            return None
+        task = self.registry.resolve_task(claim.job.task)
+        options = None if task is None else task.defaults
+        ending = await self._run(claim, task, extra)
+        outcome = decide(claim, options, ending, time.time(), self._retention)
+        self._report(outcome, ending, extra)
+        return outcome
+
+    async def _run(self, claim: Claim, task: Task[Any, Any] | None, extra: dict[str, Any]) -> Ending:
         job = claim.job
         if claim.malformed is not None:  # never retried: the same bytes would fail the same way
             log.error("malformed job: %s", claim.malformed, extra=extra)
-            return self._fail(claim, ErrorInfo("pigeon.MalformedJob", claim.malformed))
-        if job.expires_at is not None and time.time() >= job.expires_at:
-            await self._expire(claim, extra)
-            return None
-        task = self.registry.resolve_task(job.task)
+            return Unrunnable(ErrorInfo("pigeon.MalformedJob", claim.malformed))
         if task is None:
             log.error("unknown task %r", job.task, extra=extra)
             exc = UnknownTask(f"no task named {job.task!r} is registered with this worker's app")
-            return self._fail(claim, error_info(exc))
+            return Unrunnable(error_info(exc))
         if task.defaults.rate is not None:
             wait = await self._rate_wait(task.name, task.defaults.rate)
             if wait > 0:  # over the rate: back to the queue later, the attempt given back
-                run_at = time.time() + wait * random.uniform(1.0, 2.0)
-                return Outcome(job_id=job.id, token=claim.token, kind=OutcomeKind.DEFER, run_at=run_at)
+                return Deferred(wait * random.uniform(1.0, 2.0))
         report = self._progress.reporter(claim)
         ctx = JobContext(job.id, job.task, job.queue, claim.attempt, job.max_attempts, self.id, report)
         started = time.perf_counter()
@@ -316,40 +328,25 @@ class Worker:
             task_self = asyncio.current_task()
             if task_self is not None and task_self.cancelling():
                 raise  # the worker is stopping or lost the lease
-            return self._settle_error(
-                claim, task.defaults, asyncio.CancelledError("the task cancelled itself"), extra
-            )
+            return _raised(asyncio.CancelledError("the task cancelled itself"))
         except DecodeError as exc:
             log.error("undecodable job: %s", exc, extra=extra)
-            return self._fail(claim, error_info(exc))
-        except Retry as exc:
-            return self._retry(claim, task.defaults, exc.delay, error_info(exc), extra)
-        except Defer as exc:
-            run_at = time.time() + exc.delay
-            if exc.delay < self.config.poll:
-                asyncio.get_running_loop().call_later(exc.delay, self._wake.set)
-            return Outcome(job_id=job.id, token=claim.token, kind=OutcomeKind.DEFER, run_at=run_at)
+            return Unrunnable(error_info(exc))
         except TimeoutError as exc:
             error: BaseException = exc
             if job.timeout is not None and time.perf_counter() - started >= job.timeout * 0.99:
                 error = TimeoutError(f"attempt exceeded its timeout of {job.timeout} s")
-            return self._settle_error(claim, task.defaults, error, extra)
+            return _raised(error)
         except BaseException as exc:  # noqa: BLE001 - a bad job must never kill the worker
-            return self._settle_error(claim, task.defaults, exc, extra)
+            return _raised(exc)
         if job.then is not None:
-            failed = await self._continue_chain(claim, result, task.defaults, extra)
-            if failed is not None:
-                return failed
+            broken = await self._continue_chain(claim, result, extra)
+            if broken is not None:
+                return broken
         if log.isEnabledFor(logging.INFO):  # the hot path: no dict when nobody listens
             took = time.perf_counter() - started
             log.info("job succeeded in %.3f s", took, extra={**extra, "duration": round(took, 6)})
-        return Outcome(
-            job_id=job.id,
-            token=claim.token,
-            kind=OutcomeKind.COMPLETE,
-            result=result,
-            expires_at=time.time() + self.client.result_ttl,
-        )
+        return Completed(result)
 
     async def _expire(self, claim: Claim, extra: dict[str, Any]) -> None:
         """Cancel a job claimed past its expiry instead of running it; the cancel settles it."""
@@ -361,9 +358,21 @@ class Worker:
             log.warning("could not cancel the expired job: %s", exc, extra=extra)
         self.client.result_waiters.done([claim.job.id])
 
-    async def _continue_chain(
-        self, claim: Claim, result: bytes, defaults: Any, extra: dict[str, Any]
-    ) -> Outcome | None:
+    def _report(self, outcome: Outcome, ending: Ending, extra: dict[str, Any]) -> None:
+        """Log a failed attempt; look again when a retry falls due before the next poll."""
+        info = outcome.error
+        wait = None if outcome.run_at is None else max(0.0, outcome.run_at - time.time())
+        if outcome.kind is OutcomeKind.FAIL and info is not None and not isinstance(ending, Unrunnable):
+            # exc_info: Sentry and other logging integrations get the stack trace.
+            exc = ending.error if isinstance(ending, Raised) else None
+            log.error("job failed: %s: %s", info.type, info.message, exc_info=exc, extra=extra)
+        elif outcome.kind is OutcomeKind.RETRY and info is not None:
+            what = (info.type, info.message, wait)
+            log.warning("attempt failed (%s: %s); retrying in %.2f s", *what, extra=extra)
+        if wait is not None and wait < self.config.poll:
+            asyncio.get_running_loop().call_later(wait, self._wake.set)
+
+    async def _continue_chain(self, claim: Claim, result: bytes, extra: dict[str, Any]) -> Ending | None:
         """Enqueue a chain's next step before this one settles (its id makes a re-run harmless)."""
         try:
             following = next_job(self.registry.resolve_task, claim.job, result)
@@ -371,9 +380,9 @@ class Worker:
                 await self.client.aenqueue([following])
         except (TypeError, KeyError) as exc:
             log.error("the chain cannot go on: %s", exc, extra=extra)
-            return self._fail(claim, error_info(exc))
+            return Unrunnable(error_info(exc))
         except BrokerError as exc:
-            return self._settle_error(claim, defaults, exc, extra)
+            return _raised(exc)
         return None
 
     async def _rate_wait(self, task: str, rate: str) -> float:
@@ -384,45 +393,6 @@ class Worker:
             log.warning("rate limit check failed (%s); trying again shortly", exc)
             return 1.0
         return wait
-
-    def _settle_error(
-        self, claim: Claim, defaults: Any, exc: BaseException, extra: dict[str, Any]
-    ) -> Outcome:
-        info = error_info(exc)
-        retryable = isinstance(exc, defaults.retry_on) or info.type == "pigeon.ProcessDied"
-        if retryable and claim.attempt < claim.job.max_attempts:
-            return self._retry(claim, defaults, None, info, extra)
-        # exc_info: Sentry and other logging integrations get the stack trace.
-        log.error("job failed: %s: %s", info.type, info.message, exc_info=exc, extra=extra)
-        return self._fail(claim, info)
-
-    def _retry(
-        self, claim: Claim, defaults: Any, delay: float | None, info: ErrorInfo, extra: dict[str, Any]
-    ) -> Outcome:
-        if claim.attempt >= claim.job.max_attempts:
-            log.error("job failed: no attempts left after %s", info.message, extra=extra)
-            return self._fail(claim, info)
-        wait = defaults.backoff.delay(claim.attempt) if delay is None else delay
-        if wait < self.config.poll and self._loop is not None:
-            # Our own retry may fall due before the next poll: look again then.
-            self._loop.call_later(wait, self._wake.set)
-        log.warning("attempt failed (%s: %s); retrying in %.2f s", info.type, info.message, wait, extra=extra)
-        return Outcome(
-            job_id=claim.job.id,
-            token=claim.token,
-            kind=OutcomeKind.RETRY,
-            error=info,
-            run_at=time.time() + wait,
-        )
-
-    def _fail(self, claim: Claim, info: ErrorInfo) -> Outcome:
-        return Outcome(
-            job_id=claim.job.id,
-            token=claim.token,
-            kind=OutcomeKind.FAIL,
-            error=info,
-            expires_at=time.time() + self.client.failed_ttl,
-        )
 
     # -- background loops ----------------------------------------------------
 
@@ -556,3 +526,7 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
+
+
+def _raised(exc: BaseException) -> Raised:
+    return Raised(exc, error_info(exc))
