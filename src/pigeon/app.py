@@ -14,14 +14,14 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, Unpack, overload
 
-from pigeon.brokers.base import Broker, Notifier
+from pigeon.brokers.base import Notifier
 from pigeon.client import Client
 from pigeon.errors import ConfigurationError
 from pigeon.events import pattern_regex, publish
 from pigeon.handle import JobHandle
 from pigeon.job import Job
 from pigeon.schedule import MissedPolicy, Schedule
-from pigeon.seam import CallStats
+from pigeon.seam import CallStats, InstrumentedBroker
 from pigeon.services import RestartPolicy, Service
 from pigeon.task import JobContext, Task, TaskOptionArgs, default_name, task_options
 from pigeon.waiters import ResultWaiters
@@ -286,8 +286,12 @@ class App:
 
     # -- the broker (through the client) ------------------------------------
 
-    async def connection(self) -> Broker:
-        """This event loop's broker, opened on first use."""
+    async def connection(self) -> InstrumentedBroker:
+        """This event loop's broker, opened on first use, behind the seam.
+
+        Every method of the broker protocols is there; one the broker does not
+        implement raises ``UnsupportedFeature`` (``capabilities`` says which).
+        """
         return await self.client.connection()
 
     def portal_call(self, coro: Coroutine[Any, Any, R]) -> R:

@@ -23,7 +23,16 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
-from pigeon.brokers.base import Broker, Capabilities, TransactionalBroker
+from pigeon.brokers.base import (
+    Broker,
+    Capabilities,
+    Inspecting,
+    Limiting,
+    Migrating,
+    Reporting,
+    TransactionalBroker,
+    capabilities_of,
+)
 from pigeon.errors import BrokerConnectionError, BrokerError, PigeonError, UnsupportedFeature
 from pigeon.job import Claim, Job, JobRecord, JobState, Outcome, QueueStats, WorkerInfo
 
@@ -64,12 +73,20 @@ def merged(*tables: dict[str, CallStats]) -> dict[str, CallStats]:
 
 
 class InstrumentedBroker:
-    """A broker behind the seam; implements :class:`~pigeon.brokers.base.Broker` by delegation."""
+    """A broker behind the seam; implements the core protocol and every optional one by delegation.
+
+    A call to an optional protocol the broker lacks raises
+    :class:`~pigeon.errors.UnsupportedFeature`; ``capabilities`` says beforehand.
+    """
 
     def __init__(self, inner: Broker) -> None:
         self.inner = inner
-        self.capabilities: Capabilities = inner.capabilities
+        self.capabilities: Capabilities = capabilities_of(inner)
         self.url: str = inner.url
+        self._inspecting = inner if isinstance(inner, Inspecting) else None
+        self._limiting = inner if isinstance(inner, Limiting) else None
+        self._reporting = inner if isinstance(inner, Reporting) else None
+        self._transactional = inner if isinstance(inner, TransactionalBroker) else None
         self._stats: dict[str, CallStats] = {}
         self._lock = threading.Lock()  # sync transactional sends come from any thread
 
@@ -150,6 +167,32 @@ class InstrumentedBroker:
     async def get(self, job_id: str) -> JobRecord | None:
         return await self._call("get", self.inner.get(job_id))
 
+    async def cancel(self, job_id: str, expires_at: float) -> bool:
+        return await self._call("cancel", self.inner.cancel(job_id, expires_at))
+
+    @classmethod
+    def from_url(cls, url: str, shared: dict[str, Any]) -> Self:
+        """The broker for ``url`` (see :func:`~pigeon.brokers.base.create_broker`), behind a seam."""
+        from pigeon.brokers.base import create_broker
+
+        return cls(create_broker(url, shared))
+
+    async def migrate(self) -> list[str]:
+        """Create or upgrade the broker's schema; ``[]`` for a broker without one."""
+        inner = self.inner
+        return await self._call("migrate", inner.migrate()) if isinstance(inner, Migrating) else []
+
+    # -- the optional protocols: UnsupportedFeature where the broker lacks one --
+
+    def _lacks(self, what: str) -> UnsupportedFeature:
+        scheme = self.url.split("://", 1)[0] or type(self.inner).__name__
+        return UnsupportedFeature(f"the {scheme} broker cannot {what}")
+
+    def _inspect(self) -> Inspecting:
+        if self._inspecting is None:
+            raise self._lacks("list, count or tidy its jobs and workers (no inspection)")
+        return self._inspecting
+
     async def list_jobs(
         self,
         *,
@@ -158,39 +201,35 @@ class InstrumentedBroker:
         task: str | None = None,
         limit: int = 100,
     ) -> list[JobRecord]:
+        inner = self._inspect()
         return await self._call(
-            "list_jobs", self.inner.list_jobs(queue=queue, state=state, task=task, limit=limit)
+            "list_jobs", inner.list_jobs(queue=queue, state=state, task=task, limit=limit)
         )
 
     async def stats(self) -> list[QueueStats]:
-        return await self._call("stats", self.inner.stats())
-
-    async def cancel(self, job_id: str, expires_at: float) -> bool:
-        return await self._call("cancel", self.inner.cancel(job_id, expires_at))
-
-    async def requeue(self, job_id: str) -> bool:
-        return await self._call("requeue", self.inner.requeue(job_id))
-
-    async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
-        return await self._call("purge", self.inner.purge(queue=queue, states=states))
-
-    async def progress(self, job_id: str, token: str, data: bytes) -> bool:
-        return await self._call("progress", self.inner.progress(job_id, token, data))
-
-    async def take(self, key: str, rate: float, burst: float) -> float:
-        return await self._call("take", self.inner.take(key, rate, burst))
-
-    async def migrate(self) -> list[str]:
-        return await self._call("migrate", self.inner.migrate())
-
-    async def register_worker(self, info: WorkerInfo) -> None:
-        await self._call("register_worker", self.inner.register_worker(info))
-
-    async def unregister_worker(self, worker_id: str) -> None:
-        await self._call("unregister_worker", self.inner.unregister_worker(worker_id))
+        return await self._call("stats", self._inspect().stats())
 
     async def workers(self) -> list[WorkerInfo]:
-        return await self._call("workers", self.inner.workers())
+        return await self._call("workers", self._inspect().workers())
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        await self._call("unregister_worker", self._inspect().unregister_worker(worker_id))
+
+    async def requeue(self, job_id: str) -> bool:
+        return await self._call("requeue", self._inspect().requeue(job_id))
+
+    async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
+        return await self._call("purge", self._inspect().purge(queue=queue, states=states))
+
+    async def take(self, key: str, rate: float, burst: float) -> float:
+        if self._limiting is None:
+            raise self._lacks("limit a task's rate")
+        return await self._call("take", self._limiting.take(key, rate, burst))
+
+    async def progress(self, job_id: str, token: str, data: bytes) -> bool:
+        if self._reporting is None:
+            raise self._lacks("keep progress reports")
+        return await self._call("progress", self._reporting.progress(job_id, token, data))
 
     # -- TransactionalBroker, where the broker is one --------------------------
 
@@ -200,14 +239,12 @@ class InstrumentedBroker:
         Raises:
             UnsupportedFeature: it cannot write in the caller's transaction.
         """
-        inner = self.inner
-        if not inner.capabilities.transactional_enqueue or not isinstance(inner, TransactionalBroker):
-            scheme = inner.url.split("://", 1)[0] or type(inner).__name__
-            raise UnsupportedFeature(
-                f"the {scheme} broker cannot enqueue inside your database transaction; "
+        if self._transactional is None:
+            raise self._lacks(
+                "enqueue inside your database transaction; "
                 "send after commit instead (e.g. Django's transaction.on_commit)"
             )
-        return inner
+        return self._transactional
 
     def enqueue_in_sync(self, connection: Any, jobs: Sequence[Job]) -> list[str]:
         """:meth:`Broker.enqueue` on the caller's DB-API connection, in its transaction."""

@@ -379,10 +379,6 @@ class MemoryBroker(BrokerBase):
             self._s.buckets[key] = (tokens, now)
             return (1 - tokens) / rate
 
-    async def register_worker(self, info: WorkerInfo) -> None:
-        with self._s.lock:
-            self._s.workers[info.id] = info
-
     async def unregister_worker(self, worker_id: str) -> None:
         with self._s.lock:
             self._s.workers.pop(worker_id, None)

@@ -69,7 +69,7 @@ AnyConnection = psycopg.AsyncConnection[Any] | psycopg.Connection[Any]
 class PostgresBroker(BrokerBase):
     """The PostgreSQL broker: a pool for statements, one more connection to LISTEN."""
 
-    capabilities = Capabilities(transactional_enqueue=True)
+    capabilities = Capabilities()
 
     def __init__(
         self, conninfo: str, *, namespace: str = "pigeon", url: str = "", max_connections: int = 10
@@ -438,10 +438,6 @@ class PostgresBroker(BrokerBase):
         params = {"key": key, "rate": float(rate), "burst": float(burst), "now": time.time()}
         ((granted, tokens),) = await self._fetch("take", params)
         return 0.0 if granted else (1 - tokens) / rate
-
-    async def register_worker(self, info: WorkerInfo) -> None:
-        params = {"worker_id": info.id, "info": msgspec.json.encode(info), "now": time.time()}
-        await self._execute("upsert_worker", params)
 
     async def unregister_worker(self, worker_id: str) -> None:
         await self._execute("delete_worker", {"worker_id": worker_id})

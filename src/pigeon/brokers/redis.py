@@ -489,13 +489,6 @@ class RedisBroker(BrokerBase):
                 if n < _CHUNK:
                     return total
 
-    async def register_worker(self, info: WorkerInfo) -> None:
-        with self._translated():
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.hset(f"{self._prefix}workers", info.id, msgspec.json.encode(info))
-            pipe.zadd(f"{self._prefix}seen", {info.id: time.time()})
-            await pipe.execute()
-
     async def unregister_worker(self, worker_id: str) -> None:
         with self._translated():
             pipe = self._redis.pipeline(transaction=True)

@@ -52,7 +52,7 @@ _worker_decoder = msgspec.json.Decoder(WorkerInfo)
 class SqliteBroker(BrokerBase):
     """The embedded broker: a SQLite file in WAL mode."""
 
-    capabilities = Capabilities(transactional_enqueue=True)
+    capabilities = Capabilities()
 
     def __init__(self, path: str, *, busy_timeout: float = 10.0) -> None:
         self.path = path
@@ -364,10 +364,6 @@ class SqliteBroker(BrokerBase):
             return wait
 
         return await self._run(self._write, take)
-
-    async def register_worker(self, info: WorkerInfo) -> None:
-        row = (info.id, msgspec.json.encode(info), time.time())
-        await self._run(self._write, lambda db: db.execute(self._q["upsert_worker"], row))
 
     async def unregister_worker(self, worker_id: str) -> None:
         await self._run(self._write, lambda db: db.execute(self._q["delete_worker"], (worker_id,)))

@@ -22,12 +22,12 @@ import time
 from collections import Counter
 from typing import Any
 
-from pigeon.brokers.base import Broker
 from pigeon.client import Client
-from pigeon.errors import BrokerError, DecodeError, UnknownTask
+from pigeon.errors import BrokerError, DecodeError, UnknownTask, UnsupportedFeature
 from pigeon.job import Claim, ErrorInfo, Outcome, OutcomeKind, WorkerInfo
 from pigeon.policy import Completed, Deferred, Ending, Raised, Released, Retention, Unrunnable, decide
 from pigeon.registry import Registry
+from pigeon.seam import InstrumentedBroker
 from pigeon.services import ServiceState, supervise
 from pigeon.task import JobContext, Task, parse_rate
 from pigeon.worker.config import WorkerConfig
@@ -72,7 +72,7 @@ class Worker:
         self._outbox_ready = asyncio.Event()
         self._executors = Executors(config.thread_count, config.process_count)
         self._limited_queues = frozenset(q for q, _ in config.queue_limits)
-        self._broker: Broker | None = None
+        self._broker: InstrumentedBroker | None = None
         self._started_at = time.time()
         self.services: dict[str, ServiceState] = {}
 
@@ -133,7 +133,7 @@ class Worker:
         cfg = self.config
         log.info("worker %s up: queues %s, concurrency %d", self.id, ",".join(cfg.queues), cfg.concurrency)
         try:
-            await self._broker.register_worker(self.info())
+            await self._register()
             async with asyncio.TaskGroup() as loops:
                 background = [
                     loops.create_task(self._forward(wake), name="pigeon-wake"),
@@ -168,11 +168,20 @@ class Worker:
                     self._loop.remove_signal_handler(sig)
             await self._executors.close()
             try:
-                await self._broker.unregister_worker(self.id)
+                if self._broker.capabilities.inspect:  # else recover() forgets it once silent
+                    await self._broker.unregister_worker(self.id)
             except BrokerError as exc:
                 log.warning("could not unregister worker %s: %s", self.id, exc)
             log.info("worker %s stopped after %d jobs", self.id, self.processed)
             self.stopped.set()
+
+    async def _register(self) -> None:
+        """A first heartbeat, without leases, registers the worker; the loop's next ones would too."""
+        assert self._broker is not None
+        try:
+            await self._broker.heartbeat(self.info(), [], self.config.lease)
+        except BrokerError as exc:
+            log.warning("heartbeat failed: could not register worker %s yet: %s", self.id, exc)
 
     async def _claim_loop(self, jobs: asyncio.TaskGroup) -> None:
         assert self._broker is not None
@@ -316,9 +325,9 @@ class Worker:
             exc = UnknownTask(f"no task named {job.task!r} is registered with this worker's app")
             return Unrunnable(error_info(exc))
         if task.defaults.rate is not None:
-            wait = await self._rate_wait(task.name, task.defaults.rate)
-            if wait > 0:  # over the rate: back to the queue later, the attempt given back
-                return Deferred(wait * random.uniform(1.0, 2.0))
+            throttled = await self._throttle(task.name, task.defaults.rate)
+            if throttled is not None:
+                return throttled
         report = self._progress.reporter(claim)
         ctx = JobContext(job.id, job.task, job.queue, claim.attempt, job.max_attempts, self.id, report)
         started = time.perf_counter()
@@ -385,14 +394,17 @@ class Worker:
             return _raised(exc)
         return None
 
-    async def _rate_wait(self, task: str, rate: str) -> float:
+    async def _throttle(self, task: str, rate: str) -> Ending | None:
+        """Over the task's rate: back to the queue later, the attempt given back."""
         assert self._broker is not None
         try:
-            wait: float = await self._broker.take(f"rate:{task}", parse_rate(rate), 1.0)
+            wait = await self._broker.take(f"rate:{task}", parse_rate(rate), 1.0)
+        except UnsupportedFeature as exc:
+            return Unrunnable(error_info(exc))
         except BrokerError as exc:
             log.warning("rate limit check failed (%s); trying again shortly", exc)
-            return 1.0
-        return wait
+            wait = 1.0
+        return Deferred(wait * random.uniform(1.0, 2.0)) if wait > 0 else None
 
     # -- background loops ----------------------------------------------------
 

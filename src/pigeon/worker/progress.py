@@ -15,11 +15,11 @@ from typing import Any
 
 import msgspec
 
-from pigeon.brokers.base import Broker
 from pigeon.client import Client
 from pigeon.errors import BrokerError
 from pigeon.events import pattern_regex, publish
 from pigeon.job import Claim, Progress
+from pigeon.seam import InstrumentedBroker
 from pigeon.task import Task
 
 log = logging.getLogger("pigeon.worker")
@@ -31,7 +31,7 @@ class ProgressReporter:
     """Hands each job a reporter bound to its claim; keeps the sends it started."""
 
     def __init__(
-        self, client: Client, broker: Broker, handlers: Sequence[tuple[str, Task[Any, Any]]]
+        self, client: Client, broker: InstrumentedBroker, handlers: Sequence[tuple[str, Task[Any, Any]]]
     ) -> None:
         self._client = client
         self._broker = broker
@@ -40,7 +40,11 @@ class ProgressReporter:
         self._sending: dict[str, set[asyncio.Task[None]]] = {}
         self._listened = any(pattern_regex(pattern).match(TOPIC) for pattern, _ in handlers)
 
-    def reporter(self, claim: Claim) -> Callable[[float, str], None]:
+    def reporter(self, claim: Claim) -> Callable[[float, str], None] | None:
+        """The job's ``ctx.progress`` sink; None (reports do nothing) on a broker without progress."""
+        if not self._broker.capabilities.progress:
+            return None
+
         def report(fraction: float, message: str) -> None:
             if _on_loop(self._loop):
                 self._start(claim, fraction, message)
