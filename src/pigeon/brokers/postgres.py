@@ -37,17 +37,16 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from pigeon.brokers.base import BrokerBase, Capabilities
-from pigeon.brokers.sql import migrations, queries, record_from_row
+from pigeon.brokers.postgres_schema import MigrationPlan, check_not_newer
+from pigeon.brokers.sql import SqlReads, migrations, queries
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
     ErrorInfo,
     Job,
-    JobRecord,
     JobState,
     Outcome,
     OutcomeKind,
-    QueueStats,
     WorkerInfo,
     stored_claim,
 )
@@ -61,12 +60,11 @@ _CHUNK = 1000
 """Outcomes per settle statement: a worker that fell behind flushes a long outbox in steps,
 each holding its row locks briefly."""
 _LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
-_worker_decoder = msgspec.json.Decoder(WorkerInfo)
 
 AnyConnection = psycopg.AsyncConnection[Any] | psycopg.Connection[Any]
 
 
-class PostgresBroker(BrokerBase):
+class PostgresBroker(SqlReads, BrokerBase):
     """The PostgreSQL broker: a pool for statements, one more connection to LISTEN."""
 
     capabilities = Capabilities()
@@ -132,6 +130,9 @@ class PostgresBroker(BrokerBase):
         except (TimeoutError, OSError) as exc:
             raise BrokerConnectionError(f"PostgreSQL ({self._where}): {type(exc).__name__}: {exc}") from exc
 
+    async def _select(self, name: str, params: dict[str, Any]) -> list[Any]:
+        return await self._fetch(name, params)
+
     async def _fetch(self, name: str, params: dict[str, Any] | Callable[[], dict[str, Any]]) -> list[Any]:
         """Run a named query; ``params`` may be built only once a connection is ready.
 
@@ -156,7 +157,7 @@ class PostgresBroker(BrokerBase):
             ConfigurationError: the schema is newer than this pigeon knows.
             BrokerError: PostgreSQL failed (BrokerConnectionError when unreachable).
         """
-        plan = _MigrationPlan(self.namespace)
+        plan = MigrationPlan(self.namespace)
         try:
             async with await self._connect() as conn, conn.transaction():
                 for statement, params in plan.prepare():
@@ -181,7 +182,7 @@ class PostgresBroker(BrokerBase):
         except psycopg.Error as exc:
             raise self._error(exc) from exc
         latest = migrations("postgres")[-1][0]
-        _check_not_newer(self.namespace, version)
+        check_not_newer(self.namespace, version)
         if version < latest:
             raise ConfigurationError(
                 f"the pigeon schema {self.namespace!r} on {self._where} is at version {version}, this pigeon"
@@ -391,28 +392,6 @@ class PostgresBroker(BrokerBase):
 
     # -- inspecting ----------------------------------------------------------
 
-    async def get(self, job_id: str) -> JobRecord | None:
-        rows = await self._fetch("get", {"id": job_id})
-        return record_from_row(rows[0]) if rows else None
-
-    async def list_jobs(
-        self,
-        *,
-        queue: str | None = None,
-        state: JobState | None = None,
-        task: str | None = None,
-        limit: int = 100,
-    ) -> list[JobRecord]:
-        value = None if state is None else state.value
-        params = {"queue": queue, "state": value, "task": task, "limit": limit}
-        return [record_from_row(r) for r in await self._fetch("list", params)]
-
-    async def stats(self) -> list[QueueStats]:
-        counts: dict[str, dict[str, int]] = {}
-        for queue, state, n in await self._fetch("stats", {}):
-            counts.setdefault(queue, {})[state] = n
-        return [QueueStats(q, c) for q, c in counts.items()]
-
     async def cancel(self, job_id: str, expires_at: float) -> bool:
         params = {"id": job_id, "now": time.time(), "expires_at": expires_at}
         return await self._execute("cancel", params) == 1
@@ -441,10 +420,6 @@ class PostgresBroker(BrokerBase):
 
     async def unregister_worker(self, worker_id: str) -> None:
         await self._execute("delete_worker", {"worker_id": worker_id})
-
-    async def workers(self) -> list[WorkerInfo]:
-        rows = await self._fetch("workers", {})
-        return [msgspec.structs.replace(_worker_decoder.decode(info), last_seen=seen) for info, seen in rows]
 
 
 class _Batch:
@@ -547,15 +522,6 @@ def _settle_row(o: Outcome, now: float) -> tuple[Any, ...]:
     return (o.job_id, o.token, "queued", None, None, True, True, None, None, None)
 
 
-def _check_not_newer(namespace: str, version: int) -> None:
-    latest = migrations("postgres")[-1][0]
-    if version > latest:
-        raise ConfigurationError(
-            f"the pigeon schema {namespace!r} is at version {version}, newer than this pigeon knows"
-            f" ({latest}): upgrade pigeon"
-        )
-
-
 async def _check_idle(conn: psycopg.AsyncConnection[Any]) -> None:
     """Refuse a pooled connection the server has closed (a restart, pg_terminate_backend).
 
@@ -567,57 +533,3 @@ async def _check_idle(conn: psycopg.AsyncConnection[Any]) -> None:
         readable = sel.select(0)
     if readable:
         await AsyncConnectionPool.check_connection(conn)
-
-
-class _MigrationPlan:
-    """The statements of a migration run, shared by the async broker and :func:`migrate_connection`."""
-
-    def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
-        ns = sql.Identifier(namespace)
-        self._versions = sql.SQL("{}.schema_version").format(ns)
-        self._ns = ns
-        self.select_done = sql.SQL("SELECT version FROM {}").format(self._versions)
-        self.applied: list[str] = []
-
-    def prepare(self) -> list[tuple[Any, list[Any] | None]]:
-        return [
-            ("SELECT pg_advisory_xact_lock(hashtext('pigeon.migrate:' || %s))", [self.namespace]),
-            (sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._ns), None),
-            (
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, name text NOT NULL,"
-                    " applied_at timestamptz NOT NULL DEFAULT now())"
-                ).format(self._versions),
-                None,
-            ),
-        ]
-
-    def steps(self, done: set[int]) -> list[tuple[Any, list[Any] | None]]:
-        _check_not_newer(self.namespace, max(done, default=0))
-        insert = sql.SQL("INSERT INTO {} (version, name) VALUES (%s, %s)").format(self._versions)
-        out: list[tuple[Any, list[Any] | None]] = []
-        for version, name, text in migrations("postgres"):
-            if version not in done:
-                out += [(text.replace("{ns}", self.namespace).encode(), None), (insert, [version, name])]
-                self.applied.append(f"{version:04d}_{name}")
-        return out
-
-
-def migrate_connection(connection: psycopg.Connection[Any], namespace: str = "pigeon") -> list[str]:
-    """Create or upgrade pigeon's schema with the caller's connection, in its transaction.
-
-    For frameworks that run schema changes themselves (Django migrations).
-    Returns the migrations applied.
-
-    Raises:
-        ConfigurationError: the schema is newer than this pigeon knows.
-    """
-    plan = _MigrationPlan(namespace)
-    cur = psycopg.Cursor(connection)  # server-side binding, whatever the connection's cursor factory
-    for statement, params in plan.prepare():
-        cur.execute(statement, params)
-    cur.execute(plan.select_done)
-    for statement, params in plan.steps({v for (v,) in cur.fetchall()}):
-        cur.execute(statement, params)
-    return plan.applied

@@ -26,17 +26,15 @@ from urllib.parse import urlsplit
 import msgspec
 
 from pigeon.brokers.base import BrokerBase, Capabilities
-from pigeon.brokers.sql import migrations, queries, record_from_row
+from pigeon.brokers.sql import SqlReads, migrations, queries
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
     ErrorInfo,
     Job,
-    JobRecord,
     JobState,
     Outcome,
     OutcomeKind,
-    QueueStats,
     WorkerInfo,
     stored_claim,
 )
@@ -46,10 +44,9 @@ T = TypeVar("T")
 _WATCH_EVERY = 0.004
 # Errors are stored as text: SQLite's json() refuses a BLOB (or, from 3.45, reads it as JSONB).
 _LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost")).decode()
-_worker_decoder = msgspec.json.Decoder(WorkerInfo)
 
 
-class SqliteBroker(BrokerBase):
+class SqliteBroker(SqlReads, BrokerBase):
     """The embedded broker: a SQLite file in WAL mode."""
 
     capabilities = Capabilities()
@@ -302,31 +299,8 @@ class SqliteBroker(BrokerBase):
         assert self._db is not None
         return self._db.execute(sql, params).fetchall()
 
-    async def get(self, job_id: str) -> JobRecord | None:
-        rows = await self._run(self._read, self._q["get"], (job_id,))
-        return record_from_row(rows[0]) if rows else None
-
-    async def list_jobs(
-        self,
-        *,
-        queue: str | None = None,
-        state: JobState | None = None,
-        task: str | None = None,
-        limit: int = 100,
-    ) -> list[JobRecord]:
-        params = {
-            "queue": queue,
-            "state": None if state is None else state.value,
-            "task": task,
-            "limit": limit,
-        }
-        return [record_from_row(r) for r in await self._run(self._read, self._q["list"], params)]
-
-    async def stats(self) -> list[QueueStats]:
-        counts: dict[str, dict[str, int]] = {}
-        for queue, state, n in await self._run(self._read, self._q["stats"], ()):
-            counts.setdefault(queue, {})[state] = n
-        return [QueueStats(q, c) for q, c in counts.items()]
+    async def _select(self, name: str, params: dict[str, Any]) -> list[Any]:
+        return await self._run(self._read, self._q[name], params)
 
     async def cancel(self, job_id: str, expires_at: float) -> bool:
         def cancel(db: sqlite3.Connection) -> bool:
@@ -367,10 +341,6 @@ class SqliteBroker(BrokerBase):
 
     async def unregister_worker(self, worker_id: str) -> None:
         await self._run(self._write, lambda db: db.execute(self._q["delete_worker"], (worker_id,)))
-
-    async def workers(self) -> list[WorkerInfo]:
-        rows = await self._run(self._read, self._q["workers"], ())
-        return [msgspec.structs.replace(_worker_decoder.decode(info), last_seen=seen) for info, seen in rows]
 
 
 def _rows(jobs: Sequence[Job]) -> list[tuple[Any, ...]]:

@@ -109,7 +109,7 @@ WHERE expires_at <= ? AND state IN ('succeeded', 'failed', 'cancelled')
 
 -- name: get
 SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress, id
-FROM pigeon_jobs WHERE id = ?
+FROM pigeon_jobs WHERE id = :id
 
 -- name: list
 SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress, id
