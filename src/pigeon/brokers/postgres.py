@@ -42,14 +42,13 @@ from pigeon.brokers.sql import SqlReads, migrations, queries
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
-    ErrorInfo,
     Job,
     JobState,
     Outcome,
-    OutcomeKind,
     WorkerInfo,
     stored_claim,
 )
+from pigeon.transitions import LOST_ERROR, arriving, settled
 
 _NAMESPACE = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _CONNECTION_STATES = ("57P01", "57P02", "57P03")  # admin/crash shutdown, cannot connect now
@@ -59,7 +58,6 @@ _CLAIM_PASSES = 4
 _CHUNK = 1000
 """Outcomes per settle statement: a worker that fell behind flushes a long outbox in steps,
 each holding its row locks briefly."""
-_LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
 
 AnyConnection = psycopg.AsyncConnection[Any] | psycopg.Connection[Any]
 
@@ -380,7 +378,7 @@ class PostgresBroker(SqlReads, BrokerBase):
         params = {
             "now": now,
             "silent": now - dead_after,
-            "lost_error": _LOST,
+            "lost_error": LOST_ERROR,
             "channel": self._channel,
             "expires": expires_at,
         }
@@ -499,27 +497,25 @@ def _columns(names: str, rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
 
 
 def _enqueue_row(j: Job, now: float) -> tuple[Any, ...]:
-    run_at = now if j.run_at is None else j.run_at
-    state = "scheduled" if run_at > now else "queued"
-    row = (j.id, j.task, j.queue, j.priority, state, j.encode(), j.max_attempts, j.unique_key, run_at)
+    state, run_at = arriving(j, now)
+    row = (j.id, j.task, j.queue, j.priority, state.value, j.encode(), j.max_attempts, j.unique_key, run_at)
     return (*row, j.enqueued_at or now, j.limit_key, j.limit)
 
 
 def _settle_row(o: Outcome, now: float) -> tuple[Any, ...]:
-    error = None if o.error is None else msgspec.json.encode(o.error)
-    if o.kind is OutcomeKind.COMPLETE:
-        return (o.job_id, o.token, "succeeded", o.result, None, False, False, None, now, o.expires_at)
-    if o.kind is OutcomeKind.FAIL:
-        return (o.job_id, o.token, "failed", None, error, False, False, None, now, o.expires_at)
-    if o.kind is OutcomeKind.RETRY:
-        run_at = o.run_at or now
-        state = "scheduled" if run_at > now else "queued"
-        return (o.job_id, o.token, state, None, error, False, False, run_at, None, None)
-    if o.kind is OutcomeKind.DEFER:  # like a retry, but the attempt is given back
-        run_at = o.run_at or now
-        state = "scheduled" if run_at > now else "queued"
-        return (o.job_id, o.token, state, None, None, True, True, run_at, None, None)
-    return (o.job_id, o.token, "queued", None, None, True, True, None, None, None)
+    t = settled(o, now)
+    return (
+        t.job_id,
+        t.token,
+        t.state.value,
+        t.result,
+        t.error,
+        t.keep_error,
+        t.release,
+        t.run_at,
+        t.finished_at,
+        t.expires_at,
+    )
 
 
 async def _check_idle(conn: psycopg.AsyncConnection[Any]) -> None:

@@ -72,6 +72,7 @@ from pigeon.job import (
     decode_stored,
     stored_claim,
 )
+from pigeon.transitions import LOST_ERROR, Transition, settled
 
 log = logging.getLogger("pigeon.broker.redis")
 
@@ -91,7 +92,6 @@ _SCRIPTS = (
 _CHUNK = 1000
 """Jobs per script call: long scripts block every other client of the server."""
 _FIELDS = ("env", "state", "att", "res", "err", "errs", "wid", "start", "fin", "lease", "prog")
-_LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
 _error_decoder = msgspec.json.Decoder(ErrorInfo)
 _errors_decoder = msgspec.json.Decoder(tuple[ErrorInfo, ...])
 _worker_decoder = msgspec.json.Decoder(WorkerInfo)
@@ -280,20 +280,9 @@ class RedisBroker(BrokerBase):
         return [stored_claim(jid.decode(), env, token, int(n)) for jid, env, n in triples]
 
     async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        rows = [
-            [
-                o.job_id,
-                o.token,
-                o.kind.value,
-                "0" if o.result is None else "1",
-                o.result or b"",
-                b"" if o.error is None else msgspec.json.encode(o.error),
-                _time(o.run_at),
-                _time(o.expires_at),
-            ]
-            for o in outcomes
-        ]
-        return [bool(n) for n in await self._batched("settle", repr(time.time()), rows)]
+        now = time.time()
+        rows = [_settle_args(settled(o, now)) for o in outcomes]
+        return [bool(n) for n in await self._batched("settle", repr(now), rows)]
 
     async def progress(self, job_id: str, token: str, data: bytes) -> bool:
         with self._translated():
@@ -393,7 +382,7 @@ class RedisBroker(BrokerBase):
         now = time.time()
         expires = "" if expires_at is None else repr(expires_at)
         with self._translated():
-            return int(await self._script("recover", repr(now), repr(now - dead_after), _LOST, expires))
+            return int(await self._script("recover", repr(now), repr(now - dead_after), LOST_ERROR, expires))
 
     async def prune(self) -> int:
         total = 0
@@ -507,6 +496,22 @@ class RedisBroker(BrokerBase):
             msgspec.structs.replace(_worker_decoder.decode(info), last_seen=last.get(wid, 0.0))
             for wid, info in sorted(infos.items())
         ]
+
+
+def _settle_args(t: Transition) -> list[Any]:
+    """A transition as settle.lua's arguments for one outcome."""
+    return [
+        t.job_id,
+        t.token,
+        t.state.value,
+        "0" if t.result is None else "1",
+        t.result or b"",
+        t.error or b"",
+        "1" if t.keep_error else "0",
+        "1" if t.release else "0",
+        _time(t.run_at),
+        _time(t.expires_at),
+    ]
 
 
 def _record(job_id: str, values: list[bytes | None]) -> JobRecord | None:

@@ -30,20 +30,19 @@ from pigeon.brokers.sql import SqlReads, migrations, queries
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
-    ErrorInfo,
     Job,
     JobState,
     Outcome,
-    OutcomeKind,
     WorkerInfo,
     stored_claim,
 )
+from pigeon.transitions import LOST_ERROR, arriving, settled
 
 T = TypeVar("T")
 
 _WATCH_EVERY = 0.004
 # Errors are stored as text: SQLite's json() refuses a BLOB (or, from 3.45, reads it as JSONB).
-_LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost")).decode()
+_LOST = LOST_ERROR.decode()
 
 
 class SqliteBroker(SqlReads, BrokerBase):
@@ -225,23 +224,20 @@ class SqliteBroker(SqlReads, BrokerBase):
             now = time.time()
             done = []
             for o in outcomes:
-                err = None if o.error is None else msgspec.json.encode(o.error).decode()
-                key = {"id": o.job_id, "token": o.token, "error": err}
-                if o.kind is OutcomeKind.COMPLETE:
-                    cur = db.execute(q["complete"], (o.result, now, o.expires_at, o.job_id, o.token))
-                elif o.kind is OutcomeKind.FAIL:
-                    cur = db.execute(q["fail"], {**key, "now": now, "expires_at": o.expires_at})
-                elif o.kind is OutcomeKind.RETRY:
-                    run_at = o.run_at or now
-                    state = "scheduled" if run_at > now else "queued"
-                    cur = db.execute(q["retry"], {**key, "state": state, "run_at": run_at})
-                elif o.kind is OutcomeKind.DEFER:
-                    run_at = o.run_at or now
-                    state = "scheduled" if run_at > now else "queued"
-                    cur = db.execute(q["defer"], (state, run_at, o.job_id, o.token))
-                else:
-                    cur = db.execute(q["release"], (o.job_id, o.token))
-                done.append(cur.rowcount == 1)
+                t = settled(o, now)
+                params = {
+                    "id": t.job_id,
+                    "token": t.token,
+                    "state": t.state.value,
+                    "result": t.result,
+                    "error": None if t.error is None else t.error.decode(),
+                    "keep_error": t.keep_error,
+                    "release": int(t.release),
+                    "run_at": t.run_at,
+                    "finished_at": t.finished_at,
+                    "expires_at": t.expires_at,
+                }
+                done.append(db.execute(q["settle"], params).rowcount == 1)
             return done
 
         return await self._run(self._write, settle)
@@ -343,6 +339,11 @@ class SqliteBroker(SqlReads, BrokerBase):
         await self._run(self._write, lambda db: db.execute(self._q["delete_worker"], (worker_id,)))
 
 
+def _arrival(j: Job, now: float) -> tuple[Any, ...]:
+    state, run_at = arriving(j, now)
+    return (state.value, j.encode(), j.max_attempts, j.unique_key, run_at)
+
+
 def _rows(jobs: Sequence[Job]) -> list[tuple[Any, ...]]:
     now = time.time()
     return [
@@ -351,11 +352,7 @@ def _rows(jobs: Sequence[Job]) -> list[tuple[Any, ...]]:
             j.task,
             j.queue,
             j.priority,
-            "scheduled" if j.run_at is not None and j.run_at > now else "queued",
-            j.encode(),
-            j.max_attempts,
-            j.unique_key,
-            j.run_at if j.run_at is not None else now,
+            *_arrival(j, now),
             j.enqueued_at or now,
             j.limit_key,
             j.limit,

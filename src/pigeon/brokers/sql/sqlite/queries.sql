@@ -31,32 +31,20 @@ SET state = 'running', attempts = attempts + 1, token = ?, worker_id = ?, starte
 WHERE seq IN ({seqs})
 RETURNING priority, seq, envelope, attempts, id
 
--- name: complete
+-- name: settle
+-- Every outcome in one statement: the transition's fields come computed (pigeon/transitions.py).
 UPDATE pigeon_jobs
-SET state = 'succeeded', result = ?, error = NULL, finished_at = ?, expires_at = ?, token = NULL, lease_until = NULL
-WHERE id = ? AND token = ? AND state = 'running'
-
--- name: fail
-UPDATE pigeon_jobs
-SET state = 'failed', error = :error, errors = json_insert(coalesce(errors, '[]'), '$[#]', json(:error)),
-    finished_at = :now, expires_at = :expires_at, token = NULL, lease_until = NULL
+SET state = :state,
+    result = CASE WHEN :state = 'succeeded' THEN :result ELSE result END,
+    error = CASE WHEN :keep_error THEN error ELSE :error END,
+    errors = CASE WHEN :keep_error OR :error IS NULL THEN errors
+                  ELSE json_insert(coalesce(errors, '[]'), '$[#]', json(:error)) END,
+    attempts = attempts - :release,
+    run_at = coalesce(:run_at, run_at),
+    finished_at = coalesce(:finished_at, finished_at),
+    expires_at = CASE WHEN :finished_at IS NULL THEN expires_at ELSE :expires_at END,
+    token = NULL, lease_until = NULL
 WHERE id = :id AND token = :token AND state = 'running'
-
--- name: retry
-UPDATE pigeon_jobs
-SET state = :state, run_at = :run_at, error = :error, token = NULL, lease_until = NULL,
-    errors = CASE WHEN :error IS NULL THEN errors ELSE json_insert(coalesce(errors, '[]'), '$[#]', json(:error)) END
-WHERE id = :id AND token = :token AND state = 'running'
-
--- name: release
-UPDATE pigeon_jobs
-SET state = 'queued', attempts = attempts - 1, token = NULL, lease_until = NULL
-WHERE id = ? AND token = ? AND state = 'running'
-
--- name: defer
-UPDATE pigeon_jobs
-SET state = ?, run_at = ?, attempts = attempts - 1, token = NULL, lease_until = NULL
-WHERE id = ? AND token = ? AND state = 'running'
 
 -- name: progress
 UPDATE pigeon_jobs SET progress = ?
