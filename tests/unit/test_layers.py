@@ -1,4 +1,4 @@
-"""The package's shape: no import cycle among its modules, no function too long.
+"""The package's shape: no import cycle among its modules, no module or function too long.
 
 Every import counts, type-only (``if TYPE_CHECKING:``) and function-local ones
 included: a cycle hidden behind either is still a cycle in the design.
@@ -13,6 +13,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "pigeon"
+MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 
 
@@ -120,6 +121,15 @@ def test_type_only_and_local_imports_count() -> None:
     )
     known = {"pigeon.app", "pigeon.worker", "pigeon.worker.loop"}
     assert set(imported(tree, "pigeon.task", False, known)) == {"pigeon.app", "pigeon.worker.loop"}
+
+
+def test_no_module_too_long() -> None:
+    long = {
+        name: n
+        for name, path in modules().items()
+        if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}, f"modules over {MAX_MODULE_LINES} lines: {long}"
 
 
 def test_no_function_too_long() -> None:

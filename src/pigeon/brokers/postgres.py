@@ -37,6 +37,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from pigeon.brokers.base import BrokerBase, Capabilities
+from pigeon.brokers.postgres_rows import SETTLE_COLUMNS, EnqueueBatch, columns, settle_row
 from pigeon.brokers.postgres_schema import MigrationPlan, check_not_newer
 from pigeon.brokers.sql import SqlReads, migrations, queries
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
@@ -48,12 +49,11 @@ from pigeon.job import (
     WorkerInfo,
     stored_claim,
 )
-from pigeon.transitions import LOST_ERROR, arriving, settled
+from pigeon.transitions import LOST_ERROR
 
 _NAMESPACE = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _CONNECTION_STATES = ("57P01", "57P02", "57P03")  # admin/crash shutdown, cannot connect now
 _POOL_TIMEOUT = 10.0
-_UNIQUE_RETRIES = 3
 _CLAIM_PASSES = 4
 _CHUNK = 1000
 """Outcomes per settle statement: a worker that fell behind flushes a long outbox in steps,
@@ -246,7 +246,7 @@ class PostgresBroker(SqlReads, BrokerBase):
         Raises:
             BrokerError: the insert failed (the caller's transaction is then aborted).
         """
-        batch = _Batch(jobs, self._channel)
+        batch = EnqueueBatch(jobs, self._channel)
         # A plain Cursor binds server-side (the arrays are binary), even on a connection whose
         # cursor factory binds client-side, as Django's does; it shares the caller's transaction.
         cur = psycopg.Cursor(connection)
@@ -260,7 +260,7 @@ class PostgresBroker(SqlReads, BrokerBase):
         return batch.ids()
 
     async def _enqueue_async(self, conn: psycopg.AsyncConnection[Any], jobs: Sequence[Job]) -> list[str]:
-        batch = _Batch(jobs, self._channel)
+        batch = EnqueueBatch(jobs, self._channel)
         while (params := batch.next_insert()) is not None:
             keys = batch.inserted(await (await conn.execute(self._q["enqueue"], params)).fetchall())
             if keys:
@@ -299,10 +299,10 @@ class PostgresBroker(SqlReads, BrokerBase):
         now = time.time()
         rows: dict[str, tuple[Any, ...]] = {}
         for o in outcomes:  # a second outcome for one job in one batch is refused, as it would be later
-            rows.setdefault(o.job_id, _settle_row(o, now))
+            rows.setdefault(o.job_id, settle_row(o, now))
         done: set[str] = set()
         for chunk in itertools.batched(rows.values(), _CHUNK):
-            params = _columns(_SETTLE_COLUMNS, list(chunk))
+            params = columns(SETTLE_COLUMNS, list(chunk))
             done.update(r[0] for r in await self._fetch("settle", {**params, "channel": self._channel}))
         accepted: list[bool] = []
         for o in outcomes:
@@ -418,104 +418,6 @@ class PostgresBroker(SqlReads, BrokerBase):
 
     async def unregister_worker(self, worker_id: str) -> None:
         await self._execute("delete_worker", {"worker_id": worker_id})
-
-
-class _Batch:
-    """One enqueue: the insert's parameters, and which id stands for each job.
-
-    A job repeating an earlier job's unique key within the batch is not sent;
-    it gets that job's answer. A job whose key was taken gets the pending job's
-    id; if that job finished in between, the insert is tried again.
-    """
-
-    def __init__(self, jobs: Sequence[Job], channel: str) -> None:
-        self._jobs = jobs
-        self._channel = channel
-        self._answer: dict[int, str] = {}
-        self._alias: dict[int, int] = {}
-        self._todo: list[int] = []
-        self._by_key: dict[str, int] = {}
-        self._tries = 0
-        for i, job in enumerate(jobs):
-            key = job.unique_key
-            if key is not None and key in self._by_key:
-                self._alias[i] = self._by_key[key]
-            else:
-                if key is not None:
-                    self._by_key[key] = i
-                self._todo.append(i)
-
-    def next_insert(self) -> dict[str, Any] | None:
-        if not self._todo:
-            return None
-        self._tries += 1
-        if self._tries > _UNIQUE_RETRIES:
-            for i in self._todo:  # the key keeps changing hands; answer with the job's own id
-                self._answer[i] = self._jobs[i].id
-            self._todo = []
-            return None
-        now = time.time()
-        rows = [_enqueue_row(self._jobs[i], now) for i in self._todo]
-        limit_keys = sorted({r[-2] for r in rows if r[-2] is not None})
-        return {**_columns(_ENQUEUE_COLUMNS, rows), "limit_keys": limit_keys, "channel": self._channel}
-
-    def inserted(self, rows: list[Any]) -> list[str]:
-        """Record the inserted ids; return the unique keys whose pending job must be looked up."""
-        new = {r[0] for r in rows}
-        keys: list[str] = []
-        for i in self._todo:
-            job = self._jobs[i]
-            if job.id in new or job.unique_key is None:
-                self._answer[i] = job.id  # inserted, or a job with this id exists already
-            else:
-                keys.append(job.unique_key)
-        self._todo = [i for i in self._todo if i not in self._answer]
-        return keys
-
-    def found(self, rows: list[Any]) -> None:
-        pending = {key: job_id for key, job_id in rows}
-        for i in self._todo:
-            key = self._jobs[i].unique_key
-            if key in pending:
-                self._answer[i] = pending[key]
-        self._todo = [i for i in self._todo if i not in self._answer]
-
-    def ids(self) -> list[str]:
-        return [self._answer[self._alias.get(i, i)] for i in range(len(self._jobs))]
-
-
-# The array parameters of the enqueue and settle statements, in the order rows are built.
-_ENQUEUE_COLUMNS = (
-    "id task queue priority state envelope max_attempts unique_key run_at enqueued_at limit_key limit_n"
-)
-_SETTLE_COLUMNS = "id token state result error keep_error release run_at finished_at expires_at"
-
-
-def _columns(names: str, rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
-    """One list per named column: the arrays a statement unnests."""
-    return {name: [row[i] for row in rows] for i, name in enumerate(names.split())}
-
-
-def _enqueue_row(j: Job, now: float) -> tuple[Any, ...]:
-    state, run_at = arriving(j, now)
-    row = (j.id, j.task, j.queue, j.priority, state.value, j.encode(), j.max_attempts, j.unique_key, run_at)
-    return (*row, j.enqueued_at or now, j.limit_key, j.limit)
-
-
-def _settle_row(o: Outcome, now: float) -> tuple[Any, ...]:
-    t = settled(o, now)
-    return (
-        t.job_id,
-        t.token,
-        t.state.value,
-        t.result,
-        t.error,
-        t.keep_error,
-        t.release,
-        t.run_at,
-        t.finished_at,
-        t.expires_at,
-    )
 
 
 async def _check_idle(conn: psycopg.AsyncConnection[Any]) -> None:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import heapq
 import itertools
 import logging
@@ -45,7 +44,6 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from importlib.resources import files
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -59,20 +57,27 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pigeon.brokers.base import BrokerBase, Capabilities
+from pigeon.brokers.redis_data import (
+    FIELDS,
+    record,
+    script_source,
+    settle_args,
+    text,
+    time_arg,
+    worker_decoder,
+)
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
-    ErrorInfo,
     Job,
     JobRecord,
     JobState,
     Outcome,
     QueueStats,
     WorkerInfo,
-    decode_stored,
     stored_claim,
 )
-from pigeon.transitions import LOST_ERROR, Transition, settled
+from pigeon.transitions import LOST_ERROR, settled
 
 log = logging.getLogger("pigeon.broker.redis")
 
@@ -91,24 +96,6 @@ _SCRIPTS = (
 )
 _CHUNK = 1000
 """Jobs per script call: long scripts block every other client of the server."""
-_FIELDS = ("env", "state", "att", "res", "err", "errs", "wid", "start", "fin", "lease", "prog")
-_error_decoder = msgspec.json.Decoder(ErrorInfo)
-_errors_decoder = msgspec.json.Decoder(tuple[ErrorInfo, ...])
-_worker_decoder = msgspec.json.Decoder(WorkerInfo)
-
-
-@functools.cache
-def _source(name: str) -> str:
-    lua = files("pigeon.brokers.lua")
-    return lua.joinpath("lib.lua").read_text() + lua.joinpath(f"{name}.lua").read_text()
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _time(t: float | None) -> str:
-    return "" if t is None else repr(t)
 
 
 class RedisBroker(BrokerBase):
@@ -194,7 +181,7 @@ class RedisBroker(BrokerBase):
         # already over, and the job be recovered from a live worker. Calls that set leases go
         # through connections without retries; the worker calls again, with fresh times.
         self._leasing = self._new_client(0)
-        self._scripts = {name: client.register_script(_source(name)) for name in _SCRIPTS}
+        self._scripts = {name: client.register_script(script_source(name)) for name in _SCRIPTS}
 
     def _new_client(self, retries: int) -> aioredis.Redis:
         try:
@@ -216,7 +203,7 @@ class RedisBroker(BrokerBase):
             log.warning("cannot read maxmemory-policy (%s); make sure it is noeviction", exc)
             return
         # redis-py has decoded this reply to str in some versions and not in others
-        decoded = {_text(k): _text(v) for k, v in dict[Any, Any](found).items()}
+        decoded = {text(k): text(v) for k, v in dict[Any, Any](found).items()}
         policy = decoded.get("maxmemory-policy", "noeviction")
         if policy != "noeviction":
             raise ConfigurationError(
@@ -243,7 +230,7 @@ class RedisBroker(BrokerBase):
                 j.priority,
                 j.max_attempts,
                 j.unique_key or "",
-                _time(j.run_at),
+                time_arg(j.run_at),
                 j.encode(),
                 j.limit_key or "",
                 j.limit,
@@ -281,7 +268,7 @@ class RedisBroker(BrokerBase):
 
     async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
         now = time.time()
-        rows = [_settle_args(settled(o, now)) for o in outcomes]
+        rows = [settle_args(settled(o, now)) for o in outcomes]
         return [bool(n) for n in await self._batched("settle", repr(now), rows)]
 
     async def progress(self, job_id: str, token: str, data: bytes) -> bool:
@@ -399,8 +386,8 @@ class RedisBroker(BrokerBase):
         pipe = self._redis.pipeline(transaction=False)
         for job_id in ids:
             key = self._prefix.encode() + b"job:" + (job_id if isinstance(job_id, bytes) else job_id.encode())
-            pipe.hmget(key, _FIELDS)
-        return [_record(_text(jid), values) for jid, values in zip(ids, await pipe.execute(), strict=True)]
+            pipe.hmget(key, FIELDS)
+        return [record(text(jid), values) for jid, values in zip(ids, await pipe.execute(), strict=True)]
 
     async def get(self, job_id: str) -> JobRecord | None:
         with self._translated():
@@ -493,43 +480,6 @@ class RedisBroker(BrokerBase):
             infos, seen = await pipe.execute()
         last = {wid: score for wid, score in seen}
         return [
-            msgspec.structs.replace(_worker_decoder.decode(info), last_seen=last.get(wid, 0.0))
+            msgspec.structs.replace(worker_decoder.decode(info), last_seen=last.get(wid, 0.0))
             for wid, info in sorted(infos.items())
         ]
-
-
-def _settle_args(t: Transition) -> list[Any]:
-    """A transition as settle.lua's arguments for one outcome."""
-    return [
-        t.job_id,
-        t.token,
-        t.state.value,
-        "0" if t.result is None else "1",
-        t.result or b"",
-        t.error or b"",
-        "1" if t.keep_error else "0",
-        "1" if t.release else "0",
-        _time(t.run_at),
-        _time(t.expires_at),
-    ]
-
-
-def _record(job_id: str, values: list[bytes | None]) -> JobRecord | None:
-    env, state, attempts, result, error, errors, worker_id, started, finished, lease, progress = values
-    if env is None or state is None:
-        return None
-    job, malformed = decode_stored(job_id, env)
-    return JobRecord(
-        job=job,
-        raw=None if malformed is None else env,
-        state=JobState(state.decode()),
-        attempts=int(attempts or 0),
-        result=result,
-        error=None if error is None else _error_decoder.decode(error),
-        errors=() if errors is None else _errors_decoder.decode(errors),
-        worker_id=None if worker_id is None else worker_id.decode(),
-        started_at=None if started is None else float(started),
-        finished_at=None if finished is None else float(finished),
-        lease_until=None if lease is None else float(lease),
-        progress=progress,
-    )

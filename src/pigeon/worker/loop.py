@@ -23,18 +23,17 @@ from collections import Counter
 from typing import Any
 
 from pigeon.client import Client
-from pigeon.errors import BrokerError, DecodeError, UnknownTask, UnsupportedFeature
-from pigeon.job import Claim, ErrorInfo, Outcome, OutcomeKind, WorkerInfo
-from pigeon.policy import Completed, Deferred, Ending, Raised, Released, Retention, Unrunnable, decide
+from pigeon.errors import BrokerError
+from pigeon.job import Claim, Outcome, OutcomeKind, WorkerInfo
+from pigeon.policy import Ending, Raised, Released, Retention, Unrunnable, decide
 from pigeon.registry import Registry
 from pigeon.seam import InstrumentedBroker
 from pigeon.services import ServiceState, supervise
-from pigeon.task import JobContext, Task, parse_rate
+from pigeon.worker.attempt import AttemptRunner
 from pigeon.worker.config import WorkerConfig
-from pigeon.worker.executors import Executors, error_info
+from pigeon.worker.executors import Executors
 from pigeon.worker.progress import ProgressReporter
 from pigeon.worker.ticker import run_schedules
-from pigeon.workflows import next_job
 
 log = logging.getLogger("pigeon.worker")
 
@@ -73,6 +72,7 @@ class Worker:
         self._executors = Executors(config.thread_count, config.process_count)
         self._limited_queues = frozenset(q for q, _ in config.queue_limits)
         self._broker: InstrumentedBroker | None = None
+        self._attempts: AttemptRunner | None = None
         self._started_at = time.time()
         self.services: dict[str, ServiceState] = {}
 
@@ -126,6 +126,9 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._broker = await self.client.connection()
         self._progress = ProgressReporter(self.client, self._broker, self.registry.handlers)
+        self._attempts = AttemptRunner(
+            self.id, self.client, self.registry, self._broker, self._executors, self._progress
+        )
         wake = self.client.notifier.subscribe()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -310,52 +313,11 @@ class Worker:
             return None
         task = self.registry.resolve_task(claim.job.task)
         options = None if task is None else task.defaults
-        ending = await self._run(claim, task, extra)
+        assert self._attempts is not None
+        ending = await self._attempts.run(claim, task, extra)
         outcome = decide(claim, options, ending, time.time(), self._retention)
         self._report(outcome, ending, extra)
         return outcome
-
-    async def _run(self, claim: Claim, task: Task[Any, Any] | None, extra: dict[str, Any]) -> Ending:
-        job = claim.job
-        if claim.malformed is not None:  # never retried: the same bytes would fail the same way
-            log.error("malformed job: %s", claim.malformed, extra=extra)
-            return Unrunnable(ErrorInfo("pigeon.MalformedJob", claim.malformed))
-        if task is None:
-            log.error("unknown task %r", job.task, extra=extra)
-            exc = UnknownTask(f"no task named {job.task!r} is registered with this worker's app")
-            return Unrunnable(error_info(exc))
-        if task.defaults.rate is not None:
-            throttled = await self._throttle(task.name, task.defaults.rate)
-            if throttled is not None:
-                return throttled
-        report = self._progress.reporter(claim)
-        ctx = JobContext(job.id, job.task, job.queue, claim.attempt, job.max_attempts, self.id, report)
-        started = time.perf_counter()
-        try:
-            result = await self._executors.run(task, ctx, bytes(job.payload), job.timeout)
-        except asyncio.CancelledError:
-            task_self = asyncio.current_task()
-            if task_self is not None and task_self.cancelling():
-                raise  # the worker is stopping or lost the lease
-            return _raised(asyncio.CancelledError("the task cancelled itself"))
-        except DecodeError as exc:
-            log.error("undecodable job: %s", exc, extra=extra)
-            return Unrunnable(error_info(exc))
-        except TimeoutError as exc:
-            error: BaseException = exc
-            if job.timeout is not None and time.perf_counter() - started >= job.timeout * 0.99:
-                error = TimeoutError(f"attempt exceeded its timeout of {job.timeout} s")
-            return _raised(error)
-        except BaseException as exc:  # noqa: BLE001 - a bad job must never kill the worker
-            return _raised(exc)
-        if job.then is not None:
-            broken = await self._continue_chain(claim, result, extra)
-            if broken is not None:
-                return broken
-        if log.isEnabledFor(logging.INFO):  # the hot path: no dict when nobody listens
-            took = time.perf_counter() - started
-            log.info("job succeeded in %.3f s", took, extra={**extra, "duration": round(took, 6)})
-        return Completed(result)
 
     async def _expire(self, claim: Claim, extra: dict[str, Any]) -> None:
         """Cancel a job claimed past its expiry instead of running it; the cancel settles it."""
@@ -380,31 +342,6 @@ class Worker:
             log.warning("attempt failed (%s: %s); retrying in %.2f s", *what, extra=extra)
         if wait is not None and wait < self.config.poll:
             asyncio.get_running_loop().call_later(wait, self._wake.set)
-
-    async def _continue_chain(self, claim: Claim, result: bytes, extra: dict[str, Any]) -> Ending | None:
-        """Enqueue a chain's next step before this one settles (its id makes a re-run harmless)."""
-        try:
-            following = next_job(self.registry.resolve_task, claim.job, result)
-            if following is not None:
-                await self.client.aenqueue([following])
-        except (TypeError, KeyError) as exc:
-            log.error("the chain cannot go on: %s", exc, extra=extra)
-            return Unrunnable(error_info(exc))
-        except BrokerError as exc:
-            return _raised(exc)
-        return None
-
-    async def _throttle(self, task: str, rate: str) -> Ending | None:
-        """Over the task's rate: back to the queue later, the attempt given back."""
-        assert self._broker is not None
-        try:
-            wait = await self._broker.take(f"rate:{task}", parse_rate(rate), 1.0)
-        except UnsupportedFeature as exc:
-            return Unrunnable(error_info(exc))
-        except BrokerError as exc:
-            log.warning("rate limit check failed (%s); trying again shortly", exc)
-            wait = 1.0
-        return Deferred(wait * random.uniform(1.0, 2.0)) if wait > 0 else None
 
     # -- background loops ----------------------------------------------------
 
@@ -538,7 +475,3 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
-
-
-def _raised(exc: BaseException) -> Raised:
-    return Raised(exc, error_info(exc))
