@@ -145,3 +145,12 @@ def fail(claim: Claim, info: ErrorInfo, now: float, retention: Retention) -> Out
         error=info,
         expires_at=now + retention.failed_ttl,
     )
+
+
+def recovered(claim: Claim, now: float, expires_at: float | None) -> Outcome:
+    """A lost attempt's outcome, as :func:`decide` judges :class:`Lost`; a failure kept until
+    ``expires_at`` (for ever when None), as ``Broker.recover`` is asked to."""
+    outcome = decide(claim, None, Lost(), now, Retention(0.0, 0.0))
+    if outcome.kind is OutcomeKind.FAIL:
+        return msgspec.structs.replace(outcome, expires_at=expires_at)
+    return outcome

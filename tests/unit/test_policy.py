@@ -17,6 +17,7 @@ from pigeon.policy import (
     Retention,
     Unrunnable,
     decide,
+    recovered,
 )
 from pigeon.retry import Backoff, Fixed
 from pigeon.task import TaskOptions
@@ -102,3 +103,19 @@ def test_a_single_attempt_task_never_retries() -> None:
     assert decide(once, OPTIONS, raised(ConnectionError()), NOW, KEEP).kind is OutcomeKind.FAIL
     assert decide(once, OPTIONS, Lost(), NOW, KEEP).kind is OutcomeKind.FAIL
     assert decide(once, OPTIONS, Deferred(1.0), NOW, KEEP).kind is OutcomeKind.DEFER  # no attempt spent
+
+
+@pytest.mark.parametrize(
+    ("attempt", "expires_at", "kind", "run_at", "kept_until"),
+    [
+        (1, NOW + 9, OutcomeKind.RETRY, NOW, None),
+        (3, NOW + 9, OutcomeKind.FAIL, None, NOW + 9),
+        (3, None, OutcomeKind.FAIL, None, None),
+    ],
+    ids=["attempts left", "none left", "none left, kept for ever"],
+)
+def test_recovered(
+    attempt: int, expires_at: float | None, kind: OutcomeKind, run_at: float | None, kept_until: float | None
+) -> None:
+    out = recovered(claim(attempt), NOW, expires_at)
+    assert (out.kind, out.run_at, out.error, out.expires_at) == (kind, run_at, WORKER_LOST, kept_until)

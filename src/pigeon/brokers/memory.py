@@ -22,7 +22,6 @@ import msgspec
 from pigeon.brokers.base import BrokerBase, Capabilities
 from pigeon.job import (
     PENDING_STATES,
-    WORKER_LOST,
     Claim,
     ErrorInfo,
     Job,
@@ -32,6 +31,7 @@ from pigeon.job import (
     QueueStats,
     WorkerInfo,
 )
+from pigeon.policy import recovered
 from pigeon.transitions import Transition, arriving, settled
 
 
@@ -268,13 +268,9 @@ class MemoryBroker(BrokerBase):
                 if not expired and row.worker_id not in self._s.workers and row.lease_until is not None:
                     continue  # an unregistered claimer: only its lease can tell
                 count += 1
-                row.token = None
-                row.lease_until = None
-                row.failed_with(WORKER_LOST)
-                if row.attempts >= row.job.max_attempts:
-                    self._finish(row, JobState.FAILED, expires_at)
-                else:
-                    self._push_ready(row)
+                assert row.token is not None  # RUNNING: claimed under a token
+                outcome = recovered(Claim(row.job, row.token, row.attempts), now, expires_at)
+                self._apply(row, settled(outcome, now), outcome.error)
             for wid in [w for w in self._s.workers if w not in alive]:
                 del self._s.workers[wid]
         return count

@@ -36,13 +36,13 @@ from pigeon.job import (
     WorkerInfo,
     stored_claim,
 )
-from pigeon.transitions import LOST_ERROR, arriving, settled
+from pigeon.policy import recovered
+from pigeon.transitions import Transition, arriving, settled
 
 T = TypeVar("T")
 
 _WATCH_EVERY = 0.004
 # Errors are stored as text: SQLite's json() refuses a BLOB (or, from 3.45, reads it as JSONB).
-_LOST = LOST_ERROR.decode()
 
 
 class SqliteBroker(SqlReads, BrokerBase):
@@ -224,20 +224,7 @@ class SqliteBroker(SqlReads, BrokerBase):
             now = time.time()
             done = []
             for o in outcomes:
-                t = settled(o, now)
-                params = {
-                    "id": t.job_id,
-                    "token": t.token,
-                    "state": t.state.value,
-                    "result": t.result,
-                    "error": None if t.error is None else t.error.decode(),
-                    "keep_error": t.keep_error,
-                    "release": int(t.release),
-                    "run_at": t.run_at,
-                    "finished_at": t.finished_at,
-                    "expires_at": t.expires_at,
-                }
-                done.append(db.execute(q["settle"], params).rowcount == 1)
+                done.append(db.execute(q["settle"], _settle_params(settled(o, now))).rowcount == 1)
             return done
 
         return await self._run(self._write, settle)
@@ -275,12 +262,9 @@ class SqliteBroker(SqlReads, BrokerBase):
         def recover(db: sqlite3.Connection) -> int:
             now = time.time()
             rows = db.execute(q["recoverable"], (now, now - dead_after)).fetchall()
-            for job_id, attempts, max_attempts in rows:
-                lost = {"id": job_id, "error": _LOST}
-                if attempts >= max_attempts:
-                    db.execute(q["recover_fail"], {**lost, "now": now, "expires_at": expires_at})
-                else:
-                    db.execute(q["recover_requeue"], lost)
+            for envelope, token, attempts in rows:  # in this write transaction: atomic
+                outcome = recovered(Claim(Job.decode(envelope), token, attempts), now, expires_at)
+                db.execute(q["settle"], _settle_params(settled(outcome, now)))
             db.execute(q["forget_silent_workers"], (now - dead_after,))
             return len(rows)
 
@@ -337,6 +321,21 @@ class SqliteBroker(SqlReads, BrokerBase):
 
     async def unregister_worker(self, worker_id: str) -> None:
         await self._run(self._write, lambda db: db.execute(self._q["delete_worker"], (worker_id,)))
+
+
+def _settle_params(t: Transition) -> dict[str, Any]:
+    return {
+        "id": t.job_id,
+        "token": t.token,
+        "state": t.state.value,
+        "result": t.result,
+        "error": None if t.error is None else t.error.decode(),
+        "keep_error": t.keep_error,
+        "release": int(t.release),
+        "run_at": t.run_at,
+        "finished_at": t.finished_at,
+        "expires_at": t.expires_at,
+    }
 
 
 def _arrival(j: Job, now: float) -> tuple[Any, ...]:

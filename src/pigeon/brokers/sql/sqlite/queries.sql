@@ -73,20 +73,9 @@ SELECT info, last_seen FROM pigeon_workers ORDER BY id
 
 -- name: recoverable
 -- Expired leases, and jobs of registered workers that went silent.
-SELECT j.id, j.attempts, j.max_attempts FROM pigeon_jobs j
+SELECT j.envelope, j.token, j.attempts FROM pigeon_jobs j
 LEFT JOIN pigeon_workers w ON w.id = j.worker_id
 WHERE j.state = 'running' AND (j.lease_until < ? OR (w.id IS NOT NULL AND w.last_seen < ?))
-
--- name: recover_requeue
-UPDATE pigeon_jobs SET state = 'queued', token = NULL, lease_until = NULL,
-    error = :error, errors = json_insert(coalesce(errors, '[]'), '$[#]', json(:error))
-WHERE id = :id AND state = 'running'
-
--- name: recover_fail
-UPDATE pigeon_jobs
-SET state = 'failed', error = :error, errors = json_insert(coalesce(errors, '[]'), '$[#]', json(:error)),
-    finished_at = :now, expires_at = :expires_at, token = NULL, lease_until = NULL
-WHERE id = :id AND state = 'running'
 
 -- name: forget_silent_workers
 DELETE FROM pigeon_workers WHERE last_seen < ?
