@@ -323,19 +323,10 @@ class SqliteBroker(SqlReads, BrokerBase):
         await self._run(self._write, lambda db: db.execute(self._q["delete_worker"], (worker_id,)))
 
 
-def _settle_params(t: Transition) -> dict[str, Any]:
-    return {
-        "id": t.job_id,
-        "token": t.token,
-        "state": t.state.value,
-        "result": t.result,
-        "error": None if t.error is None else t.error.decode(),
-        "keep_error": t.keep_error,
-        "release": int(t.release),
-        "run_at": t.run_at,
-        "finished_at": t.finished_at,
-        "expires_at": t.expires_at,
-    }
+def _settle_params(t: Transition) -> tuple[Any, ...]:
+    error = None if t.error is None else t.error.decode()
+    row = (t.job_id, t.token, t.state.value, t.result, error, t.keep_error, int(t.release), t.run_at)
+    return (*row, t.finished_at, t.expires_at)
 
 
 def _arrival(j: Job, now: float) -> tuple[Any, ...]:

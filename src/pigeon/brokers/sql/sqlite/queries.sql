@@ -32,19 +32,21 @@ WHERE seq IN ({seqs})
 RETURNING priority, seq, envelope, attempts, id
 
 -- name: settle
--- Every outcome in one statement: the transition's fields come computed (pigeon/transitions.py).
+-- Every outcome in one statement: the transition's fields come computed (pigeon/transitions.py):
+-- ?1 id, ?2 token, ?3 state, ?4 result, ?5 error, ?6 keep_error, ?7 release, ?8 run_at,
+-- ?9 finished_at, ?10 expires_at (numbered: a tuple binds twice as fast as a dict).
 UPDATE pigeon_jobs
-SET state = :state,
-    result = CASE WHEN :state = 'succeeded' THEN :result ELSE result END,
-    error = CASE WHEN :keep_error THEN error ELSE :error END,
-    errors = CASE WHEN :keep_error OR :error IS NULL THEN errors
-                  ELSE json_insert(coalesce(errors, '[]'), '$[#]', json(:error)) END,
-    attempts = attempts - :release,
-    run_at = coalesce(:run_at, run_at),
-    finished_at = coalesce(:finished_at, finished_at),
-    expires_at = CASE WHEN :finished_at IS NULL THEN expires_at ELSE :expires_at END,
+SET state = ?3,
+    result = CASE WHEN ?3 = 'succeeded' THEN ?4 ELSE result END,
+    error = CASE WHEN ?6 THEN error ELSE ?5 END,
+    errors = CASE WHEN ?6 OR ?5 IS NULL THEN errors
+                  ELSE json_insert(coalesce(errors, '[]'), '$[#]', json(?5)) END,
+    attempts = attempts - ?7,
+    run_at = coalesce(?8, run_at),
+    finished_at = coalesce(?9, finished_at),
+    expires_at = CASE WHEN ?9 IS NULL THEN expires_at ELSE ?10 END,
     token = NULL, lease_until = NULL
-WHERE id = :id AND token = :token AND state = 'running'
+WHERE id = ?1 AND token = ?2 AND state = 'running'
 
 -- name: progress
 UPDATE pigeon_jobs SET progress = ?
