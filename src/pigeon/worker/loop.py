@@ -316,7 +316,8 @@ class Worker:
         assert self._attempts is not None
         ending = await self._attempts.run(claim, task, extra)
         outcome = decide(claim, options, ending, time.time(), self._retention)
-        self._report(outcome, ending, extra)
+        if outcome.kind is not OutcomeKind.COMPLETE:  # the hot path has nothing to report
+            self._report(outcome, ending, extra)
         return outcome
 
     async def _expire(self, claim: Claim, extra: dict[str, Any]) -> None:
