@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: env demo test faults lint format bench clean
+.PHONY: env demo test faults lint format bench screenshots clean
 
 env: $(VENV)/.installed
 
@@ -30,7 +30,11 @@ format: env
 	$(VENV)/bin/ruff format src tests benchmarks examples
 
 bench: env
-	scripts/with-servers $(PY) benchmarks/run.py
+	scripts/with-servers sh -c '$(PY) benchmarks/run.py && $(PY) benchmarks/dashboard.py'
+
+# The dashboard's pictures in docs/images, taken by its browser tests (headless Chromium, SQLite).
+screenshots: env
+	PIGEON_SCREENSHOTS=docs/images scripts/with-servers $(PY) -m pytest -q tests/browser -k sqlite
 
 clean:
 	rm -rf $(VENV) .venv-django60 .servers .mypy_cache .ruff_cache .pytest_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import contextvars
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -44,12 +45,20 @@ class Portal:
             return self._loop
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the portal's loop and wait for its result."""
+        """Run ``coro`` on the portal's loop, in the caller's context, and wait for its result.
+
+        The caller's context variables (a tracing span, say) are those the coroutine sees.
+        """
         loop = self._start()
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("a synchronous pigeon call from inside pigeon's own loop would deadlock")
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        context = contextvars.copy_context()
+
+        async def in_callers_context() -> T:
+            return await asyncio.get_running_loop().create_task(coro, context=context)
+
+        return asyncio.run_coroutine_threadsafe(in_callers_context(), loop).result()
 
     def close(self, finalizer: Coroutine[Any, Any, None] | None = None) -> None:
         """Run ``finalizer`` (if any) on the loop, then stop the thread."""

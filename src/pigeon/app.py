@@ -15,10 +15,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, Unpack, overload
 
 from pigeon.brokers.base import Notifier
-from pigeon.client import Client
+from pigeon.client import Client, EnqueueHook
 from pigeon.errors import ConfigurationError
 from pigeon.events import pattern_regex, publish
 from pigeon.handle import JobHandle
+from pigeon.hooks import JobHook
 from pigeon.job import Job
 from pigeon.schedule import MissedPolicy, Schedule
 from pigeon.seam import CallStats, InstrumentedBroker
@@ -80,6 +81,8 @@ class App:
         self.handlers: list[tuple[str, Task[Any, Any]]] = []
         self.services: list[tuple[Service, tuple[Any, ...]]] = []
         self.schedules: list[Schedule] = []
+        self.job_hooks: list[JobHook] = []
+        """Called around every attempt a worker of this app runs (see ``pigeon.hooks``)."""
         waiter = chord_waiter(self.client, self.resolve_task)
         self.task(name=CHORD_TASK, max_attempts=CHORD_ATTEMPTS)(waiter)
 
@@ -104,6 +107,11 @@ class App:
     def failed_ttl(self) -> float:
         """Seconds a failed or cancelled job is kept."""
         return self.client.failed_ttl
+
+    @property
+    def enqueue_hooks(self) -> list[EnqueueHook]:
+        """Called with every batch about to be stored (see :attr:`Client.enqueue_hooks`)."""
+        return self.client.enqueue_hooks
 
     @property
     def notifier(self) -> Notifier:

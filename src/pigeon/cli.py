@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+import msgspec
 from rich.table import Table
 
+from pigeon import cli_ops
 from pigeon.app import App
 from pigeon.cli_common import (
     ago,
@@ -26,11 +28,11 @@ from pigeon.cli_common import (
     one_line_errors,
     run_on,
     setup_logging,
-    task_name_in,
 )
 from pigeon.cli_jobs import jobs
 from pigeon.contrib.celery import cli as celery_cli
 from pigeon.events import UNROUTED
+from pigeon.filters import task_name_in
 from pigeon.job import JobState
 
 
@@ -61,6 +63,10 @@ def main() -> None:
     show_default=True,
     help="json: one JSON object per line (for log collectors).",
 )
+@click.option(
+    "--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port (0: any)."
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
 @one_line_errors
 def worker(
     app_path: str,
@@ -71,6 +77,8 @@ def worker(
     grace: float | None,
     log_level: str,
     log_format: str,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Run a worker for APP (module:app). SIGTERM/SIGINT stop gracefully; a second one stops at once."""
     from pigeon.worker.config import WorkerConfig
@@ -80,7 +88,8 @@ def worker(
         from pigeon.worker.supervisor import supervise
 
         argv = [a for a in sys.argv[1:]]
-        sys.exit(supervise(argv, processes))
+        metrics = None if metrics_port is None else (load_app(app_path), metrics_host, metrics_port)
+        sys.exit(supervise(argv, processes, metrics=metrics))
     app = load_app(app_path)
     changes: dict[str, Any] = {"burst": burst}
     if queues:
@@ -94,6 +103,14 @@ def worker(
     the_worker = app.make_worker(config)
 
     async def run(app: App) -> None:
+        if metrics_port is not None or os.environ.get("PIGEON_METRICS_CHILD"):
+            from pigeon import metrics
+
+            counters = metrics.JobMetrics(app)
+            the_worker.observer = counters
+            if metrics_port is not None:
+                port = metrics.serve_worker(app, counters, metrics_host, metrics_port)
+                click.echo(f"metrics on http://{metrics_host}:{port}/metrics")
         await the_worker.run()
 
     run_on(app, run)
@@ -164,13 +181,19 @@ def enqueue(
 
 @main.command()
 @click.argument("app_path", metavar="APP")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @one_line_errors
-def status(app_path: str) -> None:
+def status(app_path: str, as_json: bool) -> None:
     """Queues with job counts by state, and the workers alive."""
 
     async def show(app: App) -> None:
         broker = await app.connection()
         stats, workers = await broker.stats(), await broker.workers()
+        if as_json:
+            cli_ops.print_json(
+                {"queues": msgspec.to_builtins(stats), "workers": msgspec.to_builtins(workers)}
+            )
+            return
         table = Table(title=f"queues — {app.url}")
         table.add_column("queue")
         for state in JobState:
@@ -224,10 +247,30 @@ def schedules() -> None:
 @schedules.command("list")
 @click.argument("app_path", metavar="APP")
 @click.option("--count", "-n", type=int, default=3, show_default=True, help="Next runs to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @one_line_errors
-def schedules_list(app_path: str, count: int) -> None:
+def schedules_list(app_path: str, count: int, as_json: bool) -> None:
     """Periodic jobs and their next runs."""
     app = load_app(app_path)
+    if as_json:
+        start = datetime.now(UTC)
+        cli_ops.print_json(
+            [
+                {
+                    "name": s.name,
+                    "task": s.task.name,
+                    "cron": s.cron,
+                    "every": s.every,
+                    "tz": s.tz,
+                    "missed": s.missed,
+                    "next_runs": [
+                        t.isoformat() for t, _ in zip(s.ticks_after(start), range(count), strict=False)
+                    ],
+                }
+                for s in app.schedules
+            ]
+        )
+        return
     if not app.schedules:
         console.print("no schedules")
         return
@@ -279,8 +322,9 @@ def migrate(app_path: str) -> None:
     console.print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
 
 
+main.add_command(jobs)
+cli_ops.register(main, jobs)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
-
-
-main.add_command(jobs)

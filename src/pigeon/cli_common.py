@@ -20,7 +20,8 @@ from pigeon.app import App
 from pigeon.errors import ConfigurationError, PigeonError
 
 T = TypeVar("T")
-console = Console()
+# Piped output is read by programs and people's pagers: tables are never cut to 80 columns there.
+console = Console(width=None if sys.stdout.isatty() else 100_000)
 
 
 class Failure(click.ClickException):
@@ -56,21 +57,6 @@ def load_app(target: str) -> App:
     if not isinstance(app, App):
         raise ValueError(f"{target!r} is not a pigeon App (found {type(app).__name__})")
     return app
-
-
-def task_name_in(app: App, name: str) -> str:
-    """A task's full name from its full name or the last part of it (``slow`` for ``jobs.slow``).
-
-    Every verb that takes a task name resolves it here; a name the app does not
-    know is returned as given.
-    """
-    if name in app.tasks:
-        return name
-    return next((n for n in app.tasks if short_name(n) == name), name)
-
-
-def short_name(task: str) -> str:
-    return task.split("@", 1)[0].rsplit(".", 1)[-1]
 
 
 def inspected_app(target: str) -> App:

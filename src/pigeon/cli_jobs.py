@@ -1,10 +1,8 @@
-"""``pigeon jobs``: list, show, retry, cancel and purge jobs."""
+"""``pigeon jobs``: list and show jobs (retry, cancel and purge are in :mod:`pigeon.cli_ops`)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 import click
 from rich.markup import escape
@@ -16,12 +14,12 @@ from pigeon.cli_common import (
     inspected_app,
     one_line_errors,
     run_on,
-    short_name,
-    task_name_in,
     when,
 )
+from pigeon.cli_ops import print_json, record_json
 from pigeon.errors import PigeonError
 from pigeon.events import UNROUTED
+from pigeon.filters import short_task_name, task_name_in
 from pigeon.job import JobRecord, JobState
 
 
@@ -36,8 +34,11 @@ def jobs() -> None:
 @click.option("--state", type=click.Choice([s.value for s in JobState]), default=None)
 @click.option("--task", default=None)
 @click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @one_line_errors
-def jobs_list(app_path: str, queue: str | None, state: str | None, task: str | None, limit: int) -> None:
+def jobs_list(
+    app_path: str, queue: str | None, state: str | None, task: str | None, limit: int, as_json: bool
+) -> None:
     """Jobs, newest first."""
 
     async def show(app: App) -> None:
@@ -48,7 +49,10 @@ def jobs_list(app_path: str, queue: str | None, state: str | None, task: str | N
         if not records and wanted is not None and wanted == task and "." not in task:
             # A short name the app (or a bare URL) cannot resolve: match the last part here.
             scanned = await broker.list_jobs(queue=queue, state=chosen, limit=max(limit * 20, 1000))
-            records = [r for r in scanned if short_name(r.job.task) == task][:limit]
+            records = [r for r in scanned if short_task_name(r.job.task) == task][:limit]
+        if as_json:
+            print_json([record_json(r) for r in records])
+            return
         table = Table()
         table.add_column("id", no_wrap=True)
         for col in ("task", "queue", "state", "attempts", "enqueued"):
@@ -71,8 +75,9 @@ def jobs_list(app_path: str, queue: str | None, state: str | None, task: str | N
 @jobs.command("show")
 @click.argument("app_path", metavar="APP")
 @click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @one_line_errors
-def jobs_show(app_path: str, job_id: str) -> None:
+def jobs_show(app_path: str, job_id: str, as_json: bool) -> None:
     """Everything about one job: arguments, state, result or error with traceback."""
 
     async def show(app: App) -> JobRecord:
@@ -82,6 +87,9 @@ def jobs_show(app_path: str, job_id: str) -> None:
         return rec
 
     r = run_on(inspected_app(app_path), show)
+    if as_json:
+        print_json(record_json(r))
+        return
     j = r.job
     if j.task == UNROUTED:
         _show_unrouted(r)
@@ -135,54 +143,3 @@ def _show_unrouted(r: JobRecord) -> None:
     ]
     for key, value in rows:
         console.print(f"[bold]{key:>11}[/] {value}", highlight=False)
-
-
-def _job_action(
-    name: str, past: str, doc: str, action: Callable[[App, str], Coroutine[Any, Any, bool]]
-) -> None:
-    @jobs.command(name, help=doc)
-    @click.argument("app_path", metavar="APP")
-    @click.argument("job_id")
-    @one_line_errors
-    def command(app_path: str, job_id: str) -> None:
-        done = run_on(inspected_app(app_path), lambda app: action(app, job_id))
-        if not done:
-            raise PigeonError(f"job {job_id} was not {past} (unknown, or not in a state that allows it)")
-        console.print(f"{name}: {job_id}")
-
-
-async def _retry(app: App, job_id: str) -> bool:
-    broker = await app.connection()
-    done = await broker.requeue(job_id)
-    app.notifier.notify()
-    return done
-
-
-_job_action("retry", "retried", "Queue a failed or cancelled job again, with fresh attempts.", _retry)
-_job_action(
-    "cancel",
-    "cancelled",
-    "Cancel a job that has not finished; a running one stops at its worker's next heartbeat.",
-    lambda app, job_id: app.acancel(job_id),
-)
-
-
-@jobs.command("purge")
-@click.argument("app_path", metavar="APP")
-@click.option("--queue", default=None)
-@click.option(
-    "--state",
-    "states",
-    multiple=True,
-    type=click.Choice([s.value for s in JobState]),
-    help="States to delete (default: succeeded, failed, cancelled).",
-)
-@one_line_errors
-def jobs_purge(app_path: str, queue: str | None, states: tuple[str, ...]) -> None:
-    """Delete jobs (finished ones unless --state says otherwise)."""
-
-    async def purge(app: App) -> int:
-        broker = await app.connection()
-        return await broker.purge(queue=queue, states=[JobState(s) for s in states])
-
-    console.print(f"purged {run_on(inspected_app(app_path), purge)} jobs")

@@ -42,6 +42,10 @@ class ResultDecoder(Protocol):
     def decode_result(self, data: bytes) -> Any: ...
 
 
+EnqueueHook = Callable[[Sequence[Job]], Sequence[Job]]
+"""Told of every batch about to be stored; returns the jobs to store (see :attr:`Client.enqueue_hooks`)."""
+
+
 class Client:
     """One app's connections, wake-ups and send path.
 
@@ -69,6 +73,9 @@ class Client:
         self.failed_ttl = failed_ttl
         self.resolve = resolve
         self.notifier = Notifier()
+        self.enqueue_hooks: list[EnqueueHook] = []
+        """Called with every batch about to be stored; each returns the jobs to store
+        (the same, or replaced: e.g. with trace headers). ``pigeon.metrics`` counts here."""
         self.result_waiters = ResultWaiters()
         self._shared: dict[str, Any] = {}
         self._brokers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, InstrumentedBroker] = (
@@ -195,10 +202,16 @@ class Client:
 
     async def aenqueue(self, jobs: Sequence[Job]) -> list[str]:
         """Store built jobs; return the id standing for each (a unique key's pending job's)."""
+        jobs = self._before_enqueue(jobs)
         broker = await self.connection()
         ids = await broker.enqueue(jobs)
         self.notifier.notify()
         return ids
+
+    def _before_enqueue(self, jobs: Sequence[Job]) -> Sequence[Job]:
+        for hook in self.enqueue_hooks:
+            jobs = hook(jobs)
+        return jobs
 
     def enqueue(self, jobs: Sequence[Job]) -> list[str]:
         """Synchronous :meth:`aenqueue`."""
@@ -219,12 +232,14 @@ class Client:
             UnsupportedFeature: the broker cannot write in the caller's transaction.
             BrokerError: the insert failed.
         """
+        jobs = self._before_enqueue(jobs)
         ids = self._transactional().enqueue_in_sync(connection, jobs)
         self.notifier.notify()  # a no-op until commit; then in-process workers look at once
         return ids
 
     async def aenqueue_in(self, connection: Any, jobs: Sequence[Job]) -> list[str]:
         """Asynchronous :meth:`enqueue_in` (an async driver connection, or a sync one)."""
+        jobs = self._before_enqueue(jobs)
         ids = await self._transactional().enqueue_in(connection, jobs)
         self.notifier.notify()
         return ids

@@ -119,6 +119,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What follows this job's success (a chain's remaining steps): see workflows.py."""
     expires_at: float | None = None
     """A job not started by this time never runs: the worker that claims it cancels it."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Context carried with the job, e.g. W3C trace context (``traceparent``): see otel.py."""
 
     def encode(self) -> bytes:
         return _ENCODER.encode(self)
@@ -226,6 +228,16 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: float | None = None
 
 
+class ServiceInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A service a worker runs: whether it runs now, how often it started and crashed."""
+
+    name: str
+    running: bool
+    starts: int
+    crashes: int
+    last_error: str | None = None
+
+
 class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
     """A registered worker, as ``pigeon status`` shows it."""
 
@@ -236,6 +248,10 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
     concurrency: int
     started_at: float
     last_seen: float
+    version: str = ""
+    """The pigeon version the worker runs."""
+    services: tuple[ServiceInfo, ...] = ()
+    """The services this worker supervises, as of its last heartbeat."""
 
 
 class QueueStats(msgspec.Struct, frozen=True):

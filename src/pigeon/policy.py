@@ -57,6 +57,8 @@ class Unrunnable(msgspec.Struct, frozen=True):
     """The job cannot run at all (unknown task, undecodable, a broken chain): fail at once."""
 
     info: ErrorInfo
+    error: BaseException | None = None
+    """The exception, where one was raised (job hooks report it)."""
 
 
 class Deferred(msgspec.Struct, frozen=True):

@@ -19,20 +19,20 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from pigeon.brokers.base import (
     Broker,
     Capabilities,
-    Inspecting,
     Limiting,
     Migrating,
     Reporting,
     TransactionalBroker,
     capabilities_of,
 )
+from pigeon.brokers.inspection import Inspecting, JobFilter
 from pigeon.errors import BrokerConnectionError, BrokerError, PigeonError, UnsupportedFeature
 from pigeon.job import Claim, Job, JobRecord, JobState, Outcome, QueueStats, WorkerInfo
 
@@ -72,6 +72,16 @@ def merged(*tables: dict[str, CallStats]) -> dict[str, CallStats]:
     return out
 
 
+class SeamObserver(Protocol):
+    """Told what crossed the seam (``pigeon.metrics.JobMetrics`` is one)."""
+
+    def claimed(self, claims: Sequence[Claim]) -> None: ...
+
+    def settled(self, outcomes: Sequence[Outcome]) -> None:
+        """Only the outcomes the broker accepted."""
+        ...
+
+
 class InstrumentedBroker:
     """A broker behind the seam; implements the core protocol and every optional one by delegation.
 
@@ -88,6 +98,7 @@ class InstrumentedBroker:
         self._reporting = inner if isinstance(inner, Reporting) else None
         self._transactional = inner if isinstance(inner, TransactionalBroker) else None
         self._stats: dict[str, CallStats] = {}
+        self._observers: list[SeamObserver] = []
         self._lock = threading.Lock()  # sync transactional sends come from any thread
 
     def __repr__(self) -> str:
@@ -97,6 +108,22 @@ class InstrumentedBroker:
         """A copy of the counters and timings so far, by broker method name."""
         with self._lock:
             return {name: dataclasses.replace(s) for name, s in self._stats.items()}
+
+    def observe(self, observer: SeamObserver) -> None:
+        """Tell ``observer`` of every claim and settle from now on (until :meth:`unobserve`)."""
+        self._observers.append(observer)
+
+    def unobserve(self, observer: SeamObserver) -> None:
+        """Stop telling ``observer``; a no-op for one not observing."""
+        if observer in self._observers:
+            self._observers.remove(observer)
+
+    def _observe(self, call: Callable[[SeamObserver], None]) -> None:
+        for observer in list(self._observers):
+            try:
+                call(observer)
+            except Exception:  # metrics must never cost a claim or a settle
+                log.exception("the seam's observer %r failed", observer)
 
     def _record(self, name: str, seconds: float, failed: bool) -> None:
         with self._lock:
@@ -145,10 +172,17 @@ class InstrumentedBroker:
         return await self._call("enqueue", self.inner.enqueue(jobs))
 
     async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
-        return await self._call("claim", self.inner.claim(worker_id, queues, limit, lease))
+        claims = await self._call("claim", self.inner.claim(worker_id, queues, limit, lease))
+        if self._observers:
+            self._observe(lambda o: o.claimed(claims))
+        return claims
 
     async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        return await self._call("settle", self.inner.settle(outcomes))
+        done = await self._call("settle", self.inner.settle(outcomes))
+        if self._observers:
+            accepted = [o for o, ok in zip(outcomes, done, strict=True) if ok]
+            self._observe(lambda o: o.settled(accepted))
+        return done
 
     async def heartbeat(
         self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float
@@ -190,7 +224,7 @@ class InstrumentedBroker:
 
     def _inspect(self) -> Inspecting:
         if self._inspecting is None:
-            raise self._lacks("list, count or tidy its jobs and workers (no inspection)")
+            raise self._lacks("list, count or tidy its jobs, workers and queues (no inspection)")
         return self._inspecting
 
     async def list_jobs(
@@ -220,6 +254,29 @@ class InstrumentedBroker:
 
     async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
         return await self._call("purge", self._inspect().purge(queue=queue, states=states))
+
+    async def find_jobs(
+        self, where: JobFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[JobRecord]:
+        return await self._call("find_jobs", self._inspect().find_jobs(where, limit=limit, before=before))
+
+    async def count_jobs(self, where: JobFilter) -> int:
+        return await self._call("count_jobs", self._inspect().count_jobs(where))
+
+    async def delete_jobs(self, job_ids: Sequence[str]) -> int:
+        return await self._call("delete_jobs", self._inspect().delete_jobs(job_ids))
+
+    async def oldest_ready(self) -> dict[str, float]:
+        return await self._call("oldest_ready", self._inspect().oldest_ready())
+
+    async def pause_queue(self, queue: str) -> None:
+        await self._call("pause_queue", self._inspect().pause_queue(queue))
+
+    async def resume_queue(self, queue: str) -> None:
+        await self._call("resume_queue", self._inspect().resume_queue(queue))
+
+    async def paused_queues(self) -> list[str]:
+        return await self._call("paused_queues", self._inspect().paused_queues())
 
     async def take(self, key: str, rate: float, burst: float) -> float:
         if self._limiting is None:

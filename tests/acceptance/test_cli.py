@@ -177,7 +177,7 @@ def test_enqueue_status_and_jobs_commands(app: App, env: dict[str, str]) -> None
     pigeon(env, "worker", "tests.acceptance.jobs_app:app", "--burst")
     shown = pigeon(env, "jobs", "show", env["PIGEON_URL"], job_id).stdout
     assert "succeeded" in shown and "5" in shown
-    assert "purged 1 jobs" in pigeon(env, "jobs", "purge", env["PIGEON_URL"]).stdout
+    assert "purged 1 jobs" in pigeon(env, "jobs", "purge", env["PIGEON_URL"], "--yes").stdout
 
 
 def test_jobs_show_lists_every_failed_attempt(app: App, env: dict[str, str]) -> None:

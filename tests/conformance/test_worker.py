@@ -375,6 +375,24 @@ async def test_burst_worker_exits_when_idle(app: App) -> None:
     assert [await h.aresult(timeout=1) for h in handles] == list(range(50))
 
 
+async def test_burst_worker_runs_retries_that_fall_due_before_it_would_exit(app: App) -> None:
+    """An immediate retry is work left to do: a burst worker settles it and claims it again."""
+    tries: dict[int, int] = {}
+
+    @app.task(max_attempts=3, backoff=Fixed(0))
+    async def flaky(i: int) -> int:
+        tries[i] = tries.get(i, 0) + 1
+        if tries[i] == 1:
+            raise RuntimeError("first attempt fails")
+        return i
+
+    handles = await flaky.asend_many([(i,) for i in range(20)])
+    worker = app.make_worker(burst=True, **FAST)
+    await asyncio.wait_for(worker.run(install_signals=False), 20)
+    records = [await h.arecord() for h in handles]
+    assert [(r.state, r.attempts) for r in records] == [(JobState.SUCCEEDED, 2)] * 20
+
+
 async def test_lost_worker_job_runs_again(app: App) -> None:
     """A job claimed by a worker that vanished is recovered by a live one."""
 

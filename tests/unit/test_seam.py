@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Sequence
 
 import pytest
 
-from pigeon import App, BrokerConnectionError, JobContext, chain
+from pigeon import App, BrokerConnectionError, JobContext, JobState, chain
 from pigeon.brokers.base import Broker, TransactionalBroker
+from pigeon.job import Claim, Outcome
 from pigeon.seam import CallStats, InstrumentedBroker
 from pigeon.testing import adrain
 
@@ -77,4 +79,46 @@ async def test_metrics_are_copies() -> None:
     taken = seam.metrics()
     taken.setdefault("enqueue", CallStats()).calls += 5
     assert "enqueue" not in seam.metrics()
+    await app.aclose()
+
+
+class _Watcher:
+    """A SeamObserver that records, or raises when told to."""
+
+    def __init__(self, broken: bool = False) -> None:
+        self.broken = broken
+        self.claimed_ids: list[str] = []
+        self.settled_ids: list[str] = []
+
+    def claimed(self, claims: Sequence[Claim]) -> None:
+        if self.broken:
+            raise RuntimeError("broken observer")
+        self.claimed_ids += [c.job.id for c in claims]
+
+    def settled(self, outcomes: Sequence[Outcome]) -> None:
+        if self.broken:
+            raise RuntimeError("broken observer")
+        self.settled_ids += [o.job_id for o in outcomes]
+
+
+async def test_a_workers_observer_sees_its_claims_and_accepted_settles() -> None:
+    app = App("memory://")
+
+    @app.task
+    async def one() -> None:
+        pass
+
+    sent = [(await one.asend()).id for _ in range(3)]
+    watcher, broken = _Watcher(), _Watcher(broken=True)
+    worker = app.make_worker(burst=True)
+    worker.observer = watcher
+    seam = await app.client.connection()
+    seam.observe(broken)  # a failing observer costs no claim and no settle
+    await worker.run(install_signals=False)
+    assert sorted(watcher.claimed_ids) == sorted(sent)
+    assert sorted(watcher.settled_ids) == sorted(sent)
+    records = [await seam.get(i) for i in sent]
+    assert [r.state if r else None for r in records] == [JobState.SUCCEEDED] * 3
+    seam.unobserve(broken)
+    seam.unobserve(watcher)  # the worker stopped observing when it stopped: a no-op
     await app.aclose()

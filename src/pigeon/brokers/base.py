@@ -22,8 +22,9 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol, Self, runtime_checkable
 from urllib.parse import urlsplit
 
+from pigeon.brokers.inspection import Inspecting as Inspecting  # the optional protocol, defined there
 from pigeon.errors import ConfigurationError
-from pigeon.job import Claim, Job, JobRecord, JobState, Outcome, QueueStats, WorkerInfo
+from pigeon.job import Claim, Job, JobRecord, Outcome, WorkerInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,7 @@ class Capabilities:
     cross_process: bool = True
     """Producers and workers may live in different processes."""
     inspect: bool = False
-    """List jobs, count them by state, list workers, requeue and purge (:class:`Inspecting`)."""
+    """Find, count and tidy jobs, list workers, pause queues (:class:`Inspecting`)."""
     limits: bool = False
     """Rate limits shared by every worker (:class:`Limiting`)."""
     progress: bool = False
@@ -143,42 +144,6 @@ class Broker(Protocol):
         A running job's token ends with it, so its worker's settle is refused and
         its next heartbeat reports the lease lost, which stops the attempt.
         """
-        ...
-
-
-@runtime_checkable
-class Inspecting(Protocol):
-    """Looking at and tidying a broker's jobs and workers (``pigeon status|jobs``, the admin)."""
-
-    async def list_jobs(
-        self,
-        *,
-        queue: str | None = None,
-        state: JobState | None = None,
-        task: str | None = None,
-        limit: int = 100,
-    ) -> list[JobRecord]:
-        """Jobs, newest first."""
-        ...
-
-    async def stats(self) -> list[QueueStats]:
-        """Counts by state for every queue that has jobs."""
-        ...
-
-    async def workers(self) -> list[WorkerInfo]:
-        """The workers registered by their heartbeats and not yet gone."""
-        ...
-
-    async def unregister_worker(self, worker_id: str) -> None:
-        """Forget a worker that stopped (so ``workers()`` no longer lists it)."""
-        ...
-
-    async def requeue(self, job_id: str) -> bool:
-        """FAILED/CANCELLED → QUEUED with attempts reset. False otherwise."""
-        ...
-
-    async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
-        """Delete jobs in ``states`` (all final states when empty); return how many."""
         ...
 
 

@@ -20,6 +20,7 @@ from typing import Any, Self
 import msgspec
 
 from pigeon.brokers.base import BrokerBase, Capabilities
+from pigeon.brokers.inspection import JobFilter
 from pigeon.job import (
     PENDING_STATES,
     Claim,
@@ -85,6 +86,7 @@ class _Store:
     seq: itertools.count[int] = field(default_factory=itertools.count)
     running: dict[str, int] = field(default_factory=dict)
     buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    paused: set[str] = field(default_factory=set)
 
 
 class MemoryBroker(BrokerBase):
@@ -176,7 +178,7 @@ class MemoryBroker(BrokerBase):
         claims: list[Claim] = []
         with self._s.lock:
             self._promote(now)
-            heads = [self._s.ready.get(q) for q in queues]
+            heads = [self._s.ready.get(q) for q in queues if q not in self._s.paused]
             held: list[tuple[list[tuple[int, int, str]], tuple[int, int, str]]] = []
             while len(claims) < limit:
                 best: list[tuple[int, int, str]] | None = None
@@ -384,3 +386,65 @@ class MemoryBroker(BrokerBase):
     async def workers(self) -> list[WorkerInfo]:
         with self._s.lock:
             return list(self._s.workers.values())
+
+    # -- inspection (pigeon.brokers.inspection) ------------------------------
+
+    async def find_jobs(
+        self, where: JobFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[JobRecord]:
+        with self._s.lock:
+            top = None
+            if before is not None:
+                cursor = self._s.rows.get(before)
+                if cursor is None:
+                    return []
+                top = cursor.seq
+            out: list[JobRecord] = []
+            for row in sorted(self._s.rows.values(), key=lambda r: r.seq, reverse=True):
+                if len(out) >= limit:
+                    break
+                if top is not None and row.seq >= top:
+                    continue
+                record = row.record()
+                if where.matches(record):
+                    out.append(record)
+            return out
+
+    async def count_jobs(self, where: JobFilter) -> int:
+        with self._s.lock:
+            return sum(1 for row in self._s.rows.values() if where.matches(row.record()))
+
+    async def delete_jobs(self, job_ids: Sequence[str]) -> int:
+        deleted = 0
+        with self._s.lock:
+            for job_id in job_ids:
+                row = self._s.rows.pop(job_id, None)
+                if row is None:
+                    continue
+                deleted += 1
+                self._leave_running(row)
+                key = row.job.unique_key
+                if key is not None and self._s.unique.get(key) == job_id:
+                    del self._s.unique[key]
+        return deleted
+
+    async def oldest_ready(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        with self._s.lock:
+            for row in self._s.rows.values():
+                if row.state is JobState.QUEUED:
+                    q = row.job.queue
+                    out[q] = min(out.get(q, row.job.enqueued_at), row.job.enqueued_at)
+        return out
+
+    async def pause_queue(self, queue: str) -> None:
+        with self._s.lock:
+            self._s.paused.add(queue)
+
+    async def resume_queue(self, queue: str) -> None:
+        with self._s.lock:
+            self._s.paused.discard(queue)
+
+    async def paused_queues(self) -> list[str]:
+        with self._s.lock:
+            return sorted(self._s.paused)

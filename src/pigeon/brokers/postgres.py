@@ -37,13 +37,15 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from pigeon.brokers.base import BrokerBase, Capabilities
+from pigeon.brokers.inspection import JobFilter
 from pigeon.brokers.postgres_rows import SETTLE_COLUMNS, EnqueueBatch, columns, settle_row
 from pigeon.brokers.postgres_schema import MigrationPlan, check_not_newer
-from pigeon.brokers.sql import SqlReads, migrations, queries
+from pigeon.brokers.sql import SqlReads, filter_clause, find_sql, migrations, queries, record_from_row
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
     Job,
+    JobRecord,
     JobState,
     Outcome,
     WorkerInfo,
@@ -418,6 +420,48 @@ class PostgresBroker(SqlReads, BrokerBase):
 
     async def unregister_worker(self, worker_id: str) -> None:
         await self._execute("delete_worker", {"worker_id": worker_id})
+
+    # -- inspection (pigeon.brokers.inspection) ------------------------------
+
+    async def _filtered(self, name: str, where: JobFilter, before: str | None, **extra: Any) -> list[Any]:
+        clause, params = filter_clause(where, before, dialect="postgres", table=f"{self.namespace}.jobs")
+        async with self._connection() as conn:
+            cur = await conn.execute(self._q[name].replace(b"{where}", clause.encode()), {**params, **extra})
+            return await cur.fetchall()
+
+    async def find_jobs(
+        self, where: JobFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[JobRecord]:
+        table = f"{self.namespace}.jobs"
+        if where.args and not where.states:
+            clause, params = filter_clause(where, before, dialect="postgres", table=table)
+            sql = self._q["find_any_state"].replace(b"{where}", clause.encode())
+        else:
+            text, params = find_sql(
+                self._q["find_in_state"].decode(), where, before, dialect="postgres", table=table
+            )
+            sql = text.encode()
+        async with self._connection() as conn:
+            rows = await (await conn.execute(sql, {**params, "limit": limit})).fetchall()
+        return [record_from_row(r[:-1]) for r in rows]
+
+    async def count_jobs(self, where: JobFilter) -> int:
+        return int((await self._filtered("count", where, None))[0][0])
+
+    async def delete_jobs(self, job_ids: Sequence[str]) -> int:
+        return await self._execute("delete", {"ids": list(job_ids)}) if job_ids else 0
+
+    async def oldest_ready(self) -> dict[str, float]:
+        return dict(await self._fetch("oldest_ready", {}))
+
+    async def pause_queue(self, queue: str) -> None:
+        await self._execute("pause", {"queue": queue})
+
+    async def resume_queue(self, queue: str) -> None:
+        await self._fetch("resume", {"queue": queue, "channel": self._channel})
+
+    async def paused_queues(self) -> list[str]:
+        return [q for (q,) in await self._fetch("paused", {})]
 
 
 async def _check_idle(conn: psycopg.AsyncConnection[Any]) -> None:

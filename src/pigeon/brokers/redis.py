@@ -66,6 +66,7 @@ from pigeon.brokers.redis_data import (
     time_arg,
     worker_decoder,
 )
+from pigeon.brokers.redis_inspect import RedisInspection
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
@@ -91,6 +92,8 @@ _SCRIPTS = (
     "cancel",
     "requeue",
     "purge",
+    "delete",
+    "find",
     "progress",
     "take",
 )
@@ -98,7 +101,7 @@ _CHUNK = 1000
 """Jobs per script call: long scripts block every other client of the server."""
 
 
-class RedisBroker(BrokerBase):
+class RedisBroker(RedisInspection, BrokerBase):
     """A broker on one Redis server.
 
     Args:

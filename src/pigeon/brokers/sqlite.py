@@ -26,11 +26,13 @@ from urllib.parse import urlsplit
 import msgspec
 
 from pigeon.brokers.base import BrokerBase, Capabilities
-from pigeon.brokers.sql import SqlReads, migrations, queries
+from pigeon.brokers.inspection import JobFilter
+from pigeon.brokers.sql import SqlReads, filter_clause, find_sql, migrations, queries, record_from_row
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
     Job,
+    JobRecord,
     JobState,
     Outcome,
     WorkerInfo,
@@ -321,6 +323,44 @@ class SqliteBroker(SqlReads, BrokerBase):
 
     async def unregister_worker(self, worker_id: str) -> None:
         await self._run(self._write, lambda db: db.execute(self._q["delete_worker"], (worker_id,)))
+
+    # -- inspection (pigeon.brokers.inspection) ------------------------------
+
+    async def find_jobs(
+        self, where: JobFilter, *, limit: int = 50, before: str | None = None
+    ) -> list[JobRecord]:
+        if where.states:
+            sql, params = find_sql(
+                self._q["find_in_state"], where, before, dialect="sqlite", table="pigeon_jobs"
+            )
+        else:
+            clause, params = filter_clause(where, before, dialect="sqlite", table="pigeon_jobs")
+            sql = self._q["find_any_state"].replace("{where}", clause)
+        return [record_from_row(r[:-1]) for r in await self._run(self._read, sql, {**params, "limit": limit})]
+
+    async def count_jobs(self, where: JobFilter) -> int:
+        clause, params = filter_clause(where, None, dialect="sqlite", table="pigeon_jobs")
+        rows = await self._run(self._read, self._q["count"].replace("{where}", clause), params)
+        return int(rows[0][0])
+
+    async def delete_jobs(self, job_ids: Sequence[str]) -> int:
+        ids = list(job_ids)
+        if not ids:
+            return 0
+        sql = self._q["delete"].replace("{ids}", ",".join("?" * len(ids)))
+        return await self._run(self._write, lambda db: db.execute(sql, ids).rowcount)
+
+    async def oldest_ready(self) -> dict[str, float]:
+        return dict(await self._run(self._read, self._q["oldest_ready"], ()))
+
+    async def pause_queue(self, queue: str) -> None:
+        await self._run(self._write, lambda db: db.execute(self._q["pause"], (queue,)))
+
+    async def resume_queue(self, queue: str) -> None:
+        await self._run(self._write, lambda db: db.execute(self._q["resume"], (queue,)))
+
+    async def paused_queues(self) -> list[str]:
+        return [q for (q,) in await self._run(self._read, self._q["paused"], ())]
 
 
 def _settle_params(t: Transition) -> tuple[Any, ...]:

@@ -73,7 +73,7 @@ class AttemptRunner:
             return _raised(asyncio.CancelledError("the task cancelled itself"))
         except DecodeError as exc:
             log.error("undecodable job: %s", exc, extra=extra)
-            return Unrunnable(error_info(exc))
+            return Unrunnable(error_info(exc), exc)
         except TimeoutError as exc:
             error: BaseException = exc
             if job.timeout is not None and time.perf_counter() - started >= job.timeout * 0.99:

@@ -13,10 +13,8 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import random
 import signal
-import socket
 import threading
 import time
 from collections import Counter
@@ -24,14 +22,17 @@ from typing import Any
 
 from pigeon.client import Client
 from pigeon.errors import BrokerError
+from pigeon.hooks import attempt_hooks
 from pigeon.job import Claim, Outcome, OutcomeKind, WorkerInfo
 from pigeon.policy import Ending, Raised, Released, Retention, Unrunnable, decide
 from pigeon.registry import Registry
-from pigeon.seam import InstrumentedBroker
+from pigeon.seam import InstrumentedBroker, SeamObserver
 from pigeon.services import ServiceState, supervise
+from pigeon.task import TaskOptions
 from pigeon.worker.attempt import AttemptRunner
 from pigeon.worker.config import WorkerConfig
 from pigeon.worker.executors import Executors
+from pigeon.worker.identity import new_worker_id, worker_info
 from pigeon.worker.progress import ProgressReporter
 from pigeon.worker.ticker import run_schedules
 
@@ -52,7 +53,7 @@ class Worker:
         self.registry = registry
         self.config = config
         self._retention = Retention(client.result_ttl, client.failed_ttl)
-        self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+        self.id = new_worker_id()
         self.started = asyncio.Event()
         self.stopped = threading.Event()
         self.processed = 0
@@ -68,11 +69,14 @@ class Worker:
         self._lost: set[tuple[str, str]] = set()
         self._outbox: list[Outcome] = []
         self._settling: list[Outcome] = []  # the batch the broker is taking now
+        self._settled = 0  # times the settler has emptied the outbox
         self._outbox_ready = asyncio.Event()
         self._executors = Executors(config.thread_count, config.process_count)
         self._limited_queues = frozenset(q for q, _ in config.queue_limits)
         self._broker: InstrumentedBroker | None = None
         self._attempts: AttemptRunner | None = None
+        self.observer: SeamObserver | None = None
+        """Told what crosses the seam (set before ``run``; ``pigeon.metrics.JobMetrics``)."""
         self._started_at = time.time()
         self.services: dict[str, ServiceState] = {}
 
@@ -109,15 +113,7 @@ class Worker:
         return self._executors.busy_threads
 
     def info(self) -> WorkerInfo:
-        return WorkerInfo(
-            id=self.id,
-            hostname=socket.gethostname(),
-            pid=os.getpid(),
-            queues=self.config.queues,
-            concurrency=self.config.concurrency,
-            started_at=self._started_at,
-            last_seen=time.time(),
-        )
+        return worker_info(self.id, self.config, self._started_at, self.services.values())
 
     # -- the run -------------------------------------------------------------
 
@@ -125,6 +121,8 @@ class Worker:
         """Run until stopped (or, in burst mode, until nothing is left to do)."""
         self._loop = asyncio.get_running_loop()
         self._broker = await self.client.connection()
+        if self.observer is not None:
+            self._broker.observe(self.observer)
         self._progress = ProgressReporter(self.client, self._broker, self.registry.handlers)
         self._attempts = AttemptRunner(
             self.id, self.client, self.registry, self._broker, self._executors, self._progress
@@ -166,6 +164,8 @@ class Worker:
                     t.cancel()
         finally:
             self.client.notifier.unsubscribe(self._loop, wake)
+            if self.observer is not None:
+                self._broker.unobserve(self.observer)
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     self._loop.remove_signal_handler(sig)
@@ -193,6 +193,7 @@ class Worker:
             self._wake.clear()
             free = cfg.concurrency - len(self._running)
             if free > 0:
+                settled = self._settled
                 try:
                     claims, want = await self._claim(free)
                 except BrokerError as exc:
@@ -209,11 +210,18 @@ class Worker:
                     self._starved = False
                     continue
                 self._starved = True
-                if cfg.burst and not self._running:
+                # An outcome may make a job due again (an immediate retry): a burst worker is
+                # idle only when nothing waits to be settled and nothing was settled during the
+                # claim that just came back empty.
+                if cfg.burst and not self._running and self._settled_idle(settled):
                     return
             else:
                 self._starved = False
             await self._wake.wait()
+
+    def _settled_idle(self, settled: int) -> bool:
+        """Whether no outcome is waiting and none landed since the settler count was ``settled``."""
+        return not self._outbox and not self._settling and self._settled == settled
 
     async def _claim(self, free: int) -> tuple[list[Claim], int]:
         """Claim up to ``free`` jobs, within per-queue limits; return them and how many were sought."""
@@ -314,7 +322,19 @@ class Worker:
         task = self.registry.resolve_task(claim.job.task)
         options = None if task is None else task.defaults
         assert self._attempts is not None
-        ending = await self._attempts.run(claim, task, extra)
+        hooks = self.registry.job_hooks
+        if not hooks:
+            return self._outcome(claim, options, await self._attempts.run(claim, task, extra), extra)
+        with attempt_hooks(hooks, claim.job, claim.attempt) as ending:
+            ended = await self._attempts.run(claim, task, extra)
+            outcome = self._outcome(claim, options, ended, extra)
+            ending.report(outcome, ended.error if isinstance(ended, Raised | Unrunnable) else None)
+            return outcome
+
+    def _outcome(
+        self, claim: Claim, options: TaskOptions | None, ending: Ending, extra: dict[str, Any]
+    ) -> Outcome:
+        """The retry policy's outcome for an attempt's ending, reported (logs, an early wake)."""
         outcome = decide(claim, options, ending, time.time(), self._retention)
         if outcome.kind is not OutcomeKind.COMPLETE:  # the hot path has nothing to report
             self._report(outcome, ending, extra)
@@ -415,6 +435,8 @@ class Worker:
                             outcome.job_id,
                             outcome.kind,
                         )
+            self._settled += 1
+            self._wake.set()  # a burst worker waits for its outcomes before deciding it is idle
             if self._stopping and not self._running:
                 return
 

@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pigeon.app import App
 
 log = logging.getLogger("pigeon.supervisor")
 
@@ -40,12 +46,47 @@ class _Child:
         self.restart_at = None
 
 
-def supervise(argv: list[str], processes: int) -> int:
-    """Run ``processes`` workers with ``argv`` until they all exit; return the worst exit code."""
-    child_argv = [*argv, "--processes", "1"]
+def supervise(argv: list[str], processes: int, metrics: tuple[App, str, int] | None = None) -> int:
+    """Run ``processes`` workers with ``argv`` until they all exit; return the worst exit code.
+
+    With ``metrics`` (the app, a host, a port), the children count into a shared
+    Prometheus directory and this process serves their sum.
+    """
+    child_argv = [*_without_metrics(argv), "--processes", "1"]
+    env = dict(os.environ)
+    directory = None
+    if metrics is not None:
+        from pigeon.metrics import serve_supervisor
+
+        directory = tempfile.mkdtemp(prefix="pigeon-metrics-")
+        env.update(PROMETHEUS_MULTIPROC_DIR=directory, PIGEON_METRICS_CHILD="1")
+        app, host, port = metrics
+        bound = serve_supervisor(app, directory, host, port)
+        print(f"metrics on http://{host}:{bound}/metrics", flush=True)
     # Services (reader loops and the like) must run once, not once per process.
-    quiet = {**os.environ, "PIGEON_SERVICES": "false"}
-    children = [_Child(child_argv, env=None if i == 0 else quiet) for i in range(processes)]
+    quiet = {**env, "PIGEON_SERVICES": "false"}
+    children = [_Child(child_argv, env=env if i == 0 else quiet) for i in range(processes)]
+    try:
+        return _watch(children, processes)
+    finally:
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _without_metrics(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--metrics-port", "--metrics-host"):
+            skip = True
+        elif not arg.startswith(("--metrics-port=", "--metrics-host=")):
+            out.append(arg)
+    return out
+
+
+def _watch(children: list[_Child], processes: int) -> int:
     signals: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

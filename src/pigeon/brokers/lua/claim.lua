@@ -1,9 +1,16 @@
 -- ARGV: prefix, now, token, worker_id, lease_until, limit, queues...
 -- Promotes due scheduled jobs, then takes the lowest ready scores across the queues.
 -- A job whose limit key is at its limit (counting this claim's) is parked in held:<key>
--- instead, and the claim reads on past it. Returns id, envelope, attempt triples.
+-- instead, and the claim reads on past it. A paused queue (in the set `paused`) is not read.
+-- Returns id, envelope, attempt triples.
 local now, token, worker, lease = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local limit = tonumber(ARGV[6])
+local queues = {}
+for i = 7, #ARGV do
+  if redis.call('SISMEMBER', P .. 'paused', ARGV[i]) == 0 then
+    queues[#queues + 1] = ARGV[i]
+  end
+end
 for i = 7, #ARGV do
   local sched = P .. 'sched:' .. ARGV[i]
   -- bounded so one claim never stalls the server; the rest is promoted by the next
@@ -21,13 +28,13 @@ local window = limit
 local counts = {} -- limit key -> RUNNING jobs, this claim's included
 while taken < limit do
   local found = {}
-  for i = 7, #ARGV do
-    local r = redis.call('ZRANGE', P .. 'ready:' .. ARGV[i], 0, window - 1, 'WITHSCORES')
+  for _, q in ipairs(queues) do
+    local r = redis.call('ZRANGE', P .. 'ready:' .. q, 0, window - 1, 'WITHSCORES')
     for j = 1, #r, 2 do
-      found[#found + 1] = { tonumber(r[j + 1]), r[j], ARGV[i], r[j + 1] }
+      found[#found + 1] = { tonumber(r[j + 1]), r[j], q, r[j + 1] }
     end
   end
-  if #ARGV > 7 then
+  if #queues > 1 then
     table.sort(found, function(a, b)
       return a[1] < b[1]
     end)
@@ -74,8 +81,8 @@ while taken < limit do
   end
   if parked >= 5000 then
     -- Bounded like promotion; wake the workers so the next claim reads on from here.
-    for i = 7, #ARGV do
-      woken[ARGV[i]] = true
+    for _, q in ipairs(queues) do
+      woken[q] = true
     end
     publish()
     break

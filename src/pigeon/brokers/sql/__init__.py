@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from pigeon.brokers.inspection import JobFilter
 from pigeon.job import ErrorInfo, JobRecord, JobState, QueueStats, WorkerInfo, decode_stored
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -99,3 +100,68 @@ class SqlReads:
     async def workers(self) -> list[WorkerInfo]:
         rows = await self._select("workers", {})
         return [msgspec.structs.replace(_worker_decoder.decode(info), last_seen=seen) for info, seen in rows]
+
+
+def filter_clause(
+    where: JobFilter, before: str | None, *, dialect: str, table: str
+) -> tuple[str, dict[str, Any]]:
+    """The ``WHERE`` conditions and parameters for a :class:`JobFilter` (``TRUE`` when empty).
+
+    ``before`` pages by enqueue order (``seq``): only jobs older than that job.
+    """
+    pg = dialect == "postgres"
+
+    def p(name: str) -> str:
+        return f"%({name})s" if pg else f":{name}"
+
+    terms: list[str] = []
+    params: dict[str, Any] = {}
+    if where.queue is not None:
+        terms.append(f"queue = {p('queue')}")
+        params["queue"] = where.queue
+    if where.states:
+        names = [f"st{i}" for i in range(len(where.states))]
+        terms.append(f"state IN ({', '.join(p(n) for n in names)})")
+        params.update({n: s.value for n, s in zip(names, where.states, strict=True)})
+    if where.task is not None:
+        terms.append(f"task = {p('task')}")
+        params["task"] = where.task
+    if where.since is not None:
+        terms.append(f"enqueued_at >= {p('since')}")
+        params["since"] = where.since
+    if where.until is not None:
+        terms.append(f"enqueued_at < {p('until')}")
+        params["until"] = where.until
+    for i, (a, b) in enumerate(where.needles()):
+        a_, b_ = p(f"a{i}"), p(f"b{i}")
+        if pg:
+            terms.append(f"(position({a_}::bytea in envelope) > 0 OR position({b_}::bytea in envelope) > 0)")
+        else:
+            terms.append(f"(instr(envelope, {a_}) > 0 OR instr(envelope, {b_}) > 0)")
+        params[f"a{i}"], params[f"b{i}"] = a, b
+    if before is not None:
+        terms.append(f"seq < (SELECT seq FROM {table} WHERE id = {p('before')})")
+        params["before"] = before
+    return " AND ".join(terms) or "TRUE", params
+
+
+def find_sql(
+    template: str, where: JobFilter, before: str | None, *, dialect: str, table: str
+) -> tuple[str, dict[str, Any]]:
+    """A newest-first page of ``where``: the dialect's ``find_in_state`` once per state, merged.
+
+    Each part walks the ``(state, seq)`` index backwards for at most ``limit`` rows, so
+    no page sorts more than ``limit`` rows per state, however many jobs match. The rows
+    end with ``seq``.
+    """
+    rest = JobFilter(
+        queue=where.queue, task=where.task, since=where.since, until=where.until, args=where.args
+    )
+    clause, params = filter_clause(rest, before, dialect=dialect, table=table)
+    mark = "%({})s" if dialect == "postgres" else ":{}"
+    parts = []
+    for i, state in enumerate(where.states or tuple(JobState)):
+        params[f"in_state{i}"] = state.value
+        parts.append(template.replace("{where}", clause).replace("{state}", mark.format(f"in_state{i}")))
+    limit = mark.format("limit")
+    return f"SELECT * FROM ({' UNION ALL '.join(parts)}) AS page ORDER BY seq DESC LIMIT {limit}", params

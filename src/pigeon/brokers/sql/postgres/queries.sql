@@ -43,6 +43,7 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 ), ready AS (
     SELECT j.* FROM unnest(%(queues)b::text[]) AS q(name)
+    -- A paused queue is left out, and so are its due jobs below.
     CROSS JOIN LATERAL (
         SELECT id, seq, priority, limit_key, limit_n FROM {ns}.jobs
         WHERE state = 'queued' AND queue = q.name AND (limit_key IS NULL OR limit_key <> ALL(%(full)b::text[]))
@@ -50,11 +51,13 @@ WITH due AS (
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ) j
+    WHERE q.name NOT IN (SELECT queue FROM {ns}.paused)
 ), candidates AS (
     SELECT id, seq, priority, limit_key, limit_n FROM ready
     UNION ALL
     SELECT id, seq, priority, limit_key, limit_n FROM due
     WHERE queue = ANY(%(queues)b::text[]) AND (limit_key IS NULL OR limit_key <> ALL(%(full)b::text[]))
+      AND queue NOT IN (SELECT queue FROM {ns}.paused)
 ), counters AS (
     SELECT key, running FROM {ns}.limits
     WHERE key IN (SELECT limit_key FROM candidates)
@@ -231,3 +234,60 @@ RETURNING granted, tokens
 -- name: queued_in
 -- After LISTEN starts: which of these queues already had work before it did.
 SELECT DISTINCT queue FROM {ns}.jobs WHERE state = 'queued' AND queue = ANY(%(queues)s)
+
+-- name: find_any_state
+-- An argument search of every state reads every job anyway: one sequential scan keeping
+-- the newest n beats walking an index and fetching each row.
+SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until,
+    progress, id, seq
+FROM {ns}.jobs WHERE {where} ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: find_in_state
+-- One state's newest page, walking jobs_state_seq backwards; a page of several states is
+-- the newest of these, one per state (UNION ALL), so no page sorts the table.
+(SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until,
+    progress, id, seq
+ FROM {ns}.jobs WHERE state = {state} AND {where} ORDER BY seq DESC LIMIT %(limit)s)
+
+-- name: count
+SELECT count(*) FROM {ns}.jobs WHERE {where}
+
+-- name: delete
+DELETE FROM {ns}.jobs WHERE id = ANY(%(ids)s)
+
+-- name: pause
+INSERT INTO {ns}.paused (queue) VALUES (%(queue)s) ON CONFLICT DO NOTHING
+
+-- name: resume
+-- Idle workers wait for a notification: a resumed queue with jobs wakes them.
+WITH gone AS (DELETE FROM {ns}.paused WHERE queue = %(queue)s RETURNING queue)
+SELECT pg_notify(%(channel)s, queue) FROM gone
+
+-- name: paused
+SELECT queue FROM {ns}.paused ORDER BY queue
+
+-- name: oldest_ready
+-- Loose index scans over jobs_ready (queue, priority DESC, seq): each queue with QUEUED
+-- jobs, each priority in it, that priority's first job; a few probes per (queue,
+-- priority), however long the backlog.
+WITH RECURSIVE q AS (
+    SELECT min(queue) AS queue FROM {ns}.jobs WHERE state = 'queued'
+    UNION ALL
+    SELECT (SELECT min(queue) FROM {ns}.jobs WHERE state = 'queued' AND queue > q.queue)
+    FROM q WHERE q.queue IS NOT NULL
+), p AS (
+    SELECT q.queue, (SELECT max(priority) FROM {ns}.jobs WHERE state = 'queued' AND queue = q.queue) AS priority
+    FROM q WHERE q.queue IS NOT NULL
+    UNION ALL
+    SELECT p.queue,
+        (SELECT max(priority) FROM {ns}.jobs WHERE state = 'queued' AND queue = p.queue AND priority < p.priority)
+    FROM p WHERE p.priority IS NOT NULL
+)
+SELECT p.queue, min(f.enqueued_at) FROM p
+CROSS JOIN LATERAL (
+    SELECT enqueued_at FROM {ns}.jobs
+    WHERE state = 'queued' AND queue = p.queue AND priority = p.priority
+    ORDER BY seq LIMIT 1
+) f
+WHERE p.priority IS NOT NULL
+GROUP BY p.queue

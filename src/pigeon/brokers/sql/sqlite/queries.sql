@@ -15,7 +15,7 @@ WHERE state = 'scheduled' AND run_at <= ?
 -- name: candidates
 -- Due jobs in claim order, leaving out limit keys already at their limit.
 SELECT seq, limit_key, conc_limit FROM pigeon_jobs
-WHERE state = 'queued' AND queue IN ({queues})
+WHERE state = 'queued' AND queue IN ({queues}) AND queue NOT IN (SELECT queue FROM pigeon_paused)
   AND (limit_key IS NULL OR limit_key NOT IN (
         SELECT limit_key FROM pigeon_jobs
         WHERE state = 'running' AND limit_key IS NOT NULL
@@ -111,3 +111,47 @@ WHERE id = ? AND state IN ('failed', 'cancelled')
 
 -- name: purge
 DELETE FROM pigeon_jobs WHERE state IN ({states}) AND (:queue IS NULL OR queue = :queue)
+
+-- name: find_any_state
+-- A page of every state walks the table itself (seq is the rowid) backwards: sequential,
+-- where one walk per state would fetch each row by rowid.
+SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until,
+    progress, id, seq
+FROM pigeon_jobs WHERE {where} ORDER BY seq DESC LIMIT :limit
+
+-- name: find_in_state
+-- One state's newest page, walking pigeon_jobs_state_seq backwards; a page of several
+-- states is the newest of these, one per state (UNION ALL), so no page sorts the table.
+SELECT * FROM (
+    SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until,
+        progress, id, seq
+    FROM pigeon_jobs WHERE state = {state} AND {where} ORDER BY seq DESC LIMIT :limit)
+
+-- name: count
+SELECT count(*) FROM pigeon_jobs WHERE {where}
+
+-- name: delete
+DELETE FROM pigeon_jobs WHERE id IN ({ids})
+
+-- name: pause
+INSERT INTO pigeon_paused (queue) VALUES (?) ON CONFLICT DO NOTHING
+
+-- name: resume
+DELETE FROM pigeon_paused WHERE queue = ?
+
+-- name: paused
+SELECT queue FROM pigeon_paused ORDER BY queue
+
+-- name: oldest_ready
+-- A loose index scan: each step finds the next queue with QUEUED jobs, then its first
+-- job in enqueue order, through pigeon_jobs_state (state, queue, rowid): a few index
+-- probes per queue, however long the backlog.
+WITH RECURSIVE q(queue) AS (
+    SELECT min(queue) FROM pigeon_jobs WHERE state = 'queued'
+    UNION ALL
+    SELECT (SELECT min(queue) FROM pigeon_jobs WHERE state = 'queued' AND queue > q.queue)
+    FROM q WHERE q.queue IS NOT NULL
+)
+SELECT queue, (SELECT enqueued_at FROM pigeon_jobs j
+               WHERE j.state = 'queued' AND j.queue = q.queue ORDER BY j.seq LIMIT 1)
+FROM q WHERE queue IS NOT NULL
