@@ -40,6 +40,7 @@ log = logging.getLogger("pigeon.worker")
 
 _FINAL = frozenset({OutcomeKind.COMPLETE, OutcomeKind.FAIL})
 """Outcomes that end a job: its result waiters in this process are woken."""
+LAST_SETTLE = 1.5  # seconds a stopping worker gives its last outcomes (of the 2 s promised past grace)
 
 
 class Worker:
@@ -157,9 +158,7 @@ class Worker:
                         services.cancel()
                         await asyncio.wait([services])
                     await self._drain()
-                self._outbox_ready.set()
-                self._stopping = True
-                await settler
+                await self._last_settle(settler)
                 for t in background:
                     t.cancel()
         finally:
@@ -244,11 +243,9 @@ class Worker:
         return claims, sought
 
     async def _pause(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
-        except TimeoutError:
-            pass
 
     async def _drain(self) -> None:
         """Give running jobs one grace period in all (a second signal ends it at once)."""
@@ -258,9 +255,7 @@ class Worker:
         finished = asyncio.ensure_future(asyncio.wait(tasks))
         hard = asyncio.ensure_future(self._hard.wait())
         try:
-            await asyncio.wait(
-                [finished, hard], timeout=self.config.grace, return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait({finished, hard}, timeout=self.config.grace, return_when="FIRST_COMPLETED")
         finally:
             finished.cancel()
             hard.cancel()
@@ -401,6 +396,15 @@ class Worker:
                 pause = min(pause * 2, 5.0)
             await self._nudge()
 
+    async def _last_settle(self, settler: asyncio.Task[None]) -> None:
+        """Flush the outbox within the stop's margin; what cannot land comes back as leases expire."""
+        self._outbox_ready.set()
+        self._stopping = True
+        try:
+            await asyncio.wait_for(settler, LAST_SETTLE)
+        except TimeoutError:
+            log.error("stopping with %d outcomes unsettled", len(self._outbox) + len(self._settling))
+
     async def _settler(self) -> None:
         """Flush outcomes in batches; keep them until the broker takes them."""
         assert self._broker is not None
@@ -428,13 +432,8 @@ class Worker:
                 self.client.result_waiters.done(
                     o.job_id for o, ok in zip(batch, accepted, strict=True) if ok and o.kind in _FINAL
                 )
-                for outcome, ok in zip(batch, accepted, strict=True):
-                    if not ok:
-                        log.warning(
-                            "job %s was no longer ours to %s (cancelled, or its lease expired)",
-                            outcome.job_id,
-                            outcome.kind,
-                        )
+                for o in (o for o, ok in zip(batch, accepted, strict=True) if not ok):
+                    log.warning("job %s no longer ours to %s (cancelled, or lease lost)", o.job_id, o.kind)
             self._settled += 1
             self._wake.set()  # a burst worker waits for its outcomes before deciding it is idle
             if self._stopping and not self._running:
