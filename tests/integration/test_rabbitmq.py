@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import pytest
@@ -85,7 +86,7 @@ async def test_a_nacked_delivery_is_an_error_in_send_and_the_job_is_kept(
     await broker.enqueue([make_job()])
     await channel.queue_delete(f"{namespace}.default")
     # Declared again by someone else as a queue that refuses every delivery: RabbitMQ nacks.
-    refusing = {"x-max-length": 0, "x-overflow": "reject-publish"}
+    refusing: dict[str, Any] = {"x-max-length": 0, "x-overflow": "reject-publish"}
     await channel.declare_queue(f"{namespace}.default", exclusive=True, arguments=refusing)
     job = make_job()
     with pytest.raises(BrokerError, match=r"did not confirm 1 of 1 deliveries.*stored and will run"):
@@ -169,6 +170,7 @@ async def test_a_server_that_never_answers_is_an_error_not_a_hang(tmp_path: Path
     server = await asyncio.start_server(accept, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     broker = create_broker(with_store(f"amqp://127.0.0.1:{port}/", f"sqlite:///{tmp_path}/jobs.db"), {})
+    assert isinstance(broker, RabbitBroker)
     await broker.migrate()
     started = time.monotonic()
     with pytest.raises(BrokerConnectionError, match="did not answer within"):

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aio_pika
@@ -30,7 +31,7 @@ from tests.helpers import eventually
 
 pytestmark = pytest.mark.server
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "servers" / "rabbitmq.sh"
-FAST = {"poll": 0.05, "heartbeat": 0.2, "concurrency": 8}
+FAST: dict[str, Any] = {"poll": 0.05, "heartbeat": 0.2, "concurrency": 8}
 N = 300
 
 
@@ -168,7 +169,7 @@ async def test_a_basic_cancel_mid_drain_loses_nothing(tmp_path: Path) -> None:
         ids = await send(work, range(N))
         async with app.worker(**FAST):
             await eventually(lambda: asyncio.sleep(0, len(ran)), lambda n: n >= N // 10, what="draining")
-            broker = await app.connection()
+            broker = (await app.connection()).inner
             assert isinstance(broker, RabbitBroker)
             tag = broker._consumers["default"]
             connection = await aio_pika.connect(server_url("rabbitmq"))

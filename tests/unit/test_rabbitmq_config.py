@@ -6,8 +6,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from pigeon import App, ConfigurationError
-from pigeon.brokers.base import create_broker
+from pigeon import App, ConfigurationError, UnsupportedFeature
+from pigeon.brokers import base
+from pigeon.brokers.base import Inspecting, Limiting, Reporting, create_broker, with_store
+from pigeon.brokers.rabbitmq import RabbitBroker
+from pigeon.seam import InstrumentedBroker
 
 
 def test_the_store_rides_in_the_broker_url() -> None:
@@ -52,3 +55,27 @@ def test_rabbitmq_without_a_store_says_what_it_needs() -> None:
 def test_bad_rabbitmq_parameters_fail_before_connecting(query: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         create_broker(f"amqp://127.0.0.1/?store=memory%3A%2F%2F&{query}", {})
+
+
+def test_the_optional_protocols_are_those_of_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(base._BUILTIN, "coreonly", "tests.unit.test_contract:CoreOnly")
+    full = InstrumentedBroker(create_broker(with_store("amqp://127.0.0.1/", "memory://"), {}))
+    assert full.capabilities.inspect and full.capabilities.limits and full.capabilities.progress
+    assert not full.capabilities.transactional_enqueue  # a job in the caller's transaction has no delivery
+    core = create_broker(with_store("amqp://127.0.0.1/", "coreonly://"), {})
+    assert isinstance(core, RabbitBroker)
+    for protocol in (Inspecting, Limiting, Reporting):
+        assert not isinstance(core, protocol)
+    caps = InstrumentedBroker(core).capabilities
+    assert not (caps.inspect or caps.limits or caps.progress or caps.transactional_enqueue)
+
+
+async def test_what_the_store_lacks_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(base._BUILTIN, "coreonly", "tests.unit.test_contract:CoreOnly")
+    broker = InstrumentedBroker(create_broker(with_store("amqp://127.0.0.1/", "coreonly://"), {}))
+    with pytest.raises(UnsupportedFeature, match="the amqp broker cannot list"):
+        await broker.stats()
+    with pytest.raises(UnsupportedFeature, match="cannot limit a task's rate"):
+        await broker.take("k", 1.0, 1.0)
+    with pytest.raises(UnsupportedFeature, match="cannot keep progress reports"):
+        await broker.progress("j", "t", b"{}")

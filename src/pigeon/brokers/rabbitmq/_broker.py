@@ -15,11 +15,10 @@ import aiormq
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.connection import make_url
 
-from pigeon.brokers.base import Broker, BrokerBase, Capabilities, create_broker
-from pigeon.brokers.inspection import InspectionBroker, JobFilter
+from pigeon.brokers.base import Broker, BrokerBase, Capabilities, Migrating, create_broker
 from pigeon.brokers.rabbitmq._held import Held
-from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError, UnsupportedFeature
-from pigeon.job import Claim, Job, JobRecord, JobState, Outcome, QueueStats, WorkerInfo
+from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
+from pigeon.job import Claim, Job, JobRecord, Outcome, WorkerInfo
 
 _CALL = 10.0
 """Seconds any one call to RabbitMQ may take: a stuck server is an error, not a hang."""
@@ -65,10 +64,9 @@ class RabbitBroker(BrokerBase):
             priority=store.capabilities.priority,
             get_result=store.capabilities.get_result,
             async_task=store.capabilities.async_task,
-            inspect=store.capabilities.inspect,
             cross_process=store.capabilities.cross_process,
-            transactional_enqueue=False,  # a job written in the caller's transaction has no delivery
-        )
+        )  # the optional protocols: those of the store (see _protocols.py); never the caller's
+        # transaction, as a job written there would have no delivery
         self._connection: AbstractRobustConnection | None = None
         self._publisher: AbstractRobustChannel | None = None
         self._consumer: AbstractRobustChannel | None = None
@@ -109,9 +107,26 @@ class RabbitBroker(BrokerBase):
             raise ConfigurationError(f"{url!r}: prefetch must be a whole number from 1 to 65535")
         store = create_broker(store_url, shared.setdefault("store", {}))
         server = urlunsplit(parts._replace(query=urlencode(query)))
-        broker = cls(server, store, namespace=namespace, queue_type=queue_type, prefetch=prefetch)
+        broker = cls.offering(store)(
+            server, store, namespace=namespace, queue_type=queue_type, prefetch=prefetch
+        )
         broker.url = url
         return broker
+
+    @classmethod
+    def offering(cls, store: Broker) -> type[Self]:
+        """This class with the optional protocols ``store`` implements, each answered by it.
+
+        The seam derives capabilities from the protocols a broker implements, so a
+        store that cannot inspect makes a RabbitMQ broker that cannot either: its
+        callers get the seam's clear ``UnsupportedFeature``.
+        """
+        from pigeon.brokers.rabbitmq._protocols import offered
+
+        extra = offered(store)
+        if not extra:
+            return cls
+        return cast("type[Self]", type(cls.__name__, (cls, *extra), {"__module__": cls.__module__}))
 
     # -- plumbing ------------------------------------------------------------
 
@@ -201,7 +216,7 @@ class RabbitBroker(BrokerBase):
 
     async def migrate(self) -> list[str]:
         """The store's migrations (RabbitMQ's queues are declared as they are first used)."""
-        return await self._store.migrate()
+        return await self._store.migrate() if isinstance(self._store, Migrating) else []
 
     def _channel(self, channel: AbstractRobustChannel | None) -> AbstractRobustChannel:
         if channel is None:
@@ -356,15 +371,6 @@ class RabbitBroker(BrokerBase):
         """Deliveries this broker received, for diagnostics and tests."""
         return self._held.deliveries
 
-    async def requeue(self, job_id: str) -> bool:
-        """FAILED/CANCELLED → QUEUED in the store, and a delivery for it."""
-        if not await self._store.requeue(job_id):
-            return False
-        record = await self._store.get(job_id)
-        if record is not None and record.state is JobState.QUEUED:
-            await self._publish([record.job])
-        return True
-
     # -- the record: the store's --------------------------------------------
 
     async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
@@ -384,67 +390,5 @@ class RabbitBroker(BrokerBase):
     async def get(self, job_id: str) -> JobRecord | None:
         return await self._store.get(job_id)
 
-    async def list_jobs(
-        self,
-        *,
-        queue: str | None = None,
-        state: JobState | None = None,
-        task: str | None = None,
-        limit: int = 100,
-    ) -> list[JobRecord]:
-        return await self._store.list_jobs(queue=queue, state=state, task=task, limit=limit)
-
-    async def stats(self) -> list[QueueStats]:
-        return await self._store.stats()
-
     async def cancel(self, job_id: str, expires_at: float) -> bool:
         return await self._store.cancel(job_id, expires_at)
-
-    async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
-        return await self._store.purge(queue=queue, states=states)
-
-    async def progress(self, job_id: str, token: str, data: bytes) -> bool:
-        return await self._store.progress(job_id, token, data)
-
-    async def take(self, key: str, rate: float, burst: float) -> float:
-        return await self._store.take(key, rate, burst)
-
-    async def register_worker(self, info: WorkerInfo) -> None:
-        await self._store.register_worker(info)
-
-    async def unregister_worker(self, worker_id: str) -> None:
-        await self._store.unregister_worker(worker_id)
-
-    async def workers(self) -> list[WorkerInfo]:
-        return await self._store.workers()
-
-    # -- inspection (the optional protocol): the store's ---------------------
-
-    async def find_jobs(
-        self, where: JobFilter, *, limit: int = 50, before: str | None = None
-    ) -> list[JobRecord]:
-        return await self._inspected.find_jobs(where, limit=limit, before=before)
-
-    async def count_jobs(self, where: JobFilter) -> int:
-        return await self._inspected.count_jobs(where)
-
-    async def delete_jobs(self, job_ids: Sequence[str]) -> int:
-        return await self._inspected.delete_jobs(job_ids)
-
-    async def oldest_ready(self) -> dict[str, float]:
-        return await self._inspected.oldest_ready()
-
-    async def pause_queue(self, queue: str) -> None:
-        await self._inspected.pause_queue(queue)
-
-    async def resume_queue(self, queue: str) -> None:
-        await self._inspected.resume_queue(queue)  # its jobs are claimed from the store again
-
-    async def paused_queues(self) -> list[str]:
-        return await self._inspected.paused_queues()
-
-    @property
-    def _inspected(self) -> InspectionBroker:
-        if not isinstance(self._store, InspectionBroker):
-            raise UnsupportedFeature(f"the store of {self._where} cannot list or inspect jobs")
-        return self._store
