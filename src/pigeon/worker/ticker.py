@@ -49,7 +49,11 @@ async def run_schedules(client: Client, schedules: Sequence[Schedule]) -> None:
 async def _enqueue(client: Client, jobs: list[Job]) -> None:
     try:
         await client.aenqueue(jobs)
-    except BrokerError as exc:  # another worker, or this one at the next tick, will do it
-        log.error("could not enqueue %d periodic jobs: %s", len(jobs), exc)
-    except Exception as exc:  # noqa: BLE001 - enqueue skips the seam; what escapes a broker must not end the worker
-        log.error("could not enqueue %d periodic jobs: %s: %s", len(jobs), type(exc).__name__, exc)
+    except Exception as exc:  # what escapes a broker must not end the worker
+        # A driver may turn the worker's cancel into an error of its own (aio-pika's channel
+        # open does, now and then): the stop must still win, or the loop sleeps to the next tick.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError from exc
+        what = str(exc) if isinstance(exc, BrokerError) else f"{type(exc).__name__}: {exc}"
+        log.error("could not enqueue %d periodic jobs: %s", len(jobs), what)
