@@ -40,8 +40,12 @@ screenshots: env
 docs: env
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
+# sdist + wheel, twine-checked, the wheel installed in a new venv where the CLI and the tour run.
+dist: env
+	scripts/dist
+
 docs-serve: env
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 clean:
-	rm -rf $(VENV) .venv-django60 .servers .mypy_cache .ruff_cache .pytest_cache site dist
+	rm -rf $(VENV) .venv-django60 .venv-py312 .venv-py313 .servers .mypy_cache .ruff_cache .pytest_cache site dist

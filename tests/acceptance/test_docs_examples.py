@@ -6,8 +6,8 @@ The conventions (docs/contributing.md explains them to writers):
   ``python example.py`` in a fresh process, all in one temporary directory per page (so a page
   is followed top to bottom, as a reader in one directory would).
 - An ```output block right after a block is what the block prints to stdout; ``...`` in it
-  matches any text. A Python block must write nothing to stderr: a logged warning or error
-  in an example is a bug.
+  matches any text. A Python block writes nothing to stderr (a logged warning or error in an
+  example is a bug) unless a ```stderr block after it (and after its output block) says what.
 - An HTML comment right before a block changes what happens to it:
   ``<!-- file: path/name.py -->`` writes the block to that file instead of running it;
   ``<!-- run -->`` before a ```console block runs each ``$ command`` line in the page's
@@ -34,7 +34,8 @@ PYTHON = ("python", "py")
 FENCE = re.compile(
     r"(?:<!--\s*(?P<marker>[a-z]+)(?::\s*(?P<arg>.*?))?\s*-->\s*\n)?"
     r"^(?P<indent>[ \t]*)```(?P<lang>[\w-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$"
-    r"(?P<output>\s*\n[ \t]*```output[ \t]*\n(?P<expected>.*?)^[ \t]*```[ \t]*$)?",
+    r"(?P<output>\s*\n[ \t]*```output[ \t]*\n(?P<expected>.*?)^[ \t]*```[ \t]*$)?"
+    r"(?P<errors>\s*\n[ \t]*```stderr[ \t]*\n(?P<stderr>.*?)^[ \t]*```[ \t]*$)?",
     re.S | re.M,
 )
 MARKERS = ("file", "run", "skip")
@@ -50,6 +51,7 @@ class Block:
     marker: str | None
     arg: str | None
     expected: str | None
+    stderr: str | None = None
 
     @property
     def where(self) -> str:
@@ -62,9 +64,10 @@ def blocks(page: Path, root: Path = ROOT) -> list[Block]:
     for m in FENCE.finditer(text):
         indent = len(m["indent"])
         body = "\n".join(line[indent:] for line in m["body"].splitlines()) + "\n"
-        expected = m["expected"]
-        if expected is not None:
-            expected = "\n".join(line[indent:] for line in expected.splitlines())
+        expected, stderr = (
+            None if text is None else "\n".join(line[indent:] for line in text.splitlines())
+            for text in (m["expected"], m["stderr"])
+        )
         found.append(
             Block(
                 page=str(page.relative_to(root)),
@@ -74,6 +77,7 @@ def blocks(page: Path, root: Path = ROOT) -> list[Block]:
                 marker=m["marker"],
                 arg=m["arg"],
                 expected=expected,
+                stderr=stderr,
             )
         )
     return found
@@ -110,8 +114,9 @@ def run_python(block: Block, workdir: Path) -> None:
     )
     script.unlink()
     assert done.returncode == 0, f"{block.where} exited {done.returncode}:\n{done.stderr}"
-    # A warning or an error logged by a page's example is a bug in the page (or in pigeon).
-    assert not done.stderr, f"{block.where} wrote to stderr:\n{done.stderr}"
+    # A warning or an error logged by a page's example is a bug in the page (or in pigeon),
+    # unless the page shows it.
+    assert matches(block.stderr or "", done.stderr), f"{block.where} wrote to stderr:\n{done.stderr}"
     if block.expected is not None:
         assert matches(block.expected, done.stdout), (
             f"{block.where} printed:\n{done.stdout}\nthe page says:\n{block.expected}"
@@ -191,15 +196,17 @@ def test_the_extractor_finds_markers_and_output(tmp_path: Path) -> None:
     page.write_text(
         "Text.\n\n<!-- file: jobs.py -->\n```python\nx = 1\n```\n\n"
         "```python\nprint('hi', 3)\n```\n\n```output\nhi ...\n```\n\n"
+        "```python\nimport sys\n```\n\n```stderr\noops\n```\n"
         "<!-- skip: needs a server -->\n```py\nboom\n```\n"
         "- item:\n\n    ```python\n    print(2)\n    ```\n"
     )
-    found = [(b.marker, b.arg, b.lang, b.body, b.expected) for b in blocks(page, tmp_path)]
+    found = [(b.marker, b.arg, b.lang, b.body, b.expected, b.stderr) for b in blocks(page, tmp_path)]
     assert found == [
-        ("file", "jobs.py", "python", "x = 1\n", None),
-        (None, None, "python", "print('hi', 3)\n", "hi ..."),
-        ("skip", "needs a server", "py", "boom\n", None),
-        (None, None, "python", "print(2)\n", None),
+        ("file", "jobs.py", "python", "x = 1\n", None, None),
+        (None, None, "python", "print('hi', 3)\n", "hi ...", None),
+        (None, None, "python", "import sys\n", None, "oops"),
+        ("skip", "needs a server", "py", "boom\n", None, None),
+        (None, None, "python", "print(2)\n", None, None),
     ]
     assert matches("hi ...", "hi 3\n")
     assert not matches("hi 4", "hi 3")
