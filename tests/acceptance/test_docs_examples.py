@@ -9,7 +9,8 @@ The conventions (docs/contributing.md explains them to writers):
   matches any text. A Python block writes nothing to stderr (a logged warning or error in an
   example is a bug) unless a ```stderr block after it (and after its output block) says what.
 - An HTML comment right before a block changes what happens to it:
-  ``<!-- file: path/name.py -->`` writes the block to that file instead of running it;
+  ``<!-- file: path/name.py -->`` writes the block to that file instead of running it,
+  ``<!-- append: path -->`` adds it to the end of that file;
   ``<!-- run -->`` before a ```console block runs each ``$ command`` line in the page's
   directory (the lines after a command are its expected output, ``...`` as above);
   ``<!-- skip: reason -->`` does not run the block, and the reason is reported as a skip.
@@ -38,7 +39,7 @@ FENCE = re.compile(
     r"(?P<errors>\s*\n[ \t]*```stderr[ \t]*\n(?P<stderr>.*?)^[ \t]*```[ \t]*$)?",
     re.S | re.M,
 )
-MARKERS = ("file", "run", "skip")
+MARKERS = ("file", "append", "run", "skip")
 TIMEOUT = 60.0
 
 
@@ -155,12 +156,12 @@ def run_console(block: Block, workdir: Path) -> None:
 def test_every_marker_is_known() -> None:
     unknown = [f"{b.where}: {b.marker}" for b in ALL if b.marker and b.marker not in MARKERS]
     assert not unknown, f"unknown code block markers: {unknown}"
-    reasonless = [b.where for b in ALL if b.marker in ("skip", "file") and not b.arg]
-    assert not reasonless, f"skip needs a reason and file a path: {reasonless}"
+    reasonless = [b.where for b in ALL if b.marker in ("skip", "file", "append") and not b.arg]
+    assert not reasonless, f"skip needs a reason, file and append a path: {reasonless}"
 
 
 def runs(block: Block) -> bool:
-    if block.marker in ("skip", "file"):
+    if block.marker in ("skip", "file", "append"):
         return False
     return block.lang in PYTHON or (block.lang == "console" and block.marker == "run")
 
@@ -177,6 +178,9 @@ def test_page_examples_run(page: Path, tmp_path: Path) -> None:
             target = tmp_path / str(block.arg)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(block.body)
+        elif block.marker == "append":
+            with (tmp_path / str(block.arg)).open("a") as f:
+                f.write("\n" + block.body)
         elif block.lang in PYTHON:
             run_python(block, tmp_path)
         elif block.lang == "console" and block.marker == "run":
