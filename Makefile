@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: env demo test faults lint format bench screenshots docs docs-serve dist clean
+.PHONY: env demo test faults lint format bench screenshots docs docs-serve docs-screenshots dist clean
 
 env: $(VENV)/.installed
 
@@ -46,6 +46,9 @@ dist: env
 
 docs-serve: env
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
+docs-screenshots: env
+	scripts/screenshots
 
 clean:
 	rm -rf $(VENV) .venv-django60 .venv-py312 .venv-py313 .servers .mypy_cache .ruff_cache .pytest_cache site dist
