@@ -14,6 +14,7 @@ from typing import Any
 
 LINK = re.compile(r"(?<!!)\[(?P<text>[^\]\n]+)\]\((?P<target>[^)\s#]+)(?P<anchor>#[^)\s]*)?\)")
 FENCE = re.compile(r"^\s*(```|~~~)")
+CODE_SPAN = re.compile(r"`+[^`]*`+")
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
@@ -36,5 +37,14 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     for line in markdown.splitlines(keepends=True):
         if FENCE.match(line):
             fenced = not fenced
-        out.append(line if fenced else LINK.sub(rewrite, line))
+        if fenced:
+            out.append(line)
+            continue
+        spans = [m.span() for m in CODE_SPAN.finditer(line)]
+
+        def outside_code(m: re.Match[str]) -> str:  # a link written inside `code` stays as it is
+            inside = any(a <= m.start() < b for a, b in spans)
+            return m.group(0) if inside else rewrite(m)
+
+        out.append(LINK.sub(outside_code, line))
     return "".join(out)
