@@ -1,4 +1,8 @@
-"""MkDocs hooks: links from a page to repository files outside docs/.
+"""MkDocs hooks: pages missing from the navigation, links to repository files outside docs/.
+
+A page added to docs/ without a place in mkdocs.yml's ``nav`` is listed under "More",
+with a note in the build's log, rather than failing the strict build: pages written
+alongside code changes appear on the site at once, and get their proper place later.
 
 Pages are also read on a code host, where ``[the loop](../src/pigeon/worker/loop.py)`` is a
 useful link; on the built site that file does not exist. Such a link is rewritten to the
@@ -8,6 +12,7 @@ so a wrong path still fails the strict build.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -15,6 +20,31 @@ from typing import Any
 LINK = re.compile(r"(?<!!)\[(?P<text>[^\]\n]+)\]\((?P<target>[^)\s#]+)(?P<anchor>#[^)\s]*)?\)")
 FENCE = re.compile(r"^\s*(```|~~~)")
 CODE_SPAN = re.compile(r"`+[^`]*`+")
+
+
+log = logging.getLogger("mkdocs.hooks.pigeon")
+
+
+def _listed(nav: Any) -> set[str]:
+    if isinstance(nav, str):
+        return {nav}
+    if isinstance(nav, dict):
+        return set().union(*(_listed(v) for v in nav.values()))
+    if isinstance(nav, list):
+        return set().union(*(_listed(v) for v in nav))
+    return set()
+
+
+def on_config(config: Any) -> Any:
+    if not config["nav"]:
+        return config
+    docs = Path(config["docs_dir"])
+    pages = {p.relative_to(docs).as_posix() for p in docs.rglob("*.md")}
+    missing = sorted(pages - _listed(config["nav"]))
+    if missing:
+        log.info("not in mkdocs.yml's nav, listed under More: %s", ", ".join(missing))
+        config["nav"].append({"More": missing})
+    return config
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
