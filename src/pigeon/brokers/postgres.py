@@ -59,6 +59,7 @@ _POOL_TIMEOUT = 10.0
 _UNIQUE_RETRIES = 3
 _CLAIM_PASSES = 4
 _CHUNK = 1000
+_PRUNE_BATCH = 10_000
 """Outcomes per settle statement: a worker that fell behind flushes a long outbox in steps,
 each holding its row locks briefly."""
 _LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
@@ -89,6 +90,8 @@ class PostgresBroker(BrokerBase):
             f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
         )
         self._max = max_connections
+        self.prune_batch = _PRUNE_BATCH
+        """Jobs one prune statement deletes; a prune runs as many as it needs."""
         self._q = {
             name: text.replace("{ns}", namespace).encode() for name, text in queries("postgres").items()
         }
@@ -388,7 +391,12 @@ class PostgresBroker(BrokerBase):
         return int(rows[0][0])
 
     async def prune(self) -> int:
-        return await self._execute("prune", {"now": time.time()})
+        now, total = time.time(), 0
+        while (n := await self._execute("prune", {"now": now, "limit": self.prune_batch})) > 0:
+            total += n
+            if n < self.prune_batch:
+                break
+        return total
 
     # -- inspecting ----------------------------------------------------------
 
