@@ -12,8 +12,9 @@ import pytest
 
 from pigeon.brokers.base import Broker, create_broker
 
-BROKERS = ("memory", "sqlite", "postgres", "redis")
-SERVER_BROKERS = ("postgres", "redis")
+# "pgbouncer" is the PostgreSQL broker through PgBouncer in transaction pooling mode.
+BROKERS = ("memory", "sqlite", "postgres", "pgbouncer", "redis")
+SERVER_BROKERS = ("postgres", "pgbouncer", "redis")
 
 
 def with_namespace(url: str, namespace: str) -> str:

@@ -9,7 +9,14 @@ connection, so an idle worker starts a job a millisecond or so after its commit.
 Concurrency limits count RUNNING jobs per key in a table kept by triggers.
 
 The URL's ``namespace`` parameter names the schema that holds the tables
-(default ``pigeon``), so apps and test runs can share a server. The schema is
+(default ``pigeon``), so apps and test runs can share a server.
+
+Behind a pooler in transaction mode (PgBouncer) every statement works, as none is
+prepared on the server (``prepare_threshold=None``), but LISTEN does not: the
+listener checks at start that a notice of its own reaches it, and when none does
+it says so once and idle workers poll (every 0.25 s). The
+URL's ``listen_url`` parameter (percent-encoded) names a direct connection for
+LISTEN alone, which keeps wake-ups instant. The schema is
 created and upgraded by :meth:`PostgresBroker.migrate` (``pigeon migrate``);
 :meth:`PostgresBroker.open` refuses a schema that is behind.
 
@@ -22,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import re
 import selectors
@@ -62,10 +70,15 @@ _CHUNK = 1000
 _PRUNE_BATCH = 10_000
 """Outcomes per settle statement: a worker that fell behind flushes a long outbox in steps,
 each holding its row locks briefly."""
+_PROBE_WAIT = 2.0
+"""How long the listener waits for its own notice before concluding LISTEN is cut off."""
+_POOLED_POLL = 0.25
+"""Without LISTEN, the longest a wait lasts: idle workers then look for jobs this often."""
 _LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
 _worker_decoder = msgspec.json.Decoder(WorkerInfo)
 
 AnyConnection = psycopg.AsyncConnection[Any] | psycopg.Connection[Any]
+log = logging.getLogger("pigeon.broker.postgres")
 
 
 class PostgresBroker(BrokerBase):
@@ -74,7 +87,13 @@ class PostgresBroker(BrokerBase):
     capabilities = Capabilities(transactional_enqueue=True)
 
     def __init__(
-        self, conninfo: str, *, namespace: str = "pigeon", url: str = "", max_connections: int = 10
+        self,
+        conninfo: str,
+        *,
+        namespace: str = "pigeon",
+        url: str = "",
+        max_connections: int = 10,
+        listen_conninfo: str | None = None,
     ) -> None:
         if not _NAMESPACE.fullmatch(namespace):
             raise ConfigurationError(
@@ -83,7 +102,13 @@ class PostgresBroker(BrokerBase):
         params = conninfo_to_dict(conninfo)
         params.setdefault("application_name", "pigeon")
         self._conninfo = conninfo
-        self._kwargs: dict[str, Any] = {"application_name": params["application_name"]}
+        self._listen_conninfo = listen_conninfo or conninfo
+        # No statement prepared on the server: a transaction-mode pooler would hand the next
+        # execution a server connection that never saw it.
+        self._kwargs: dict[str, Any] = {
+            "application_name": params["application_name"],
+            "prepare_threshold": None,
+        }
         self.namespace = namespace
         self.url = url or conninfo
         self._where = (
@@ -100,15 +125,20 @@ class PostgresBroker(BrokerBase):
         self._listener: asyncio.Task[None] | None = None
         self._waiters: dict[asyncio.Event, frozenset[str]] = {}
         self._pending: set[str] = set()
+        self._listen_works: bool | None = None  # None until the listener's first check
+        self._probe = f"pigeon.probe.{os.urandom(8).hex()}"
 
     @classmethod
     def from_url(cls, url: str, shared: dict[str, Any]) -> Self:
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
         namespace = next((v for k, v in query if k == "namespace"), "pigeon")
-        rest = urlencode([(k, v) for k, v in query if k != "namespace"])
+        listen = next((v for k, v in query if k == "listen_url"), None)
+        rest = urlencode([(k, v) for k, v in query if k not in ("namespace", "listen_url")])
         conninfo = urlunsplit(parts._replace(scheme="postgresql", query=rest))
-        return cls(conninfo, namespace=namespace, url=url)
+        if listen is not None and urlsplit(listen).scheme not in ("postgres", "postgresql"):
+            raise ConfigurationError(f"listen_url {listen!r}: give a postgresql:// URL (percent-encoded)")
+        return cls(conninfo, namespace=namespace, url=url, listen_conninfo=listen)
 
     # -- plumbing ------------------------------------------------------------
 
@@ -121,8 +151,9 @@ class PostgresBroker(BrokerBase):
             return BrokerConnectionError(text)
         return BrokerError(text)
 
-    async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True, **self._kwargs)
+    async def _connect(self, *, listen: bool = False) -> psycopg.AsyncConnection[Any]:
+        conninfo = self._listen_conninfo if listen else self._conninfo
+        return await psycopg.AsyncConnection.connect(conninfo, autocommit=True, **self._kwargs)
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -335,6 +366,9 @@ class PostgresBroker(BrokerBase):
             return
         if self._pool is None:
             raise BrokerConnectionError("the PostgreSQL broker is not open (use `async with broker:`)")
+        if self._listen_works is False:
+            await asyncio.sleep(min(timeout, _POOLED_POLL))
+            return
         if self._listener is None or self._listener.done():
             # The broker owns this task and close() ends it: one listener serves every waiter.
             self._listener = asyncio.create_task(self._listen(), name=f"pigeon-listen-{self.namespace}")
@@ -349,6 +383,8 @@ class PostgresBroker(BrokerBase):
             del self._waiters[event]
 
     def _wake(self, queue: str) -> None:
+        if queue.startswith("pigeon.probe."):
+            return  # another process's listener checking its connection
         woken = False
         for event, wanted in self._waiters.items():
             if queue in wanted:
@@ -363,8 +399,20 @@ class PostgresBroker(BrokerBase):
         listen = sql.SQL("LISTEN {}").format(sql.Identifier(self._channel))
         while True:
             try:
-                async with await self._connect() as conn:
+                async with await self._connect(listen=True) as conn:
                     await conn.execute(listen)
+                    if self._listen_works is None and not await self._notices_arrive(conn):
+                        self._listen_works = False
+                        log.warning(
+                            "LISTEN on %s receives no notifications (a pooler in transaction mode, such as"
+                            " PgBouncer?): idle workers poll instead; add listen_url=<a direct"
+                            " postgresql:// URL, percent-encoded> to the broker URL for instant wake-ups",
+                            self._where,
+                        )
+                        for event in self._waiters:  # to poll from now on
+                            event.set()
+                        return
+                    self._listen_works = True
                     # Jobs queued before LISTEN took effect notified nobody; look for them once.
                     wanted = sorted(set().union(*self._waiters.values()))
                     if wanted:
@@ -377,6 +425,20 @@ class PostgresBroker(BrokerBase):
             except psycopg.Error:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 5.0)
+
+    async def _notices_arrive(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        """Send a notice of our own through the pool; say whether the LISTEN connection gets it."""
+        async with self._connection() as other:
+            await other.execute("SELECT pg_notify(%s, %s)", [self._channel, self._probe])
+        try:
+            async with asyncio.timeout(_PROBE_WAIT):
+                async for note in conn.notifies():
+                    if note.payload == self._probe:
+                        return True
+                    self._wake(note.payload)
+        except TimeoutError:
+            pass
+        return False
 
     async def recover(self, dead_after: float, expires_at: float | None = None) -> int:
         now = time.time()
