@@ -12,9 +12,10 @@ import pytest
 
 from pigeon.brokers.base import Broker, create_broker
 
-# "pgbouncer" is the PostgreSQL broker through PgBouncer in transaction pooling mode.
-BROKERS = ("memory", "sqlite", "postgres", "pgbouncer", "redis")
-SERVER_BROKERS = ("postgres", "pgbouncer", "redis")
+# "pgbouncer" is the PostgreSQL broker through PgBouncer in transaction pooling mode;
+# "redis_cluster" the Redis broker on a Redis Cluster of three masters.
+BROKERS = ("memory", "sqlite", "postgres", "pgbouncer", "redis", "redis_cluster")
+SERVER_BROKERS = ("postgres", "pgbouncer", "redis", "redis_cluster")
 
 
 def with_namespace(url: str, namespace: str) -> str:

@@ -246,8 +246,17 @@ _BUILTIN = {
     "postgres": "pigeon.brokers.postgres:PostgresBroker",
     "redis": "pigeon.brokers.redis:RedisBroker",
     "rediss": "pigeon.brokers.redis:RedisBroker",
+    "redis+cluster": "pigeon.brokers.redis:RedisBroker",
+    "rediss+cluster": "pigeon.brokers.redis:RedisBroker",
 }
-_EXTRAS = {"postgresql": "postgres", "postgres": "postgres", "redis": "redis", "rediss": "redis"}
+_EXTRAS = {
+    "postgresql": "postgres",
+    "postgres": "postgres",
+    "redis": "redis",
+    "rediss": "redis",
+    "redis+cluster": "redis",
+    "rediss+cluster": "redis",
+}
 """The pyproject extra that installs each scheme's driver (pip ignores an unknown extra silently)."""
 
 

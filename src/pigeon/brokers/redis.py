@@ -20,7 +20,13 @@ leased to nobody until the lease expires: delivery stays at-least-once.
 
 The query parameter ``namespace`` (default ``pigeon``) prefixes every key, so
 several apps can share one database: ``redis://host:6379/0?namespace=shop``.
-The scripts build key names themselves, so Redis Cluster is not supported.
+
+Redis Cluster: ``redis+cluster://host1:7000,host2:7001/?namespace=shop`` (any
+reachable masters; ``rediss+cluster`` for TLS). The scripts build key names
+themselves from the prefix, so on a cluster the prefix is a hash tag,
+``{shop}:``: every key of a namespace lives in one hash slot, and every script
+runs on the master that owns it. One namespace is therefore served by one
+master; several namespaces spread over the cluster.
 
 Durability: the at-least-once promise holds only for what Redis keeps. Run
 the server with ``appendonly yes`` and ``appendfsync everysec`` (a crash can
@@ -55,7 +61,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pigeon.brokers.base import BrokerBase, Capabilities
@@ -127,13 +133,23 @@ class RedisBroker(BrokerBase):
 
     capabilities = Capabilities()
 
-    def __init__(self, url: str, *, namespace: str = "pigeon", retries: int = 8) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "pigeon",
+        retries: int = 8,
+        cluster: Sequence[tuple[str, int]] = (),
+    ) -> None:
         self.url = url
         self._server = url
-        self._prefix = f"{namespace}:"
+        self._cluster = list(cluster)
+        # On a cluster the prefix is a hash tag: all of a namespace's keys share one slot.
+        self._prefix = f"{{{namespace}}}:" if cluster else f"{namespace}:"
+        self._slot_key = f"{self._prefix}seq"  # names the slot a script runs on
         self._retries = retries
         self._client: aioredis.Redis | None = None
-        self._leasing: aioredis.Redis | None = None
+        self._leasing: Any = None  # aioredis.Redis, or RedisCluster
         self._scripts: dict[str, Any] = {}
         self._pubsub: PubSub | None = None
         self._subscribed: set[bytes] = set()
@@ -149,7 +165,10 @@ class RedisBroker(BrokerBase):
         if not namespace or any(c in namespace for c in " *?[]{}"):
             raise ConfigurationError(f"{url!r}: namespace must be a non-empty plain word")
         rest = urlencode([(k, v) for k, v in query if k != "namespace"])
-        broker = cls(urlunsplit(parts._replace(query=rest)), namespace=namespace)
+        if parts.scheme.endswith("+cluster"):
+            broker = cls(url, namespace=namespace, cluster=_cluster_nodes(url))
+        else:
+            broker = cls(urlunsplit(parts._replace(query=rest)), namespace=namespace)
         broker.url = url
         return broker
 
@@ -161,7 +180,7 @@ class RedisBroker(BrokerBase):
             yield
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise BrokerConnectionError(f"Redis ({self._where}): {exc}") from exc
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:
             raise BrokerError(f"Redis ({self._where}): {exc}") from exc
         except (TimeoutError, OSError) as exc:  # our own deadlines, and sockets redis-py did not wrap
             raise BrokerConnectionError(f"Redis ({self._where}): {type(exc).__name__}: {exc}") from exc
@@ -169,16 +188,18 @@ class RedisBroker(BrokerBase):
     @property
     def _where(self) -> str:
         parts = urlsplit(self._server)
+        if self._cluster:
+            return f"cluster {parts.netloc}, namespace {self._prefix[:-1]!r}"
         return f"{parts.hostname}:{parts.port or 6379}{parts.path}, namespace {self._prefix[:-1]!r}"
 
     @property
-    def _redis(self) -> aioredis.Redis:
+    def _redis(self) -> Any:  # aioredis.Redis, or RedisCluster: the same commands
         if self._client is None:
             raise BrokerConnectionError("the Redis broker is not open (use `async with broker:`)")
         return self._client
 
     async def _script(self, name: str, *args: Any, client: Any = None) -> Any:
-        return await self._scripts[name](args=[self._prefix, *args], client=client)
+        return await self._scripts[name](keys=[self._slot_key], args=[self._prefix, *args], client=client)
 
     async def open(self) -> None:
         """Connect, and check the server will not evict jobs.
@@ -190,6 +211,8 @@ class RedisBroker(BrokerBase):
         client = self._new_client(self._retries)
         try:
             with self._translated():
+                if self._cluster:
+                    await client.initialize()
                 await self._check_eviction(client)
         except BaseException:
             await client.aclose()
@@ -201,20 +224,23 @@ class RedisBroker(BrokerBase):
         self._leasing = self._new_client(0)
         self._scripts = {name: client.register_script(_source(name)) for name in _SCRIPTS}
 
-    def _new_client(self, retries: int) -> aioredis.Redis:
+    def _new_client(self, retries: int) -> Any:
+        """A client (for a cluster, a RedisCluster: the same commands) with ``retries`` retries."""
+        options: dict[str, Any] = {
+            "retry": Retry(ExponentialBackoff(cap=1.0, base=0.02), retries),
+            "socket_connect_timeout": 5.0,
+            "socket_timeout": 30.0,
+            "socket_keepalive": True,
+            "client_name": f"pigeon:{self._prefix[:-1]}",  # CLIENT LIST tells whose connections these are
+        }
         try:
-            return aioredis.Redis.from_url(
-                self._server,
-                retry=Retry(ExponentialBackoff(cap=1.0, base=0.02), retries),
-                socket_connect_timeout=5.0,
-                socket_timeout=30.0,
-                socket_keepalive=True,
-                client_name=f"pigeon:{self._prefix[:-1]}",  # CLIENT LIST tells whose connections these are
-            )
+            if self._cluster:
+                return _cluster_client(self._server, self._cluster, options)
+            return aioredis.Redis.from_url(self._server, **options)
         except ValueError as exc:
             raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from exc
 
-    async def _check_eviction(self, client: aioredis.Redis) -> None:
+    async def _check_eviction(self, client: Any) -> None:
         try:
             found = await client.config_get("maxmemory-policy")
         except ResponseError as exc:  # CONFIG renamed or disabled, as on some hosted services
@@ -263,8 +289,10 @@ class RedisBroker(BrokerBase):
         if not chunks:
             return []
         with self._translated():
-            if len(chunks) == 1:  # a pipeline with scripts costs an extra SCRIPT EXISTS round trip
-                return list(await self._script(name, *chunks[0]))
+            if len(chunks) == 1 or self._cluster:
+                # A pipeline with scripts costs an extra SCRIPT EXISTS round trip, and a
+                # cluster client refuses scripts in a pipeline: one call after another.
+                return [x for args in chunks for x in await self._script(name, *args)]
             pipe = self._redis.pipeline(transaction=False)
             for args in chunks:
                 await self._script(name, *args, client=pipe)
@@ -692,4 +720,32 @@ def _record(job_id: str, values: list[bytes | None]) -> JobRecord | None:
         finished_at=None if finished is None else float(finished),
         lease_until=None if lease is None else float(lease),
         progress=progress,
+    )
+
+
+def _cluster_nodes(url: str) -> list[tuple[str, int]]:
+    """The ``host:port`` pairs of a ``redis+cluster://h1:p1,h2:p2/`` URL."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    nodes: list[tuple[str, int]] = []
+    for item in netloc.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigurationError(f"{url!r}: name the cluster's nodes as host:port,host:port")
+        nodes.append((host.strip("[]"), int(port)))
+    if parts.path not in ("", "/", "/0"):
+        raise ConfigurationError(f"{url!r}: Redis Cluster has database 0 only")
+    return nodes
+
+
+def _cluster_client(url: str, nodes: list[tuple[str, int]], options: dict[str, Any]) -> Any:
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    parts = urlsplit(url)
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+        username=parts.username,
+        password=parts.password,
+        ssl=parts.scheme.startswith("rediss"),
+        **options,
     )
