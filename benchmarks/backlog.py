@@ -58,6 +58,7 @@ class Drain:
     tail_rate: float  # jobs/s over the last ``tail`` jobs
     fill_rate: float  # jobs/s to enqueue them
     seconds: float
+    rss_growth: float  # MB the process grew by over the drain (the worker's share of it)
     stats: str = ""  # broker-side state after the drain, where there is any to tell
 
 
@@ -87,17 +88,26 @@ def drain(url: str, n: int, tail: int, limit: float, after: Callable[[App], str]
                 timer.cancel()
                 await app.aclose()
 
+        rss = _rss_mb()
         began = time.perf_counter()
         asyncio.run(run())
         seconds = time.perf_counter() - began
+        growth = _rss_mb() - rss
         if stamps.count < n:
             raise RuntimeError(f"drained {stamps.count:,} of {n:,} jobs within {limit:.0f} s")
         first, last = stamps.marks[n - tail + 1], stamps.marks[n]
         rate = (tail - 1) / (last - first)
         stats = after(app) if after is not None else ""
-        return Drain(n, rate, fill, seconds, stats)
+        return Drain(n, rate, fill, seconds, growth, stats)
     finally:
         app.close()
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now (Linux), in MB."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 # -- where each broker's store lives --------------------------------------------
@@ -213,11 +223,12 @@ def report(results: list[Result], backlog: int, tail: int, console: Any) -> None
     from rich.table import Table
 
     t = Table(title=f"drain rate with a backlog: {tail:,} jobs against the last {tail:,} of {backlog:,}")
-    for col in ("broker", f"{tail:,} backlog", f"last {tail:,} of {backlog:,}", "ratio", "aim", "fill"):
+    columns = ("broker", f"{tail:,} backlog", f"last {tail:,} of {backlog:,}", "ratio", "aim", "fill", "RSS")
+    for col in columns:
         t.add_column(col, justify="left" if col == "broker" else "right")
     for r in results:
         if r.ratio is None or r.small is None or r.large is None:
-            t.add_row(r.broker, "n/a", "n/a", "", "≥ 0.80", r.why)
+            t.add_row(r.broker, "n/a", "n/a", "", "≥ 0.80", r.why, "")
             continue
         mark = "[green]✓[/]" if r.ratio >= 0.8 else "[red]✗ missed[/]"
         t.add_row(
@@ -227,8 +238,14 @@ def report(results: list[Result], backlog: int, tail: int, console: Any) -> None
             f"{r.ratio:.2f}",
             f"≥ 0.80 {mark}",
             f"{r.large.fill_rate:,.0f}/s",
+            f"+{r.large.rss_growth:,.0f} MB",
         )
     console.print(t)
+    console.print(
+        f"  fill: enqueue rate of the large backlog ({FILL_BATCH:,} a batch); RSS: how much the process grew"
+        f" while its worker drained the large backlog (aim ≤ 50 MB)",
+        style="dim",
+    )
     for r in results:
         for label, d in (("small", r.small), ("large", r.large)):
             if d is not None and d.stats:
