@@ -289,14 +289,18 @@ class RedisBroker(BrokerBase):
         if not chunks:
             return []
         with self._translated():
-            if len(chunks) == 1 or self._cluster:
-                # A pipeline with scripts costs an extra SCRIPT EXISTS round trip, and a
-                # cluster client refuses scripts in a pipeline: one call after another.
-                return [x for args in chunks for x in await self._script(name, *args)]
-            pipe = self._redis.pipeline(transaction=False)
-            for args in chunks:
-                await self._script(name, *args, client=pipe)
-            return [x for reply in await pipe.execute() for x in reply]
+            return [x for reply in await self._script_each(name, chunks) for x in reply]
+
+    async def _script_each(self, name: str, calls: Sequence[Sequence[Any]]) -> list[Any]:
+        """One reply per call of a script: pipelined when there are several."""
+        if len(calls) == 1 or self._cluster:
+            # A pipeline with scripts costs an extra SCRIPT EXISTS round trip, and a
+            # cluster client refuses scripts in a pipeline: one call after another.
+            return [await self._script(name, *args) for args in calls]
+        pipe = self._redis.pipeline(transaction=False)
+        for args in calls:
+            await self._script(name, *args, client=pipe)
+        return list(await pipe.execute())
 
     # -- consuming -----------------------------------------------------------
 
@@ -645,11 +649,8 @@ class RedisBroker(BrokerBase):
                 return
             high = int(max(heads)) + 1
             low = max(0, high - span)
-            pipe = self._redis.pipeline(transaction=False)
-            for key in keys:
-                args = (key[prefix:], f"({high}", low, where.task or "", mode, *needles)
-                await self._script("find", *args, client=pipe)
-            yield await pipe.execute()
+            calls = [(key[prefix:], f"({high}", low, where.task or "", mode, *needles) for key in keys]
+            yield await self._script_each("find", calls)
             high = low
             span = min(span * 2, _SCAN_SPAN)
 
@@ -690,11 +691,9 @@ class RedisBroker(BrokerBase):
 
     async def resume_queue(self, queue: str) -> None:
         with self._translated():
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.srem(f"{self._prefix}paused", queue)
+            await self._redis.srem(f"{self._prefix}paused", queue)
             # Idle workers wait on the wake channel: a resumed queue with jobs wakes them.
-            pipe.publish(f"{self._prefix}wake:{queue}", "")
-            await pipe.execute()
+            await self._redis.publish(f"{self._prefix}wake:{queue}", "")
 
     async def paused_queues(self) -> list[str]:
         with self._translated():
