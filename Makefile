@@ -23,6 +23,7 @@ lint: env
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/ruff format --check src tests benchmarks examples
 	$(VENV)/bin/mypy
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_layers.py
 
 format: env
 	$(VENV)/bin/ruff check --fix src tests benchmarks examples

@@ -279,11 +279,9 @@ def burst(app: App, limit: float, *, profile: bool = False, **config: Any) -> Dr
 
 def broker_time(worker: Worker) -> str:
     """Where the worker's broker calls spent their time (the seam counts every call)."""
-    if worker._broker is None:
-        return ""
     parts = [
         f"{name} {s.seconds:.2f} s/{s.calls}"
-        for name, s in sorted(worker._broker.stats.items(), key=lambda kv: -kv[1].seconds)
+        for name, s in sorted(worker.client.metrics().items(), key=lambda kv: -kv[1].seconds)
         if name in ("claim", "settle")
     ]
     return "broker: " + ", ".join(parts)

@@ -21,6 +21,7 @@ from pigeon.errors import (
     JobNotFound,
     MalformedJob,
     PigeonError,
+    ProcessDied,
     Retry,
     UnknownTask,
     UnsupportedFeature,
@@ -28,9 +29,9 @@ from pigeon.errors import (
 from pigeon.handle import JobHandle
 from pigeon.job import Job, JobRecord, JobState
 from pigeon.retry import Backoff, Fixed
-from pigeon.task import JobContext, Task
+from pigeon.task import JobContext, Signature, Task
 from pigeon.worker.config import WorkerConfig
-from pigeon.workflows import Signature, chain, chord, group
+from pigeon.workflows import chain, chord, group
 
 __all__ = [
     "App",
@@ -53,6 +54,7 @@ __all__ = [
     "JobState",
     "MalformedJob",
     "PigeonError",
+    "ProcessDied",
     "Retry",
     "Signature",
     "Task",

@@ -1,29 +1,32 @@
-"""App: the registry of tasks and the way to the broker."""
+"""App: the registry of tasks, handlers, services and schedules, and the public face.
+
+The way to the broker (connections per event loop, the portal, sending,
+cancelling, looking up) is the app's :class:`~pigeon.client.Client`; the app's
+own methods of that kind hand over to it and wrap ids into handles.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import os
-import threading
-import time
-import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, Unpack, overload
 
-from pigeon._portal import Portal, at_exit
-from pigeon.brokers.base import Broker, BrokerBase, Notifier, TransactionalBroker, create_broker
-from pigeon.errors import ConfigurationError, UnsupportedFeature
-from pigeon.events import fan_out, is_unrouted, pattern_regex
-from pigeon.handle import JobHandle, ResultWaiters
+from pigeon.brokers.base import Notifier
+from pigeon.client import Client, EnqueueHook
+from pigeon.errors import ConfigurationError
+from pigeon.events import pattern_regex, publish
+from pigeon.handle import JobHandle
 from pigeon.hooks import JobHook
 from pigeon.job import Job
-from pigeon.retry import Backoff, BackoffPolicy
 from pigeon.schedule import MissedPolicy, Schedule
+from pigeon.seam import CallStats, InstrumentedBroker
 from pigeon.services import RestartPolicy, Service
-from pigeon.task import Executor, JobContext, Task, TaskOptions, default_name
+from pigeon.task import JobContext, Task, TaskOptionArgs, default_name, task_options
+from pigeon.waiters import ResultWaiters
+from pigeon.workflows import CHORD_ATTEMPTS, CHORD_TASK, chord_waiter
 
 if TYPE_CHECKING:
     from pigeon.worker.config import WorkerConfig
@@ -32,10 +35,6 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-DEFAULT_URL = "sqlite:///pigeon.db"
-EXIT_MARGIN = 5.0
-"""Seconds past its grace an in-process worker gets at interpreter exit to hand jobs back and settle."""
 
 
 class _TaskDecorator(Protocol):
@@ -75,33 +74,17 @@ class App:
         result_ttl: float = 24 * 3600,
         failed_ttl: float = 7 * 24 * 3600,
     ) -> None:
-        self._url: str | Callable[[], str] = url or os.environ.get("PIGEON_URL") or DEFAULT_URL
-        if isinstance(self._url, str) and "://" not in self._url:
-            raise ConfigurationError(f"broker URL {self._url!r} has no scheme (e.g. sqlite:///{self._url})")
-        self.result_ttl = result_ttl
-        self.failed_ttl = failed_ttl
+        self.client = Client(
+            url, result_ttl=result_ttl, failed_ttl=failed_ttl, resolve=lambda name: self.resolve_task(name)
+        )
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.handlers: list[tuple[str, Task[Any, Any]]] = []
         self.services: list[tuple[Service, tuple[Any, ...]]] = []
         self.schedules: list[Schedule] = []
-        self.notifier = Notifier()
-        self.enqueue_hooks: list[Callable[[Sequence[Job]], Sequence[Job]]] = []
-        """Called with every batch about to be stored; each returns the jobs to store
-        (the same, or replaced: e.g. with trace headers). ``pigeon.metrics`` counts here."""
         self.job_hooks: list[JobHook] = []
         """Called around every attempt a worker of this app runs (see ``pigeon.hooks``)."""
-        self.result_waiters = ResultWaiters()
-        self._shared: dict[str, Any] = {}
-        self._brokers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Broker] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._brokers_lock = threading.Lock()
-        self._portal = Portal("pigeon-portal")
-        self._threads: weakref.WeakSet[WorkerThread] = weakref.WeakSet()
-        self._exit_hooked = False
-        from pigeon.workflows import install
-
-        install(self)
+        waiter = chord_waiter(self.client, self.resolve_task)
+        self.task(name=CHORD_TASK, max_attempts=CHORD_ATTEMPTS)(waiter)
 
     def __repr__(self) -> str:
         return f"<App {self.url}>"
@@ -109,11 +92,36 @@ class App:
     @property
     def url(self) -> str:
         """The broker URL (read when a broker is opened, so a callable may follow settings)."""
-        return self._url() if callable(self._url) else self._url
+        return self.client.url
 
     @url.setter
     def url(self, value: str | Callable[[], str]) -> None:
-        self._url = value
+        self.client.url = value
+
+    @property
+    def result_ttl(self) -> float:
+        """Seconds a succeeded job and its result are kept."""
+        return self.client.result_ttl
+
+    @property
+    def failed_ttl(self) -> float:
+        """Seconds a failed or cancelled job is kept."""
+        return self.client.failed_ttl
+
+    @property
+    def enqueue_hooks(self) -> list[EnqueueHook]:
+        """Called with every batch about to be stored (see :attr:`Client.enqueue_hooks`)."""
+        return self.client.enqueue_hooks
+
+    @property
+    def notifier(self) -> Notifier:
+        """Wakes this process's workers (e.g. on a transaction's commit)."""
+        return self.client.notifier
+
+    @property
+    def result_waiters(self) -> ResultWaiters:
+        """This process's result waiters, woken by this process's workers."""
+        return self.client.result_waiters
 
     # -- registration --------------------------------------------------------
 
@@ -130,36 +138,10 @@ class App:
     def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
     @overload
-    def task(
-        self,
-        *,
-        name: str | None = None,
-        queue: str = "default",
-        priority: int = 0,
-        max_attempts: int = 3,
-        timeout: float | None = None,
-        executor: Executor | None = None,
-        backoff: BackoffPolicy = Backoff(),
-        retry_on: tuple[type[BaseException], ...] = (Exception,),
-        concurrency: int | None = None,
-        rate: str | None = None,
-    ) -> _TaskDecorator: ...
+    def task(self, **options: Unpack[TaskOptionArgs]) -> _TaskDecorator: ...
 
     def task(  # type: ignore[misc]  # mypy cannot match the keyword-only overload
-        self,
-        fn: Callable[..., Any] | None = None,
-        /,
-        *,
-        name: str | None = None,
-        queue: str = "default",
-        priority: int = 0,
-        max_attempts: int = 3,
-        timeout: float | None = None,
-        executor: Executor | None = None,
-        backoff: BackoffPolicy = Backoff(),
-        retry_on: tuple[type[BaseException], ...] = (Exception,),
-        concurrency: int | None = None,
-        rate: str | None = None,
+        self, fn: Callable[..., Any] | None = None, /, **options: Unpack[TaskOptionArgs]
     ) -> Any:
         """Register a function as a task.
 
@@ -167,34 +149,13 @@ class App:
         a thread pool, or in a process pool with ``executor="process"``.
 
         Args:
-            name: the task's name on the wire; defaults to ``module.qualname``.
-            queue: the queue its jobs go to.
-            priority: -100..100, higher first.
-            max_attempts: attempts before a job fails.
-            timeout: seconds one attempt may run (a thread cannot be stopped:
-                its job is failed and the thread left to finish).
-            executor: ``"async"``, ``"thread"`` or ``"process"``.
-            backoff: delay policy between attempts.
-            retry_on: exceptions that spend an attempt and retry; others fail at once.
-            concurrency: at most this many of its jobs run at once, across all workers.
-            rate: at most this many start per second/minute/hour across all workers
-                (``"100/m"``); jobs over the rate wait, spending no attempt.
+            options: ``name`` (on the wire; defaults to ``module.qualname``) and
+                the fields of :class:`~pigeon.task.TaskOptions`, where each is described.
         """
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
-            chosen: Executor = executor or ("async" if asyncio.iscoroutinefunction(f) else "thread")
-            options = TaskOptions(
-                queue=queue,
-                priority=priority,
-                max_attempts=max_attempts,
-                timeout=timeout,
-                executor=chosen,
-                backoff=backoff,
-                retry_on=retry_on,
-                concurrency=concurrency,
-                rate=rate,
-            )
-            t: Task[Any, Any] = Task(self, f, name or default_name(f), options)
+            name = options.get("name") or default_name(f)
+            t: Task[Any, Any] = Task(self.client, f, name, task_options(f, options))
             if t.name in self.tasks and self.tasks[t.name].fn is not f:
                 raise ConfigurationError(f"two tasks named {t.name!r}")
             self.tasks[t.name] = t
@@ -202,41 +163,18 @@ class App:
 
         return register(fn) if fn is not None else register
 
-    def on(
-        self,
-        pattern: str,
-        *,
-        name: str | None = None,
-        queue: str = "default",
-        priority: int = 0,
-        max_attempts: int = 3,
-        timeout: float | None = None,
-        executor: Executor | None = None,
-        backoff: BackoffPolicy = Backoff(),
-        retry_on: tuple[type[BaseException], ...] = (Exception,),
-        concurrency: int | None = None,
-        rate: str | None = None,
-    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+    def on(self, pattern: str, **options: Unpack[TaskOptionArgs]) -> Callable[[Callable[P, R]], Task[P, R]]:
         """Register an event handler for a topic pattern (``nfc.tag_read``, ``nfc.*``, ``**``).
 
         The handler is a task taking the event payload as its one parameter; each
-        publish runs it as its own job, with these task options.
+        publish runs it as its own job, with these task options (as :meth:`task`'s).
         """
         pattern_regex(pattern)  # a bad pattern fails here, not at the first publish
 
         def register(fn: Callable[P, R]) -> Task[P, R]:
-            t: Task[P, R] = self.task(
-                name=name or f"{default_name(fn)}@{pattern}",
-                queue=queue,
-                priority=priority,
-                max_attempts=max_attempts,
-                timeout=timeout,
-                executor=executor,
-                backoff=backoff,
-                retry_on=retry_on,
-                concurrency=concurrency,
-                rate=rate,
-            )(fn)
+            named = options.copy()
+            named["name"] = options.get("name") or f"{default_name(fn)}@{pattern}"
+            t: Task[P, R] = self.task(**named)(fn)
             self.handlers.append((pattern, t))
             return t
 
@@ -257,13 +195,8 @@ class App:
         An event nobody handles is kept, cancelled, in the ``pigeon.unrouted``
         queue for ``failed_ttl`` seconds, so ``pigeon status`` shows it.
         """
-        jobs = fan_out(self.handlers, topic, payload)
-        handles = await self.aenqueue(jobs)
-        if is_unrouted(jobs):
-            broker = await self.connection()
-            await broker.cancel(jobs[0].id, time.time() + self.failed_ttl)
-            return []
-        return handles
+        ids = await publish(self.client, self.handlers, topic, payload)
+        return [JobHandle(self.client, i) for i in ids]
 
     @overload
     def service(self, fn: Callable[..., Coroutine[Any, Any, None]], /) -> Service: ...
@@ -347,73 +280,42 @@ class App:
         every: float | timedelta | None = None,
         tz: str = "UTC",
         missed: MissedPolicy = "once",
-        **task_options: Any,
-    ) -> Callable[[Callable[[], R]], Task[[], R]]:
-        """Register a task without parameters and run it periodically (see :meth:`schedule`)."""
+        **options: Unpack[TaskOptionArgs],
+    ) -> Callable[[Callable[[], R] | Callable[[JobContext], R]], Task[[], R]]:
+        """Register a task without parameters (or taking only a ``JobContext``) and run it
+        periodically (see :meth:`schedule`)."""
 
-        def register(fn: Callable[[], R]) -> Task[[], R]:
-            t: Task[[], R] = self.task(**task_options)(fn)
+        def register(fn: Callable[[], R] | Callable[[JobContext], R]) -> Task[[], R]:
+            t: Task[[], R] = self.task(**options)(fn)
             self.schedule(t, cron=cron, every=every, tz=tz, missed=missed)
             return t
 
         return register
 
-    # -- the broker ----------------------------------------------------------
+    # -- the broker (through the client) ------------------------------------
 
-    async def connection(self) -> Broker:
-        """This event loop's broker, opened on first use."""
-        loop = asyncio.get_running_loop()
-        broker = self._brokers.get(loop)
-        if broker is None:
-            opened = create_broker(self.url, self._shared)
-            if loop is self._portal.loop and isinstance(opened, BrokerBase):
-                opened.blocking_ok = True  # only synchronous callers wait on this loop
-            await opened.__aenter__()
-            with self._brokers_lock:
-                broker = self._brokers.setdefault(loop, opened)
-            if broker is not opened:
-                await opened.__aexit__(None, None, None)
-        return broker
+    async def connection(self) -> InstrumentedBroker:
+        """This event loop's broker, opened on first use, behind the seam.
+
+        Every method of the broker protocols is there; one the broker does not
+        implement raises ``UnsupportedFeature`` (``capabilities`` says which).
+        """
+        return await self.client.connection()
 
     def portal_call(self, coro: Coroutine[Any, Any, R]) -> R:
-        """Run a coroutine for synchronous callers, on the app's private loop.
+        """Run a coroutine for synchronous callers, on the app's private loop."""
+        return self.client.portal_call(coro)
 
-        The first call also arranges for the app to close at interpreter exit
-        (see :meth:`close`), so a script that only sends exits cleanly.
-        """
-        if not self._exit_hooked:
-            self._hook_exit()
-        return self._portal.call(coro)
+    def _handles(self, ids: Sequence[str], jobs: Sequence[Job]) -> list[JobHandle[Any]]:
+        return [JobHandle(self.client, i, j.task) for i, j in zip(ids, jobs, strict=True)]
 
     async def aenqueue(self, jobs: Sequence[Job]) -> list[JobHandle[Any]]:
         """Store built jobs; return their handles (a unique key's existing job where one is pending)."""
-        jobs = self._before_enqueue(jobs)
-        broker = await self.connection()
-        ids = await broker.enqueue(jobs)
-        self.notifier.notify()
-        return [JobHandle(self, i, j.task) for i, j in zip(ids, jobs, strict=True)]
-
-    def _before_enqueue(self, jobs: Sequence[Job]) -> Sequence[Job]:
-        for hook in self.enqueue_hooks:
-            jobs = hook(jobs)
-        return jobs
+        return self._handles(await self.client.aenqueue(jobs), jobs)
 
     def enqueue(self, jobs: Sequence[Job]) -> list[JobHandle[Any]]:
         """Synchronous :meth:`aenqueue`."""
-        return self.portal_call(self.aenqueue(jobs))
-
-    def _transactional(self) -> TransactionalBroker:
-        broker = self._shared.get("transactional")
-        if broker is None:
-            broker = create_broker(self.url, self._shared)
-            if not broker.capabilities.transactional_enqueue or not hasattr(broker, "enqueue_in_sync"):
-                scheme = self.url.split("://", 1)[0]
-                raise UnsupportedFeature(
-                    f"the {scheme} broker cannot enqueue inside your database transaction; "
-                    "send after commit instead (e.g. Django's transaction.on_commit)"
-                )
-            self._shared["transactional"] = broker
-        return cast(TransactionalBroker, broker)
+        return self._handles(self.client.enqueue(jobs), jobs)
 
     def enqueue_in(self, connection: Any, jobs: Sequence[Job]) -> list[JobHandle[Any]]:
         """Store jobs with the caller's connection, inside the caller's transaction.
@@ -426,35 +328,30 @@ class App:
             UnsupportedFeature: the broker cannot write in the caller's transaction.
             BrokerError: the insert failed.
         """
-        jobs = self._before_enqueue(jobs)
-        ids = self._transactional().enqueue_in_sync(connection, jobs)
-        self.notifier.notify()  # a no-op until commit; then in-process workers look at once
-        return [JobHandle(self, i, j.task) for i, j in zip(ids, jobs, strict=True)]
+        return self._handles(self.client.enqueue_in(connection, jobs), jobs)
 
     async def aenqueue_in(self, connection: Any, jobs: Sequence[Job]) -> list[JobHandle[Any]]:
         """Asynchronous :meth:`enqueue_in` (an async driver connection, or a sync one)."""
-        jobs = self._before_enqueue(jobs)
-        ids = await self._transactional().enqueue_in(connection, jobs)
-        self.notifier.notify()
-        return [JobHandle(self, i, j.task) for i, j in zip(ids, jobs, strict=True)]
+        return self._handles(await self.client.aenqueue_in(connection, jobs), jobs)
 
     async def amigrate(self) -> list[str]:
         """Create or upgrade the broker's tables or schema; return the migrations applied."""
-        return await create_broker(self.url, self._shared).migrate()
+        return await self.client.amigrate()
 
     def migrate(self) -> list[str]:
         """Synchronous :meth:`amigrate` (also ``pigeon migrate APP``)."""
         return self.portal_call(self.amigrate())
+
+    def metrics(self) -> dict[str, CallStats]:
+        """Every broker call this app made so far, by method (see :meth:`Client.metrics`)."""
+        return self.client.metrics()
 
     def swap_broker(self, url: str | Callable[[], str]) -> None:
         """Use another broker from now on, forgetting this app's open connections.
 
         Close them first (``close()``/``aclose()``); meant for tests and set-up code.
         """
-        self.url = url
-        self._shared.clear()
-        with self._brokers_lock:
-            self._brokers.clear()
+        self.client.swap(url)
 
     def resolve_task(self, name: str) -> Task[Any, Any] | None:
         """The task a job names, or None. Workers ask this for every job.
@@ -466,19 +363,15 @@ class App:
 
     def job(self, job_id: str) -> JobHandle[Any]:
         """A handle on a job by id, sent by any process."""
-        return JobHandle(self, job_id)
+        return JobHandle(self.client, job_id)
 
     async def acancel(self, job_id: str) -> bool:
         """Cancel a job unless it has finished; True if it was cancelled (see :meth:`JobHandle.cancel`)."""
-        broker = await self.connection()
-        cancelled = await broker.cancel(job_id, time.time() + self.failed_ttl)
-        if cancelled:
-            self.result_waiters.done([job_id])
-        return cancelled
+        return await self.client.acancel(job_id)
 
     def cancel(self, job_id: str) -> bool:
         """Synchronous :meth:`acancel`."""
-        return self.portal_call(self.acancel(job_id))
+        return self.client.cancel(job_id)
 
     # -- workers -------------------------------------------------------------
 
@@ -497,7 +390,7 @@ class App:
         from pigeon.worker.loop import Worker
 
         cfg = (config or WorkerConfig()).replace(**overrides)
-        return Worker(self, cfg)
+        return Worker(self.client, self, cfg)
 
     @asynccontextmanager
     async def worker(self, config: WorkerConfig | None = None, **overrides: Any) -> AsyncIterator[Worker]:
@@ -523,9 +416,7 @@ class App:
         from pigeon.worker.thread import WorkerThread
 
         wt = WorkerThread(self.make_worker(config, **overrides))
-        self._threads.add(wt)
-        if not self._exit_hooked:
-            self._hook_exit()
+        self.client.stop_at_exit(wt)
         wt.start()
         return wt
 
@@ -533,11 +424,7 @@ class App:
 
     async def aclose(self) -> None:
         """Close this event loop's broker connection."""
-        loop = asyncio.get_running_loop()
-        with self._brokers_lock:
-            broker = self._brokers.pop(loop, None)
-        if broker is not None:
-            await broker.__aexit__(None, None, None)
+        await self.client.aclose()
 
     def close(self) -> None:
         """Close the connections synchronous calls opened.
@@ -545,24 +432,4 @@ class App:
         Called for you at interpreter exit, after any worker threads of this app
         were stopped gracefully; call it yourself to close sooner.
         """
-        self._portal.close(self.aclose())
-
-    def _hook_exit(self) -> None:
-        with self._brokers_lock:
-            if self._exit_hooked:
-                return
-            self._exit_hooked = True
-        ref = weakref.ref(self)  # the hook must not keep a discarded app alive
-
-        def close_at_exit() -> None:
-            app = ref()
-            if app is not None:
-                app._close_at_exit()
-
-        at_exit(close_at_exit)
-
-    def _close_at_exit(self) -> None:
-        """Stop this app's worker threads (each within its grace), then close the portal's broker."""
-        for wt in list(self._threads):
-            wt.stop(timeout=wt.worker.config.grace + EXIT_MARGIN)
-        self.close()
+        self.client.close()

@@ -9,7 +9,6 @@ inspection command takes ``--json``. Registered onto the main group by
 
 from __future__ import annotations
 
-import functools
 import json
 import socket
 import time
@@ -20,8 +19,10 @@ import click
 import msgspec
 from rich.table import Table
 
+from pigeon import cli_common as cli
 from pigeon.app import App
 from pigeon.brokers.inspection import BulkAction, JobFilter, apply_bulk, as_inspection
+from pigeon.cli_common import one_line_errors
 from pigeon.errors import PigeonError
 from pigeon.filters import build_filter
 from pigeon.job import PENDING_STATES, JobRecord, JobState, WorkerInfo
@@ -94,34 +95,16 @@ def register(main: click.Group, jobs: click.Group) -> None:
         jobs.add_command(_bulk_command(action, name, doc))
 
 
-def _one_line(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``pigeon.cli``'s one-line errors, looked up when the command runs (it imports this module)."""
-
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        from pigeon.cli import _one_line_errors
-
-        return _one_line_errors(fn)(*args, **kwargs)
-
-    return run
-
-
-def _cli() -> Any:
-    import pigeon.cli
-
-    return pigeon.cli
-
-
 @click.command()
 @click.argument("app_path", metavar="APP")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8642, show_default=True, help="0 picks a free port.")
 @click.option("--auth", envvar="PIGEON_DASHBOARD_AUTH", default=None, help="user:password who may sign in.")
 @click.option("--read-only-anonymous", is_flag=True, help="Anyone who can reach it may read (not write).")
-@_one_line
+@one_line_errors
 def dashboard(app_path: str, host: str, port: int, auth: str | None, read_only_anonymous: bool) -> None:
     """Serve the dashboard of APP (401 to everyone until --auth or --read-only-anonymous)."""
-    cli = _cli()
+
     from pigeon.dashboard import create_app
     from pigeon.dashboard.security import Guard, check_bind, parse_credentials
 
@@ -142,23 +125,22 @@ def dashboard(app_path: str, host: str, port: int, auth: str | None, read_only_a
     async def serve(app: App) -> None:
         await server.serve(sockets=[sock])
 
-    cli._run(app, serve)
+    cli.run_on(app, serve)
 
 
 @click.command()
 @click.argument("app_path", metavar="APP")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_one_line
+@one_line_errors
 def workers(app_path: str, as_json: bool) -> None:
     """Live workers: queues, concurrency, the jobs each holds now, heartbeat age."""
-    cli = _cli()
 
     async def read(app: App) -> tuple[list[WorkerInfo], list[JobRecord]]:
         broker = await app.connection()
         running = await as_inspection(broker).find_jobs(JobFilter(states=(JobState.RUNNING,)), limit=1000)
         return await broker.workers(), running
 
-    found, running = cli._run(cli.inspected_app(app_path), read)
+    found, running = cli.run_on(cli.inspected_app(app_path), read)
     now = time.time()
     held: dict[str, list[JobRecord]] = {}
     for r in running:
@@ -183,7 +165,7 @@ def workers(app_path: str, as_json: bool) -> None:
         table.add_column(col)
     for w in found:
         jobs_now = ", ".join(
-            f"{r.job.id} {r.job.task} ({cli._ago(now - (r.started_at or now))})" for r in held.get(w.id, [])
+            f"{r.job.id} {r.job.task} ({cli.ago(now - (r.started_at or now))})" for r in held.get(w.id, [])
         )
         table.add_row(
             w.id,
@@ -191,7 +173,7 @@ def workers(app_path: str, as_json: bool) -> None:
             f"{w.hostname} ({w.pid})",
             ",".join(w.queues),
             f"{len(held.get(w.id, []))}/{w.concurrency}",
-            cli._ago(now - w.last_seen) + " ago",
+            cli.ago(now - w.last_seen) + " ago",
             jobs_now,
         )
     cli.console.print(table if found else "no workers")
@@ -202,10 +184,10 @@ def workers(app_path: str, as_json: bool) -> None:
 @click.argument("action", type=click.Choice(["list", "pause", "resume"]), default="list")
 @click.argument("queue", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (list).")
-@_one_line
+@one_line_errors
 def queues(app_path: str, action: str, queue: str | None, as_json: bool) -> None:
     """List queues (depth by state, paused), or pause / resume QUEUE (no worker claims from it)."""
-    cli = _cli()
+
     if action != "list" and not queue:
         raise click.UsageError(f"pigeon queues APP {action} QUEUE: which queue?")
 
@@ -219,7 +201,7 @@ def queues(app_path: str, action: str, queue: str | None, as_json: bool) -> None
             app.notifier.notify()
         return await broker.stats(), await inspect.paused_queues()
 
-    stats, paused = cli._run(cli.inspected_app(app_path), act)
+    stats, paused = cli.run_on(cli.inspected_app(app_path), act)
     if action != "list":
         click.echo(f"{action}d: {queue}")
         return
@@ -245,14 +227,13 @@ def _bulk_command(action: BulkAction, name: str, doc: str) -> click.Command:
     @click.argument("job_id", required=False)
     @filter_options
     @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-    @_one_line
+    @one_line_errors
     def command(app_path: str, job_id: str | None, yes: bool, **raw: Any) -> None:
-        cli = _cli()
         app = cli.inspected_app(app_path)
         if job_id is not None:
             if any(v for v in raw.values()):
                 raise click.UsageError("give a JOB_ID or filter options, not both")
-            done = cli._run(app, lambda app: _one(app, action, job_id))
+            done = cli.run_on(app, lambda app: _one(app, action, job_id))
             if not done:
                 raise PigeonError(
                     f"job {job_id} was not {_past(action)} (unknown, or not in a state that allows it)"
@@ -266,7 +247,7 @@ def _bulk_command(action: BulkAction, name: str, doc: str) -> click.Command:
         async def count(app: App) -> int:
             return await as_inspection(await app.connection()).count_jobs(where)
 
-        n = cli._run(app, count)
+        n = cli.run_on(app, count)
         states = ",".join(s.value for s in where.states)
         click.echo(f"{n} jobs match ({states})")
         if n == 0:
@@ -280,7 +261,7 @@ def _bulk_command(action: BulkAction, name: str, doc: str) -> click.Command:
             app.notifier.notify()
             return done
 
-        click.echo(f"{_past(action)} {cli._run(app, apply)} jobs")
+        click.echo(f"{_past(action)} {cli.run_on(app, apply)} jobs")
 
     return command
 

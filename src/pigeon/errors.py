@@ -12,8 +12,9 @@
     │   ├── JobFailed               the job ended failed; carries the task's error
     │   ├── JobCancelled            the job was cancelled before it succeeded
     │   ├── UnknownTask             a job names a task this process does not know
-    │   └── DecodeError             a job's payload or result cannot be decoded
-    │       └── MalformedJob        a stored job's envelope is not one pigeon wrote
+    │   ├── DecodeError             a job's payload or result cannot be decoded
+    │   │   └── MalformedJob        a stored job's envelope is not one pigeon wrote
+    │   └── ProcessDied             the pool process running a job died
     └── TaskError
         └── InvalidTask             a task definition that cannot work
 
@@ -89,6 +90,14 @@ class MalformedJob(DecodeError):
 
     The worker fails such a job at once with this error; the bytes stay in the
     store and ``JobRecord.raw`` holds them.
+    """
+
+
+class ProcessDied(JobError):
+    """The pool process running a job died (a crash, an OOM kill).
+
+    Retried like a lost worker, whatever the task's ``retry_on``; recorded as
+    ``pigeon.ProcessDied``.
     """
 
 

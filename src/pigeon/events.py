@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 from pigeon import codec
+from pigeon.client import Client
 from pigeon.job import Job, new_id
 from pigeon.task import Task
 
@@ -109,3 +110,25 @@ def fan_out(handlers: Sequence[tuple[str, Task[Any, Any]]], topic: str, payload:
 def is_unrouted(jobs: Sequence[Job]) -> bool:
     """Whether ``fan_out`` found no handler (its one job only records the event)."""
     return len(jobs) == 1 and jobs[0].task == UNROUTED
+
+
+async def publish(
+    client: Client, handlers: Sequence[tuple[str, Task[Any, Any]]], topic: str, payload: Any
+) -> list[str]:
+    """Enqueue one job per matching handler in one round trip; return their ids.
+
+    An event nobody handles is kept, cancelled, in the ``pigeon.unrouted``
+    queue for ``failed_ttl`` seconds (so ``pigeon status`` shows it), and no id
+    is returned.
+
+    Raises:
+        TypeError: the payload is mutable, cannot be encoded, or does not fit a handler.
+        ValueError: the topic is malformed.
+    """
+    jobs = fan_out(handlers, topic, payload)
+    ids = await client.aenqueue(jobs)
+    if is_unrouted(jobs):
+        broker = await client.connection()
+        await broker.cancel(jobs[0].id, time.time() + client.failed_ttl)
+        return []
+    return ids

@@ -2,90 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
 import time
-from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import msgspec
 
-from pigeon import codec
+from pigeon import waiters
+from pigeon.client import Client
 from pigeon.errors import JobCancelled, JobFailed, JobNotFound
-from pigeon.job import JobRecord, JobState
-from pigeon.task import Progress
-
-if TYPE_CHECKING:
-    from pigeon.app import App
+from pigeon.job import JobRecord, JobState, Progress
 
 R = TypeVar("R")
-
-# Result polling backs off from quick (a job that is about to finish) to patient.
-_FIRST_POLL = 0.001
-_MAX_POLL = 0.1
-
-
-class ResultWaiters:
-    """Wakes this process's result waiters when this process's workers finish their jobs.
-
-    A job finished elsewhere is found by polling; this makes the common in-process
-    case (a worker in the web process, a test, a script) answer at once. Thread-safe:
-    waiters and workers may run on different event loops.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
-
-    @contextlib.contextmanager
-    def watching(self, job_ids: Iterable[str]) -> Iterator[asyncio.Event]:
-        """An event set when any of these jobs may have finished, for the duration of the block."""
-        entry = (asyncio.get_running_loop(), asyncio.Event())
-        ids = list(job_ids)
-        with self._lock:
-            for job_id in ids:
-                self._waiters.setdefault(job_id, set()).add(entry)
-        try:
-            yield entry[1]
-        finally:
-            with self._lock:
-                for job_id in ids:
-                    waiting = self._waiters.get(job_id)
-                    if waiting is not None:
-                        waiting.discard(entry)
-                        if not waiting:
-                            del self._waiters[job_id]
-
-    def done(self, job_ids: Iterable[str]) -> None:
-        """These jobs reached a final state: wake whoever waits for them here."""
-        with self._lock:
-            if not self._waiters:  # the usual case in a worker process: nobody waits
-                return
-            found = {entry for job_id in job_ids for entry in self._waiters.get(job_id, ())}
-        for loop, event in found:
-            with contextlib.suppress(RuntimeError):  # that loop has closed, and its waiter with it
-                loop.call_soon_threadsafe(event.set)
-
-
-async def wait_a_while(settled: asyncio.Event, pause: float, deadline: float | None) -> float:
-    """Wait until ``settled`` or for ``pause`` (never past ``deadline``); return the next pause."""
-    wait = pause if deadline is None else min(pause, max(0.0, deadline - time.monotonic()))
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(wait):
-            await settled.wait()
-    settled.clear()
-    return min(pause * 2, _MAX_POLL)
 
 
 class JobHandle(Generic[R]):
     """A reference to one job, by id; every property reads the broker afresh."""
 
-    __slots__ = ("app", "id", "task")
+    __slots__ = ("client", "id", "task")
 
-    def __init__(self, app: App, job_id: str, task: str | None = None) -> None:
-        self.app = app
+    def __init__(self, client: Client, job_id: str, task: str | None = None) -> None:
+        self.client = client
         self.id = job_id
         self.task = task
 
@@ -104,11 +41,11 @@ class JobHandle(Generic[R]):
         Raises:
             JobNotFound: unknown id, or the job was pruned.
         """
-        return self.app.portal_call(self.arecord())
+        return self.client.portal_call(self.arecord())
 
     async def arecord(self) -> JobRecord:
         """Asynchronous :meth:`record`."""
-        broker = await self.app.connection()
+        broker = await self.client.connection()
         rec = await broker.get(self.id)
         if rec is None:
             raise JobNotFound(f"no job {self.id} (never sent, or pruned after its retention)")
@@ -128,27 +65,26 @@ class JobHandle(Generic[R]):
             JobCancelled: the job was cancelled.
             JobNotFound: unknown id, or pruned.
         """
-        return self.app.portal_call(self.aresult(timeout))
+        return self.client.portal_call(self.aresult(timeout))
 
     async def aresult(self, timeout: float | None = None) -> R:
         """Asynchronous :meth:`result`."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        pause = _FIRST_POLL
-        with self.app.result_waiters.watching([self.id]) as settled:
+        pause = waiters.FIRST_POLL
+        with self.client.result_waiters.watching([self.id]) as settled:
             while True:
                 rec = await self.arecord()
                 if rec.state.is_final:
                     return self._outcome(rec)
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"job {self.id} still {rec.state} after {timeout} s")
-                pause = await wait_a_while(settled, pause, deadline)
+                pause = await waiters.wait_a_while(settled, pause, deadline)
 
     def _outcome(self, rec: JobRecord) -> R:
         if rec.state is JobState.SUCCEEDED:
             data = rec.result if rec.result is not None else b"null"
-            task = self.app.resolve_task(rec.job.task)
-            value: Any = task.decode_result(data) if task is not None else codec.decode_any(data)
-            return value  # type: ignore[no-any-return]
+            value: R = self.client.decode_result(rec.job.task, data)
+            return value
         if rec.state is JobState.CANCELLED:
             raise JobCancelled(f"job {self.id} was cancelled")
         err = rec.error
@@ -167,11 +103,11 @@ class JobHandle(Generic[R]):
         process is killed; a thread cannot be stopped, so it runs on and its
         outcome is discarded.
         """
-        return self.app.cancel(self.id)
+        return self.client.cancel(self.id)
 
     async def acancel(self) -> bool:
         """Asynchronous :meth:`cancel`."""
-        return await self.app.acancel(self.id)
+        return await self.client.acancel(self.id)
 
     @property
     def progress(self) -> Progress | None:

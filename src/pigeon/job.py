@@ -181,6 +181,10 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     """The stored envelope as found, when it does not decode (``job`` is then a stand-in)."""
 
 
+WORKER_LOST = ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost")
+"""The error recorded for an attempt whose worker was lost (its lease expired, or it went silent)."""
+
+
 class Claim(msgspec.Struct, frozen=True):
     """A job handed to a worker: valid while the lease under ``token`` holds."""
 
@@ -255,3 +259,11 @@ class QueueStats(msgspec.Struct, frozen=True):
 
     queue: str
     counts: dict[str, int]
+
+
+class Progress(msgspec.Struct, frozen=True):
+    """A job's latest progress report."""
+
+    fraction: float
+    message: str = ""
+    at: float = 0.0

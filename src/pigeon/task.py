@@ -10,19 +10,16 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
+from typing import Any, Generic, Literal, ParamSpec, TypedDict, TypeVar, Unpack
 
 import msgspec
 
+from pigeon.client import Client
 from pigeon.codec import ArgCodec
 from pigeon.errors import InvalidTask
-from pigeon.job import MAX_PRIORITY, MIN_PRIORITY, Job, new_id
+from pigeon.handle import JobHandle
+from pigeon.job import MAX_PRIORITY, MIN_PRIORITY, Job, Step, Then, new_id
 from pigeon.retry import Backoff, BackoffPolicy
-
-if TYPE_CHECKING:
-    from pigeon.app import App
-    from pigeon.handle import JobHandle
-    from pigeon.workflows import Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -54,14 +51,6 @@ class JobContext:
             self.reporter(fraction, message)
 
 
-class Progress(msgspec.Struct, frozen=True):
-    """A job's latest progress report."""
-
-    fraction: float
-    message: str = ""
-    at: float = 0.0
-
-
 _RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -79,7 +68,21 @@ def parse_rate(rate: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
-    """A task's defaults; every job of the task starts from these."""
+    """A task's defaults; every job of the task starts from these.
+
+    Attributes:
+        queue: the queue its jobs go to.
+        priority: -100..100, higher first.
+        max_attempts: attempts before a job fails.
+        timeout: seconds one attempt may run (a thread cannot be stopped:
+            its job is failed and the thread left to finish).
+        executor: ``"async"``, ``"thread"`` or ``"process"``.
+        backoff: delay policy between attempts.
+        retry_on: exceptions that spend an attempt and retry; others fail at once.
+        concurrency: at most this many of its jobs run at once, across all workers.
+        rate: at most this many start per second/minute/hour across all workers
+            (``"100/m"``); jobs over the rate wait, spending no attempt.
+    """
 
     queue: str = "default"
     priority: int = 0
@@ -89,9 +92,7 @@ class TaskOptions:
     backoff: BackoffPolicy = Backoff()
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     concurrency: int | None = None
-    """At most this many jobs of the task run at once, across all workers."""
     rate: str | None = None
-    """At most this many jobs start per unit of time across all workers, e.g. ``"100/m"``."""
 
     def __post_init__(self) -> None:
         _check_priority(self.priority)
@@ -105,9 +106,70 @@ class TaskOptions:
             raise ValueError(f"timeout must be positive, not {self.timeout}")
 
 
+class TaskOptionArgs(TypedDict, total=False):
+    """The keywords of ``app.task(...)``, ``app.on(...)`` and ``app.periodic(...)``.
+
+    ``name`` and the fields of :class:`TaskOptions`, where each is documented;
+    ``executor`` defaults to ``"async"`` for ``async def`` functions, else ``"thread"``.
+    """
+
+    name: str | None
+    queue: str
+    priority: int
+    max_attempts: int
+    timeout: float | None
+    executor: Executor | None
+    backoff: BackoffPolicy
+    retry_on: tuple[type[BaseException], ...]
+    concurrency: int | None
+    rate: str | None
+
+
+def task_options(fn: Callable[..., Any], args: TaskOptionArgs) -> TaskOptions:
+    """The options ``app.task(**args)`` gives ``fn``.
+
+    Raises:
+        ValueError: an option out of range.
+    """
+    given: dict[str, Any] = {k: v for k, v in args.items() if k != "name"}
+    if given.get("executor") is None:
+        given["executor"] = "async" if inspect.iscoroutinefunction(fn) else "thread"
+    return TaskOptions(**given)
+
+
+class SendOptionArgs(TypedDict, total=False):
+    """The keywords of :meth:`Task.options`: the fields of :class:`SendOptions` (None: unchanged)."""
+
+    queue: str | None
+    priority: int | None
+    max_attempts: int | None
+    timeout: float | None
+    delay: float | None
+    run_at: datetime | None
+    unique_key: str | None
+    connection: Any
+    expires: float | datetime | None
+
+
 @dataclass(frozen=True, slots=True)
 class SendOptions:
-    """Per-send overrides, made by :meth:`Task.options`."""
+    """Per-send overrides, made by :meth:`Task.options`.
+
+    Attributes:
+        queue: the queue to send to.
+        priority: -100..100, higher runs first.
+        max_attempts: attempts before the job fails.
+        timeout: seconds one attempt may run.
+        delay: seconds from now before the job may start.
+        run_at: an aware datetime before which the job may not start.
+        unique_key: while a job with this key is pending, sends return it instead.
+        connection: your own database connection (psycopg, sqlite3) to the
+            broker's database: the job is written inside your transaction,
+            invisible until you commit and gone if you roll back. Brokers
+            without ``transactional_enqueue`` raise ``UnsupportedFeature``.
+        expires: seconds from the send, or an aware datetime: a job not started
+            by then is cancelled by the worker that claims it, never run.
+    """
 
     queue: str | None = None
     priority: int | None = None
@@ -117,9 +179,7 @@ class SendOptions:
     run_at: datetime | None = None
     unique_key: str | None = None
     connection: Any = None
-    """The caller's database connection: enqueue inside its transaction."""
     expires: float | datetime | None = None
-    """Seconds from the send, or an aware datetime, after which the job is cancelled unrun."""
 
     def __post_init__(self) -> None:
         if self.priority is not None:
@@ -163,17 +223,20 @@ def _takes_context(fn: Callable[..., Any]) -> bool:
 
 
 class Task(Generic[P, R]):
-    """A function registered with an app. Call it to run it here; ``send`` to run it on a worker."""
+    """A function registered with an app. Call it to run it here; ``send`` to run it on a worker.
+
+    ``client`` is the app's :class:`~pigeon.client.Client`, which its sends go through.
+    """
 
     def __init__(
         self,
-        app: App,
+        client: Client,
         fn: Callable[P, R] | Callable[P, Coroutine[Any, Any, R]],
         name: str,
         options: TaskOptions,
         send_options: SendOptions | None = None,
     ) -> None:
-        self.app = app
+        self.client = client
         self.fn = fn
         self.name = name
         self.defaults = options
@@ -198,53 +261,15 @@ class Task(Generic[P, R]):
         """Run the function directly, in this process (no broker, no retries)."""
         return self.fn(*args, **kwargs)
 
-    def options(
-        self,
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        max_attempts: int | None = None,
-        timeout: float | None = None,
-        delay: float | None = None,
-        run_at: datetime | None = None,
-        unique_key: str | None = None,
-        connection: Any = None,
-        expires: float | datetime | None = None,
-    ) -> Task[P, R]:
-        """A copy of this task whose sends use these options.
+    def options(self, **changes: Unpack[SendOptionArgs]) -> Task[P, R]:
+        """A copy of this task whose sends use these options (see :class:`SendOptions`).
 
-        Args:
-            queue: the queue to send to.
-            priority: -100..100, higher runs first.
-            max_attempts: attempts before the job fails.
-            timeout: seconds one attempt may run.
-            delay: seconds from now before the job may start.
-            run_at: an aware datetime before which the job may not start.
-            unique_key: while a job with this key is pending, sends return it instead.
-            connection: your own database connection (psycopg, sqlite3) to the
-                broker's database: the job is written inside your transaction,
-                invisible until you commit and gone if you roll back. Brokers
-                without ``transactional_enqueue`` raise ``UnsupportedFeature``.
-            expires: seconds from the send, or an aware datetime: a job not started
-                by then is cancelled by the worker that claims it, never run.
+        Raises:
+            ValueError: an option out of range.
         """
-        given: dict[str, Any] = {
-            k: v
-            for k, v in dict(
-                queue=queue,
-                priority=priority,
-                max_attempts=max_attempts,
-                timeout=timeout,
-                delay=delay,
-                run_at=run_at,
-                unique_key=unique_key,
-                connection=connection,
-                expires=expires,
-            ).items()
-            if v is not None
-        }
+        given: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
         merged = dataclasses.replace(self.send_defaults, **given)
-        return Task(self.app, self.fn, self.name, self.defaults, merged)
+        return Task(self.client, self.fn, self.name, self.defaults, merged)
 
     def make_job(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
         """The job this send would enqueue; arguments are checked and encoded here.
@@ -276,8 +301,6 @@ class Task(Generic[P, R]):
         Raises:
             TypeError: the arguments cannot bind to the function.
         """
-        from pigeon.workflows import Signature
-
         self.codec.encode_partial(args, kwargs)
         return Signature(self, args, kwargs)
 
@@ -311,6 +334,9 @@ class Task(Generic[P, R]):
             expires_at=expires_at,
         )
 
+    def _handles(self, ids: list[str]) -> list[JobHandle[R]]:
+        return [JobHandle(self.client, i, self.name) for i in ids]
+
     def send(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         """Enqueue one job from synchronous code.
 
@@ -320,24 +346,47 @@ class Task(Generic[P, R]):
         """
         job = self.make_job(args, kwargs)
         if self.send_defaults.connection is not None:
-            return self.app.enqueue_in(self.send_defaults.connection, [job])[0]
-        return self.app.enqueue([job])[0]
+            return self._handles(self.client.enqueue_in(self.send_defaults.connection, [job]))[0]
+        return self._handles(self.client.enqueue([job]))[0]
 
     async def asend(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         """Enqueue one job from asynchronous code. Raises as :meth:`send`."""
         job = self.make_job(args, kwargs)
         if self.send_defaults.connection is not None:
-            return (await self.app.aenqueue_in(self.send_defaults.connection, [job]))[0]
-        return (await self.app.aenqueue([job]))[0]
+            return self._handles(await self.client.aenqueue_in(self.send_defaults.connection, [job]))[0]
+        return self._handles(await self.client.aenqueue([job]))[0]
 
     def send_many(self, calls: Iterable[tuple[Any, ...]]) -> list[JobHandle[R]]:
         """Enqueue many jobs in one round trip; each item is a tuple of positional arguments."""
-        return self.app.enqueue([self.make_job(tuple(c), {}) for c in calls])
+        return self._handles(self.client.enqueue([self.make_job(tuple(c), {}) for c in calls]))
 
     async def asend_many(self, calls: Iterable[tuple[Any, ...]]) -> list[JobHandle[R]]:
         """Asynchronous :meth:`send_many`."""
-        return await self.app.aenqueue([self.make_job(tuple(c), {}) for c in calls])
+        return self._handles(await self.client.aenqueue([self.make_job(tuple(c), {}) for c in calls]))
 
     def decode_result(self, data: bytes) -> R:
         result: R = self.codec.decode_result(data)
         return result
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A task with some of its arguments: made by ``task.s(*args, **kwargs)``.
+
+    In a chain, the previous step's result fills the first parameter the
+    signature leaves unbound.
+    """
+
+    task: Task[Any, Any]
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def step(self) -> Step:
+        o = self.task.send_defaults
+        args = self.task.codec.encode_partial(self.args, self.kwargs)
+        return Step(self.task.name, msgspec.Raw(args), o.queue, o.priority)
+
+    def job(self, job_id: str, then: Then | None = None, payload: bytes | None = None) -> Job:
+        body = payload if payload is not None else self.task.codec.encode_args(self.args, self.kwargs)
+        job = self.task.job_with_payload(body)
+        return msgspec.structs.replace(job, id=job_id, then=then)

@@ -83,7 +83,7 @@ def use_memory(app: App) -> Iterator[App]:
 
     Connections the app had are closed first; each block starts empty.
     """
-    previous = app._url
+    previous = app.client.url_source
     app.close()
     app.swap_broker("memory://")
     try:

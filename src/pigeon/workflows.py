@@ -22,20 +22,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from pigeon.client import Client
 from pigeon.errors import Defer, JobCancelled, JobFailed, JobNotFound
-from pigeon.handle import JobHandle, wait_a_while
+from pigeon.handle import JobHandle
 from pigeon.job import Job, JobRecord, JobState, Step, Then, new_id
-from pigeon.task import JobContext
+from pigeon.task import JobContext, Signature, Task
+from pigeon.waiters import wait_a_while
 
-if TYPE_CHECKING:
-    from pigeon.app import App
-    from pigeon.task import Task
+Resolve = Callable[[str], Task[Any, Any] | None]
+"""The task a job names (``App.resolve_task``)."""
 
 R = TypeVar("R")
 
@@ -45,29 +45,6 @@ CHORD_TASK = "pigeon.chord"
 def step_id(root: str, key: object) -> str:
     """The id of a workflow's job at ``key``: the same in every process."""
     return hashlib.sha256(f"{root}:{key}".encode()).hexdigest()[:32]
-
-
-@dataclass(frozen=True)
-class Signature:
-    """A task with some of its arguments: made by ``task.s(*args, **kwargs)``.
-
-    In a chain, the previous step's result fills the first parameter the
-    signature leaves unbound.
-    """
-
-    task: Task[Any, Any]
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def step(self) -> Step:
-        o = self.task.send_defaults
-        args = self.task.codec.encode_partial(self.args, self.kwargs)
-        return Step(self.task.name, msgspec.Raw(args), o.queue, o.priority)
-
-    def job(self, job_id: str, then: Then | None = None, payload: bytes | None = None) -> Job:
-        body = payload if payload is not None else self.task.codec.encode_args(self.args, self.kwargs)
-        job = self.task.job_with_payload(body)
-        return msgspec.structs.replace(job, id=job_id, then=then)
 
 
 def fill(task: Task[Any, Any], step: Step, result: bytes) -> bytes:
@@ -82,51 +59,51 @@ def fill(task: Task[Any, Any], step: Step, result: bytes) -> bytes:
     return payload
 
 
-def next_job(app: App, job: Job, result: bytes) -> Job | None:
+def next_job(resolve: Resolve, job: Job, result: bytes) -> Job | None:
     """The chain's next job after ``job`` succeeded with ``result``, if any."""
     if job.then is None:
         return None
     then = job.then
     step, rest = then.steps[0], then.steps[1:]
-    task = _task(app, step.task)
+    task = _task(resolve, step.task)
     following = Then(then.root, then.index + 1, rest) if rest else None
     sig = Signature(task)
     return sig.job(step_id(then.root, then.index), following, fill(task, step, result))
 
 
-def _task(app: App, name: str) -> Task[Any, Any]:
-    task = app.resolve_task(name)
+def _task(resolve: Resolve, name: str) -> Task[Any, Any]:
+    task = resolve(name)
     if task is None:
         raise KeyError(f"no task named {name!r} for the workflow's next step")
     return task
 
 
 class _Base:
-    def __init__(self, app: App, root: str, ids: Sequence[str]) -> None:
-        self.app = app
+    def __init__(self, client: Client, root: str, ids: Sequence[str]) -> None:
+        self.client = client
         self.id = root
         self.ids = list(ids)
 
     async def _records(self) -> list[JobRecord | None]:
-        broker = await self.app.connection()
+        broker = await self.client.connection()
         return [await broker.get(i) for i in self.ids]
 
     async def acancel(self) -> int:
         """Cancel every job of the workflow that has not finished (running ones are stopped,
         see :meth:`JobHandle.cancel`) and every step not yet enqueued; return how many."""
-        broker = await self.app.connection()
+        broker = await self.client.connection()
         cancelled = 0
-        expires = time.time() + self.app.failed_ttl
+        expires = time.time() + self.client.failed_ttl
         for job_id in self.ids:
             if await broker.get(job_id) is None:  # not enqueued yet: leave a cancelled placeholder
                 await broker.enqueue([Job(id=job_id, task="pigeon.cancelled", run_at=time.time() + 3e8)])
             cancelled += await broker.cancel(job_id, expires)
-        self.app.result_waiters.done(self.ids)
+        self.client.result_waiters.done(self.ids)
         return cancelled
 
     def cancel(self) -> int:
         """Synchronous :meth:`acancel`."""
-        return self.app.portal_call(self.acancel())
+        return self.client.portal_call(self.acancel())
 
 
 def _raise_for(rec: JobRecord) -> None:
@@ -151,18 +128,18 @@ class ChainHandle(_Base, Generic[R]):
     async def aresult(self, timeout: float | None = None) -> R:
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.001
-        with self.app.result_waiters.watching(self.ids) as settled:
+        with self.client.result_waiters.watching(self.ids) as settled:
             while True:
                 for rec in await self._records():
                     if rec is None or not rec.state.is_final:
                         break
                     _raise_for(rec)
                 else:
-                    return await JobHandle[R](self.app, self.ids[-1]).aresult(0)
+                    return await JobHandle[R](self.client, self.ids[-1]).aresult(0)
                 pause = await _wait(deadline, pause, settled)
 
     def result(self, timeout: float | None = None) -> R:
-        return self.app.portal_call(self.aresult(timeout))
+        return self.client.portal_call(self.aresult(timeout))
 
 
 class GroupHandle(_Base):
@@ -171,18 +148,18 @@ class GroupHandle(_Base):
     async def aresult(self, timeout: float | None = None) -> list[Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.001
-        with self.app.result_waiters.watching(self.ids) as settled:
+        with self.client.result_waiters.watching(self.ids) as settled:
             while True:
                 records = await self._records()
                 if all(r is not None and r.state.is_final for r in records):
-                    return [await JobHandle[Any](self.app, i).aresult(0) for i in self.ids]
+                    return [await JobHandle[Any](self.client, i).aresult(0) for i in self.ids]
                 for r in records:
                     if r is not None and r.state.is_final:
                         _raise_for(r)
                 pause = await _wait(deadline, pause, settled)
 
     def result(self, timeout: float | None = None) -> list[Any]:
-        return self.app.portal_call(self.aresult(timeout))
+        return self.client.portal_call(self.aresult(timeout))
 
 
 class ChordHandle(_Base, Generic[R]):
@@ -191,8 +168,8 @@ class ChordHandle(_Base, Generic[R]):
     async def aresult(self, timeout: float | None = None) -> R:
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.001
-        callback = JobHandle[R](self.app, self.ids[-1])
-        with self.app.result_waiters.watching(self.ids) as settled:
+        callback = JobHandle[R](self.client, self.ids[-1])
+        with self.client.result_waiters.watching(self.ids) as settled:
             while True:
                 try:
                     rec = await callback.arecord()
@@ -206,21 +183,21 @@ class ChordHandle(_Base, Generic[R]):
                 pause = await _wait(deadline, pause, settled)
 
     def result(self, timeout: float | None = None) -> R:
-        return self.app.portal_call(self.aresult(timeout))
+        return self.client.portal_call(self.aresult(timeout))
 
 
 class _Workflow:
-    def __init__(self, app: App, root: str, jobs: list[Job], handle: _Base) -> None:
-        self._app, self._jobs, self._handle = app, jobs, handle
+    def __init__(self, client: Client, jobs: list[Job], handle: _Base) -> None:
+        self._client, self._jobs, self._handle = client, jobs, handle
 
     def send(self) -> Any:
         """Enqueue the workflow's first jobs in one round trip; return its handle."""
-        self._app.enqueue(self._jobs)
+        self._client.enqueue(self._jobs)
         return self._handle
 
     async def asend(self) -> Any:
         """Asynchronous :meth:`send`."""
-        await self._app.aenqueue(self._jobs)
+        await self._client.aenqueue(self._jobs)
         return self._handle
 
 
@@ -245,11 +222,11 @@ def chain(*given: Signature | Iterable[Signature]) -> _Workflow:
     sigs = _signatures(given, "chain")
     if not sigs:
         raise ValueError("a chain needs at least one step")
-    app, root = sigs[0].task.app, new_id()
+    client, root = sigs[0].task.client, new_id()
     rest = tuple(s.step() for s in sigs[1:])
     first = sigs[0].job(step_id(root, 0), Then(root, 1, rest) if rest else None)
-    handle = ChainHandle[Any](app, root, [step_id(root, i) for i in range(len(sigs))])
-    return _Workflow(app, root, [first], handle)
+    handle = ChainHandle[Any](client, root, [step_id(root, i) for i in range(len(sigs))])
+    return _Workflow(client, [first], handle)
 
 
 def group(*given: Signature | Iterable[Signature]) -> _Workflow:
@@ -258,9 +235,9 @@ def group(*given: Signature | Iterable[Signature]) -> _Workflow:
     sigs = _signatures(given, "group")
     if not sigs:
         raise ValueError("a group needs at least one member")
-    app, root = sigs[0].task.app, new_id()
+    client, root = sigs[0].task.client, new_id()
     jobs = [s.job(step_id(root, i)) for i, s in enumerate(sigs)]
-    return _Workflow(app, root, jobs, GroupHandle(app, root, [j.id for j in jobs]))
+    return _Workflow(client, jobs, GroupHandle(client, root, [j.id for j in jobs]))
 
 
 def chord(members: Iterable[Signature], callback: Signature) -> _Workflow:
@@ -268,22 +245,27 @@ def chord(members: Iterable[Signature], callback: Signature) -> _Workflow:
     sigs = _signatures((members,), "chord")
     if not sigs:
         raise ValueError("a chord needs at least one member")
-    app, root = callback.task.app, new_id()
+    client, root = callback.task.client, new_id()
     jobs = [s.job(step_id(root, i)) for i, s in enumerate(sigs)]
-    waiter_task = app.tasks[CHORD_TASK]
+    waiter_task = client.resolve(CHORD_TASK)
+    assert isinstance(waiter_task, Task)  # every app registers it (App.__init__)
     spec = msgspec.json.encode(callback.step()).decode()
     waiter = waiter_task.make_job((root, len(sigs), spec), {})
     waiter = msgspec.structs.replace(waiter, id=step_id(root, "waiter"), queue=callback.task.defaults.queue)
     ids = [j.id for j in jobs] + [waiter.id, step_id(root, "callback")]
-    return _Workflow(app, root, [*jobs, waiter], ChordHandle[Any](app, root, ids))
+    return _Workflow(client, [*jobs, waiter], ChordHandle[Any](client, root, ids))
 
 
-def install(app: App) -> None:
-    """Register the chord waiter on an app (every app has it)."""
+CHORD_ATTEMPTS = 5
 
-    @app.task(name=CHORD_TASK, max_attempts=5)
+
+def chord_waiter(
+    client: Client, resolve: Resolve
+) -> Callable[[JobContext, str, int, str], Coroutine[Any, Any, None]]:
+    """The ``pigeon.chord`` task's function for one app (registered by ``App``)."""
+
     async def chord_waiter(ctx: JobContext, root: str, size: int, callback: str) -> None:
-        broker = await app.connection()
+        broker = await client.connection()
         records = [await broker.get(step_id(root, i)) for i in range(size)]
         if not all(r is not None and r.state.is_final for r in records):
             waited = time.time() - (records[0].job.enqueued_at if records[0] else time.time())
@@ -298,9 +280,11 @@ def install(app: App) -> None:
                 kind = err.type if err else "pigeon.errors.JobCancelled"
                 results.append({"error": {"type": kind, "message": err.message if err else "cancelled"}})
         step = msgspec.json.decode(callback, type=Step)
-        task = _task(app, step.task)
+        task = _task(resolve, step.task)
         payload = fill(task, step, msgspec.json.encode(results))
         job = Signature(task).job(step_id(root, "callback"), None, payload)
         if step.queue is not None:
             job = msgspec.structs.replace(job, queue=step.queue)
-        await app.aenqueue([job])
+        await client.aenqueue([job])
+
+    return chord_waiter

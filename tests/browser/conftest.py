@@ -130,9 +130,15 @@ def sign_in(driver: Any, base: str, path: str = "/") -> None:
 
 
 def wait_for(driver: Any, condition: Any, timeout: float = 15) -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+    # The live pages replace their rows as they refresh: an element found a moment before
+    # may be gone by the time it is read, so such a condition is simply checked again.
+    wait = WebDriverWait(
+        driver, timeout, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)
+    )
+    return wait.until(condition)
 
 
 def screenshot(driver: Any, name: str) -> None:

@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 import msgspec
 import pytest
 
-from pigeon.brokers.base import Broker
-from pigeon.job import ErrorInfo, JobState, Outcome, OutcomeKind, WorkerInfo
+from pigeon.errors import UnsupportedFeature
+from pigeon.job import Claim, ErrorInfo, JobState, Outcome, OutcomeKind, WorkerInfo
+from pigeon.seam import InstrumentedBroker as Broker  # every broker, behind the seam
 from tests.helpers import eventually, make_job
 
 Factory = Callable[[], Awaitable[Broker]]
@@ -130,7 +131,7 @@ async def test_a_long_settle_batch_is_applied_whole(broker: Broker) -> None:
     # Longer than the batches brokers split into, with a refused outcome in the middle.
     jobs = [make_job() for _ in range(2500)]
     await broker.enqueue(jobs)
-    claims = []
+    claims: list[Claim] = []
     while len(claims) < len(jobs):
         claims += await broker.claim("w", Q, 1000, 60)
     outcomes = [complete(c.job.id, c.token) for c in claims]
@@ -239,7 +240,7 @@ async def test_heartbeat_extends_lease(broker: Broker) -> None:
 async def test_silent_worker_jobs_recovered_before_lease_ends(broker: Broker) -> None:
     job = make_job()
     await broker.enqueue([job])
-    await broker.register_worker(worker_info("ghost"))
+    await broker.heartbeat(worker_info("ghost"), [], 30)  # a worker registers with its first beat
     assert len(await broker.claim("ghost", Q, 1, 3600)) == 1
     assert await broker.recover(60) == 0
     await eventually(lambda: broker.recover(0.2), lambda n: n == 1, what="silent worker's job recovered")
@@ -400,7 +401,7 @@ async def test_purge(broker: Broker) -> None:
 
 
 async def test_workers_registry(broker: Broker) -> None:
-    await broker.register_worker(worker_info("w-1"))
+    await broker.heartbeat(worker_info("w-1"), [], 30)
     await broker.heartbeat(worker_info("w-2"), [], 30)
     assert {w.id for w in await broker.workers()} >= {"w-1", "w-2"}
     await broker.unregister_worker("w-1")
@@ -439,3 +440,23 @@ async def test_lost_jobs_without_attempts_expire_like_failures(broker: Broker) -
     assert (await broker.get(job.id)).state is JobState.FAILED  # type: ignore[union-attr]
     await eventually(broker.prune, lambda n: n == 1, what="the failure pruned after its retention")
     assert await broker.get(job.id) is None
+
+
+async def test_capabilities_follow_the_optional_protocols(broker: Broker) -> None:
+    # What a broker lacks is a clear UnsupportedFeature; what it has, its capabilities say.
+    caps, job = broker.capabilities, make_job()
+    probes: dict[str, Callable[[], Awaitable[object]]] = {
+        "inspect": broker.stats,
+        "limits": lambda: broker.take("probe", 1.0, 1.0),
+        "progress": lambda: broker.progress(job.id, "no-token", b"{}"),
+    }
+    for name, probe in probes.items():
+        if getattr(caps, name):
+            await probe()
+        else:
+            with pytest.raises(UnsupportedFeature, match=f"the {broker.url.split(':')[0]} broker cannot"):
+                await probe()
+    if not caps.transactional_enqueue:
+        with pytest.raises(UnsupportedFeature, match="cannot enqueue inside your database transaction"):
+            broker.enqueue_in_sync(object(), [job])
+    assert isinstance(await broker.migrate(), list)

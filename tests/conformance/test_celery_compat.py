@@ -23,7 +23,7 @@ from pigeon.contrib.celery import (
     signature,
 )
 
-FAST = {"poll": 0.05, "heartbeat": 0.2, "lease": 5.0, "recover_every": 0.5, "dead_after": 1.0}
+FAST: dict[str, Any] = {"poll": 0.05, "heartbeat": 0.2, "lease": 5.0, "recover_every": 0.5, "dead_after": 1.0}
 
 
 async def run(app: App, scenario: Callable[[], Any]) -> Any:

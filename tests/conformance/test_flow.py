@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from pigeon.brokers.base import Broker
 from pigeon.job import JobState, Outcome, OutcomeKind
+from pigeon.seam import InstrumentedBroker as Broker  # every broker, behind the seam
 from tests.conformance.test_broker import complete
 from tests.helpers import eventually, make_job
 

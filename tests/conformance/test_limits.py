@@ -12,7 +12,7 @@ import pytest
 from pigeon import App, JobContext, JobState
 from tests.helpers import eventually
 
-FAST = {"poll": 0.05, "heartbeat": 0.2}
+FAST: dict[str, Any] = {"poll": 0.05, "heartbeat": 0.2}
 
 
 async def test_task_concurrency_limit_holds_across_workers(app: App) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pigeon import App, JobFailed, JobState
 from pigeon.job import MALFORMED_TASK
 from tests.helpers import eventually
 from tests.storage import can_overwrite, hostile_envelopes, overwrite_envelope
 
-FAST = {"poll": 0.05, "heartbeat": 0.2, "lease": 5.0, "recover_every": 0.5, "dead_after": 1.0}
+FAST: dict[str, Any] = {"poll": 0.05, "heartbeat": 0.2, "lease": 5.0, "recover_every": 0.5, "dead_after": 1.0}
 
 
 async def test_claim_hands_back_malformed_jobs_beside_good_ones(

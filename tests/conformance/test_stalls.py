@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from pigeon import App
 
-STALL_CONFIG = {"poll": 0.05, "heartbeat": 0.2, "lease": 30.0, "recover_every": 0.5, "dead_after": 30.0}
+STALL_CONFIG: dict[str, Any] = {
+    "poll": 0.05,
+    "heartbeat": 0.2,
+    "lease": 30.0,
+    "recover_every": 0.5,
+    "dead_after": 30.0,
+}
 
 
 async def test_worker_survives_an_event_loop_stall_past_poll_plus_5_s(app: App) -> None:

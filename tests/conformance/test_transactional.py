@@ -18,7 +18,7 @@ def own_connection(url: str) -> Iterator[Any]:
     """The application's own connection to the broker's database, as an ORM would hold it."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
-        conn = sqlite3.connect(parts.path[1:])
+        conn: Any = sqlite3.connect(parts.path[1:])
     else:
         import psycopg
 

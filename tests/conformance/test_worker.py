@@ -23,7 +23,7 @@ class Point(msgspec.Struct, frozen=True):
     y: int
 
 
-FAST = {"poll": 0.05, "heartbeat": 0.2, "lease": 5.0, "recover_every": 0.5, "dead_after": 1.0}
+FAST: dict[str, Any] = {"poll": 0.05, "heartbeat": 0.2, "lease": 5.0, "recover_every": 0.5, "dead_after": 1.0}
 
 
 async def test_async_task_result_with_typed_arguments(app: App) -> None:
@@ -47,7 +47,7 @@ async def test_sync_task_gets_a_deep_frozen_copy(app: App) -> None:
     def inspect_args(items: list[int], meta: dict[str, list[str]]) -> int:
         seen.append((items, meta))
         with pytest.raises(TypeError):
-            meta["new"] = []  # type: ignore[index]
+            meta["new"] = []
         return len(items)
 
     items = [1, 2, 3]
@@ -210,10 +210,10 @@ async def test_a_finished_job_keeps_its_lease_while_its_settle_is_slow(
 async def test_result_waiters_here_wake_when_this_process_finishes_the_job(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pigeon import handle
+    from pigeon import waiters
 
-    monkeypatch.setattr(handle, "_FIRST_POLL", 3600.0)  # no polling: only the wake-up can answer
-    monkeypatch.setattr(handle, "_MAX_POLL", 3600.0)
+    monkeypatch.setattr(waiters, "FIRST_POLL", 3600.0)  # no polling: only the wake-up can answer
+    monkeypatch.setattr(waiters, "MAX_POLL", 3600.0)
     gate = asyncio.Event()
 
     @app.task(max_attempts=1)

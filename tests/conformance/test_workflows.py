@@ -11,7 +11,7 @@ import pytest
 from pigeon import App, JobCancelled, JobFailed, JobState, chain, chord, group
 from tests.helpers import eventually
 
-FAST = {"poll": 0.05, "heartbeat": 0.2, "lease": 5.0, "recover_every": 0.3, "dead_after": 1.0}
+FAST: dict[str, Any] = {"poll": 0.05, "heartbeat": 0.2, "lease": 5.0, "recover_every": 0.3, "dead_after": 1.0}
 
 
 def arithmetic(app: App) -> tuple[Any, Any, Any, Any]:
@@ -71,7 +71,7 @@ async def test_workflows_take_generators_as_celery_users_write_them(app: App) ->
         assert await chorded.aresult(timeout=20) == {"sum": 12, "errors": []}
         assert await chained.aresult(timeout=20) == 6
     with pytest.raises(TypeError, match="signatures"):
-        group([add.s(1, 1), add])  # type: ignore[list-item]
+        group([add.s(1, 1), add])
 
 
 async def test_chord_callback_gets_results_and_errors(app: App) -> None:

@@ -128,7 +128,8 @@ def django_databases() -> Iterator[None]:
     )
 
     setup_test_environment()
-    old = setup_databases(verbosity=0, interactive=False, aliases=set(settings.DATABASES))
+    # django-stubs says Mapping; Django reads any collection of aliases.
+    old = setup_databases(verbosity=0, interactive=False, aliases=set(settings.DATABASES))  # type: ignore[arg-type]
     yield
     from django.db import connections
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from tests.helpers import eventually, wait_until
 
 
 @pytest.fixture
-def staff() -> Client:
+def staff() -> Iterator[Client]:
     user = User.objects.create_superuser("admin", "admin@example.com", "pw")
     client = Client()
     client.force_login(user)
@@ -108,8 +109,8 @@ async def test_asgi_lifespan_runs_a_worker(monkeypatch: pytest.MonkeyPatch) -> N
 
     app = with_worker(django_app, backend="inproc")
     inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
-    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    server = asyncio.create_task(app({"type": "lifespan"}, inbox.get, outbox.put))
+    outbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
+    server: asyncio.Future[None] = asyncio.ensure_future(app({"type": "lifespan"}, inbox.get, outbox.put))
     await inbox.put({"type": "lifespan.startup"})
     assert (await outbox.get())["type"] == "lifespan.startup.complete"
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import resource
 import sqlite3
 import time
@@ -33,7 +34,7 @@ def drain_through(run: Run, jobs: int, fault: object) -> None:
     run.start_worker()
     for i in range(RESTARTS):
         enough = (i + 1) * jobs // (RESTARTS + 2)
-        wait_until(lambda enough=enough: len(run.executions()) > enough, timeout=60, what="progress")
+        wait_until(functools.partial(_beyond, run, enough), timeout=60, what="progress")
         time.sleep(run.rng.uniform(0.0, 0.3))  # a random moment, from the seed
         outage = Fault(run.name, EVERY_PROCESS, time.time())
         run.faults.append(outage)
@@ -172,3 +173,7 @@ async def _kill_redis_clients(url: str, name: str) -> int:
         return len(victims)
     finally:
         await admin.aclose()
+
+
+def _beyond(run: Run, enough: int) -> bool:
+    return len(run.executions()) > enough

@@ -7,6 +7,7 @@ Every randomised run prints its seed; ``PIGEON_FAULTS_SEED`` replays it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ def test_kill_9_loop_during_a_drain(url: str, tmp_path: Path) -> None:
         run.start_worker()
         for _ in range(kills):
             victim = run.rng.choice(run.alive())
-            wait_until(lambda v=victim: started_on(run, v.pid), timeout=30, what="the victim at work")
+            wait_until(functools.partial(started_on, run, victim.pid), timeout=30, what="the victim at work")
             time.sleep(run.rng.uniform(0.1, 0.6))  # a random moment of its work, from the seed
             run.fault("kill -9", victim, signal.SIGKILL)
             run.start_worker()

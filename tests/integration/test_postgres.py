@@ -252,7 +252,7 @@ async def test_notice_between_two_waits_is_not_lost(broker: PostgresBroker) -> N
 
 
 async def _has_notice(broker: PostgresBroker) -> bool:
-    return "default" in broker._pending
+    return "default" in broker._listener.pending
 
 
 async def test_release_retry_and_requeue_wake_waiters(broker: PostgresBroker) -> None:
@@ -303,7 +303,7 @@ async def test_settle_stays_linear_when_statistics_are_stale(
     """A queue's statistics are always out of date. ANALYZE here sees no job running, then
     2,000 run: settling them must visit each row a bounded number of times, not pair every
     outcome with every running job (which took 1.5 s here, and 37 s for 12,800 outcomes)."""
-    from pigeon.brokers import postgres as pg
+    from pigeon.brokers import postgres_rows as rows_of
 
     n = 2000
     await broker.enqueue([make_job() for _ in range(n)])
@@ -318,7 +318,7 @@ async def test_settle_stays_linear_when_statistics_are_stale(
         conn.rollback()
     now = time.time()
     rows = [
-        pg._settle_row(
+        rows_of.settle_row(
             Outcome(job_id=c.job.id, token=c.token, kind=OutcomeKind.COMPLETE, expires_at=now + 60), now
         )
         for c in claims
@@ -328,7 +328,8 @@ async def test_settle_stays_linear_when_statistics_are_stale(
     settle = broker._q["settle"]
     broker._q["settle"] = b"EXPLAIN (ANALYZE, FORMAT JSON) " + settle
     try:
-        ((plan,),) = await broker._fetch("settle", {**pg._columns(pg._SETTLE_COLUMNS, rows), "channel": "x"})
+        params = {**rows_of.columns(rows_of.SETTLE_COLUMNS, rows), "channel": "x"}
+        ((plan,),) = await broker._fetch("settle", params)
     finally:
         broker._q["settle"] = settle
     assert [(q.queue, q.counts) for q in await broker.stats()] == [("default", {"succeeded": n})]

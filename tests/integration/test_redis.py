@@ -34,6 +34,12 @@ pytestmark = pytest.mark.server
 Q = ("default",)
 
 
+def redis_broker(url: str, shared: dict[str, object]) -> RedisBroker:
+    broker = create_broker(url, shared)
+    assert isinstance(broker, RedisBroker)
+    return broker
+
+
 def _missing(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason}; under CI this is a failure")
@@ -147,11 +153,11 @@ async def test_refuses_a_server_that_may_evict_jobs(workdir: Path) -> None:
         admin = aioredis.Redis.from_url(server.url)
         try:
             await admin.config_set("maxmemory-policy", "allkeys-lru")
-            broker = create_broker(server.url + "?namespace=evict", {})
+            broker = redis_broker(server.url + "?namespace=evict", {})
             with pytest.raises(ConfigurationError, match="noeviction"):
                 await broker.__aenter__()
             await admin.config_set("maxmemory-policy", "noeviction")
-            async with create_broker(server.url + "?namespace=evict", {}) as ok:
+            async with redis_broker(server.url + "?namespace=evict", {}) as ok:
                 assert await ok.stats() == []
         finally:
             await admin.aclose()
@@ -163,14 +169,14 @@ async def test_starts_with_a_warning_when_config_is_disabled(
     with _stopped_at_end(OwnServer(workdir, "--rename-command", "CONFIG", "")) as server:
         await server.start()
         with caplog.at_level(logging.WARNING, logger="pigeon.broker.redis"):
-            async with create_broker(server.url, {}) as broker:
+            async with redis_broker(server.url, {}) as broker:
                 assert await broker.enqueue([job := make_job()]) == [job.id]
         assert "maxmemory-policy" in caplog.text
 
 
 async def test_survives_client_kill(shared_url: str, admin: aioredis.Redis) -> None:
     name = "pigeon:" + shared_url.rsplit("namespace=", 1)[1]
-    async with create_broker(shared_url, {}) as consumer, create_broker(shared_url, {}) as producer:
+    async with redis_broker(shared_url, {}) as consumer, redis_broker(shared_url, {}) as producer:
         assert isinstance(consumer, RedisBroker) and isinstance(producer, RedisBroker)
         waiter = asyncio.create_task(consumer.wait(Q, 30))
         await eventually(lambda: _names(admin, name), lambda cs: any(c["sub"] != "0" for c in cs))
@@ -187,7 +193,7 @@ async def test_survives_a_restart_and_keeps_jobs_with_appendonly(workdir: Path) 
     durable = ("--appendonly", "yes", "--appendfsync", "always")
     with _stopped_at_end(OwnServer(workdir, *durable)) as server:
         await server.start()
-        async with create_broker(server.url, {}) as consumer, create_broker(server.url, {}) as producer:
+        async with redis_broker(server.url, {}) as consumer, redis_broker(server.url, {}) as producer:
             assert isinstance(consumer, RedisBroker) and isinstance(producer, RedisBroker)
             kept = make_job()
             await producer.enqueue([kept])
@@ -208,7 +214,7 @@ async def test_unreachable_server_is_a_connection_error(workdir: Path) -> None:
 
 async def test_server_errors_are_broker_errors(shared_url: str, admin: aioredis.Redis) -> None:
     namespace = shared_url.rsplit("namespace=", 1)[1]
-    async with create_broker(shared_url, {}) as broker:
+    async with redis_broker(shared_url, {}) as broker:
         await admin.set(f"{namespace}:queues", "not a set")
         with pytest.raises(BrokerError) as caught:
             await broker.stats()
@@ -218,7 +224,7 @@ async def test_server_errors_are_broker_errors(shared_url: str, admin: aioredis.
 
 async def test_prune_and_purge_leave_no_keys_of_a_job(shared_url: str, admin: aioredis.Redis) -> None:
     namespace = shared_url.rsplit("namespace=", 1)[1]
-    async with create_broker(shared_url, {}) as broker:
+    async with redis_broker(shared_url, {}) as broker:
         done, failed, cancelled = (make_job(unique_key=f"k{i}") for i in range(3))
         queued, running = make_job(unique_key="kq"), make_job(unique_key="kr", queue="other")
         scheduled = make_job(unique_key="ks", run_at=time.time() + 3600)
@@ -231,7 +237,7 @@ async def test_prune_and_purge_leave_no_keys_of_a_job(shared_url: str, admin: ai
                 Outcome(job_id=c2.job.id, token=c2.token, kind=OutcomeKind.FAIL, expires_at=soon),
             ]
         )
-        await broker.register_worker(_worker())
+        await broker.heartbeat(_worker(), [], 30)
         await broker.enqueue([cancelled, queued, running, scheduled])
         await broker.cancel(cancelled.id, soon)
         await broker.claim("w", ("other",), 1, 30)
@@ -249,7 +255,7 @@ def _worker() -> WorkerInfo:
 
 async def test_namespaces_are_separate(shared_url: str) -> None:
     other = shared_url.rsplit("namespace=", 1)[0] + f"namespace=t_{uuid.uuid4().hex[:12]}"
-    async with create_broker(shared_url, {}) as a, create_broker(other, {}) as b:
+    async with redis_broker(shared_url, {}) as a, redis_broker(other, {}) as b:
         await a.enqueue([make_job()])
         assert await b.claim("w", Q, 10, 30) == []
         assert len(await a.claim("w", Q, 10, 30)) == 1
@@ -257,7 +263,7 @@ async def test_namespaces_are_separate(shared_url: str) -> None:
 
 
 async def test_concurrent_waiters_share_one_broker(shared_url: str) -> None:
-    async with create_broker(shared_url, {}) as consumer, create_broker(shared_url, {}) as producer:
+    async with redis_broker(shared_url, {}) as consumer, redis_broker(shared_url, {}) as producer:
         assert isinstance(producer, RedisBroker)
         on_a = [asyncio.create_task(consumer.wait(("a",), 30)) for _ in range(3)]
         on_b = asyncio.create_task(consumer.wait(("b",), 30))
@@ -290,7 +296,7 @@ async def test_every_way_out_of_running_frees_a_limit_slot(
     shared_url: str, admin: aioredis.Redis, way: str
 ) -> None:
     namespace = shared_url.rsplit("namespace=", 1)[1]
-    async with create_broker(shared_url, {}) as broker:
+    async with redis_broker(shared_url, {}) as broker:
         assert isinstance(broker, RedisBroker)
         first, second = _limited("k"), _limited("k")
         await broker.enqueue([first, second])
@@ -321,7 +327,7 @@ async def test_every_way_out_of_running_frees_a_limit_slot(
 async def test_parked_jobs_can_be_cancelled_and_purged(shared_url: str, admin: aioredis.Redis) -> None:
     namespace = shared_url.rsplit("namespace=", 1)[1]
     both = ("default", "other")
-    async with create_broker(shared_url, {}) as broker:
+    async with redis_broker(shared_url, {}) as broker:
         assert isinstance(broker, RedisBroker)
         running, cancelled, purged, last = (
             _limited("k"),
@@ -345,7 +351,7 @@ async def test_a_deep_backlog_at_its_limit_is_parked_in_bounded_steps(
     shared_url: str, admin: aioredis.Redis
 ) -> None:
     namespace = shared_url.rsplit("namespace=", 1)[1]
-    async with create_broker(shared_url, {}) as broker:
+    async with redis_broker(shared_url, {}) as broker:
         assert isinstance(broker, RedisBroker)
         await broker.enqueue([_limited("k", priority=10) for _ in range(12_000)])
         free = [make_job() for _ in range(3)]
@@ -364,7 +370,7 @@ async def test_a_deep_backlog_at_its_limit_is_parked_in_bounded_steps(
 
 async def test_a_rate_limit_bucket_expires_once_full(shared_url: str, admin: aioredis.Redis) -> None:
     namespace = shared_url.rsplit("namespace=", 1)[1]
-    async with create_broker(shared_url, {}) as broker:
+    async with redis_broker(shared_url, {}) as broker:
         assert await broker.take("mail", 10.0, 2) == 0.0
         assert (
             0 < await admin.pttl(f"{namespace}:bucket:mail") <= 1100

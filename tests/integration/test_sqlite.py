@@ -16,8 +16,14 @@ from tests.helpers import make_job
 Q = ("default",)
 
 
-async def _finished(url: str, n: int, expires_at: float) -> None:
+def _broker(url: str) -> sqlite_broker.SqliteBroker:
     broker = create_broker(url, {})
+    assert isinstance(broker, sqlite_broker.SqliteBroker)
+    return broker
+
+
+async def _finished(url: str, n: int, expires_at: float) -> None:
+    broker = _broker(url)
     await broker.migrate()
     async with broker:
         await broker.enqueue([make_job() for _ in range(n)])
@@ -41,9 +47,9 @@ async def test_prune_reads_the_expired_jobs_not_every_finished_one(tmp_path: Pat
         reads += 1
         return 0
 
-    broker = create_broker(url, {})
+    broker = _broker(url)
     async with broker:
-        prune = broker._q["prune"]  # type: ignore[attr-defined]
+        prune = broker._q["prune"]
     db = sqlite3.connect(tmp_path / "jobs.db")
     db.set_progress_handler(count, 100)  # called every 100 virtual-machine steps
     assert db.execute(prune, (time.time(), sqlite_broker._PRUNE_BATCH)).rowcount == 0
@@ -57,7 +63,7 @@ async def test_prune_deletes_in_batches_until_none_is_left(
     url = f"sqlite:///{tmp_path}/jobs.db"
     await _finished(url, 25, time.time() - 1)
     monkeypatch.setattr(sqlite_broker, "_PRUNE_BATCH", 10)
-    broker = create_broker(url, {})
+    broker = _broker(url)
     async with broker:
         assert await broker.prune() == 25
         assert await broker.stats() == []

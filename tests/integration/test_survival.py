@@ -12,12 +12,13 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aioredis
 
-from pigeon import App, JobState
+from pigeon import App, JobHandle, JobState, Task
 from tests.conftest import server_url, with_namespace
 from tests.helpers import eventually
 from tests.integration.test_postgres import terminate
@@ -63,7 +64,13 @@ async def test_worker_survives_cut_connections(
         await asyncio.sleep(0.005)
         return i
 
-    config = {"poll": 0.05, "heartbeat": 0.2, "lease": 3.0, "recover_every": 0.3, "dead_after": 2.0}
+    config: dict[str, Any] = {
+        "poll": 0.05,
+        "heartbeat": 0.2,
+        "lease": 3.0,
+        "recover_every": 0.3,
+        "dead_after": 2.0,
+    }
     try:
         async with app.worker(concurrency=20, **config):
             handles = []
@@ -82,14 +89,18 @@ async def test_worker_survives_cut_connections(
         await app.aclose()
 
 
-async def _send_with_retries(app: App, task: object, numbers: range | list[int]) -> list[object]:
+async def _send_with_retries(
+    app: App, task: Task[[int], int], numbers: range | list[int]
+) -> list[JobHandle[int]]:
     """A producer whose connection was just cut retries, as a caller of any queue would."""
     from pigeon import BrokerError
 
-    async def attempt() -> list[object] | None:
+    async def attempt() -> list[JobHandle[int]] | None:
         try:
-            return await task.asend_many([(n,) for n in numbers])  # type: ignore[attr-defined, no-any-return]
+            return await task.asend_many([(n,) for n in numbers])
         except BrokerError:
             return None
 
-    return await eventually(attempt, lambda r: r is not None, what="an enqueue after the cut")  # type: ignore[return-value]
+    sent = await eventually(attempt, lambda r: r is not None, what="an enqueue after the cut")
+    assert sent is not None
+    return sent

@@ -77,7 +77,7 @@ def test_freeze_is_deep() -> None:
     assert frozen["a"] == (1, MappingProxyType({"b": (2,)}))
     assert frozen["s"] == frozenset({3})
     with pytest.raises(TypeError):
-        frozen["a"][1]["b"] = 1  # type: ignore[index]
+        frozen["a"][1]["b"] = 1
 
 
 def test_struct_arguments() -> None:
@@ -98,7 +98,8 @@ def test_undecodable_payload_is_a_decode_error() -> None:
 
 
 def test_typed_result() -> None:
-    def f() -> datetime: ...
+    def f() -> datetime:
+        raise NotImplementedError
 
     when = datetime(2026, 1, 1, tzinfo=UTC)
     assert ArgCodec(f).decode_result(msgspec.json.encode(when)) == when

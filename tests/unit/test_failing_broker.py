@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections import Counter
 from typing import Any, cast
 
@@ -47,11 +49,13 @@ class FailingApp(App):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.wrapper: FailingFirst | None = None
+        create = self.client.create_broker
 
-    async def connection(self) -> Broker:
-        if self.wrapper is None:
-            self.wrapper = FailingFirst(await super().connection())
-        return cast(Broker, self.wrapper)
+        def failing() -> Broker:  # the broker behind the seam, as a real one would fail
+            self.wrapper = FailingFirst(create())
+            return cast(Broker, self.wrapper)
+
+        self.client.create_broker = failing  # type: ignore[method-assign]
 
 
 async def test_every_worker_loop_survives_a_failing_broker_call(caplog: pytest.LogCaptureFixture) -> None:
@@ -61,7 +65,13 @@ async def test_every_worker_loop_survives_a_failing_broker_call(caplog: pytest.L
     async def double(n: int) -> int:
         return n * 2
 
-    fast = {"poll": 0.02, "heartbeat": 0.02, "recover_every": 0.02, "prune_every": 0.02, "lease": 30.0}
+    fast: dict[str, Any] = {
+        "poll": 0.02,
+        "heartbeat": 0.02,
+        "recover_every": 0.02,
+        "prune_every": 0.02,
+        "lease": 30.0,
+    }
     with caplog.at_level(logging.WARNING, logger="pigeon"):
         async with app.worker(**fast, dead_after=30.0) as worker:
             handles = [await double.asend(i) for i in range(10)]
@@ -79,3 +89,55 @@ async def test_every_worker_loop_survives_a_failing_broker_call(caplog: pytest.L
 
 async def _completed(wrapper: FailingFirst) -> bool:
     return all(wrapper.failed[name] == 2 for name in FAILURES)
+
+
+class SettlesNeverLand:
+    """A real broker whose settles all fail, as on a full disk."""
+
+    def __init__(self, inner: Broker) -> None:
+        self.inner = inner
+        self.failed = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def settle(self, outcomes: Any) -> Any:
+        self.failed += 1
+        raise OSError("No space left on device")
+
+
+async def test_a_worker_stops_within_its_margin_when_nothing_can_be_settled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App("memory://")
+    wrappers: list[SettlesNeverLand] = []
+    create = app.client.create_broker
+
+    def failing() -> Broker:
+        wrappers.append(SettlesNeverLand(create()))
+        return cast(Broker, wrappers[-1])
+
+    app.client.create_broker = failing  # type: ignore[method-assign]
+    ran = asyncio.Event()
+
+    @app.task
+    async def noop() -> None:
+        ran.set()
+
+    grace = 1.0
+    worker = app.make_worker(grace=grace, poll=0.02, heartbeat=0.05, lease=30.0)
+    run = asyncio.create_task(worker.run(install_signals=False))
+    await noop.asend()
+    await asyncio.wait_for(ran.wait(), 10)
+    await eventually(lambda: _settle_failed(wrappers), what="a settle failed")
+    stopping = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="pigeon"):
+        worker.stop()
+        await asyncio.wait_for(run, 10)  # before: the settler retried for ever
+    assert time.monotonic() - stopping < grace + 2
+    assert "stopping with 1 outcomes unsettled" in caplog.text
+    await app.aclose()
+
+
+async def _settle_failed(wrappers: list[SettlesNeverLand]) -> bool:
+    return bool(wrappers) and wrappers[-1].failed > 0

@@ -12,6 +12,7 @@ from pigeon.errors import Retry
 from pigeon.hooks import JobHook
 from pigeon.job import Job
 from pigeon.testing import drain
+from tests.helpers import make_job
 
 current = contextvars.ContextVar[str]("current", default="")
 
@@ -108,4 +109,19 @@ def test_a_requested_retry_is_not_a_failure() -> None:
     drain(app)
     names = [c[0] for c in recorder.calls[:3]]
     assert names == ["start", "retry", "start"]
+    app.close()
+
+
+def test_an_undecodable_job_reports_its_decode_error() -> None:
+    app, recorder, _ = make_app()
+
+    @app.task
+    def typed(n: int) -> None:
+        pass
+
+    app.enqueue([make_job(typed.name, payload=b'{"n": "not a number"}')])
+    drain(app)
+    (start, failure, dead) = recorder.calls
+    assert (start[0], failure[0], dead[0]) == ("start", "failure", "dead")
+    assert failure[3] != "" and failure[3] == dead[3]  # the exception itself, not None
     app.close()

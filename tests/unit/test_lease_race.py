@@ -66,11 +66,13 @@ class ChoreographedApp(App):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.broker: Choreography | None = None
+        create = self.client.create_broker
 
-    async def connection(self) -> Broker:
-        if self.broker is None:
-            self.broker = Choreography(await super().connection())
-        return cast(Broker, self.broker)
+        def choreographed() -> Broker:  # the broker behind the seam
+            self.broker = Choreography(create())
+            return cast(Broker, self.broker)
+
+        self.client.create_broker = choreographed  # type: ignore[method-assign]
 
 
 async def test_old_claims_lease_lost_answer_spares_the_new_claim() -> None:
@@ -82,10 +84,17 @@ async def test_old_claims_lease_lost_answer_spares_the_new_claim() -> None:
         runs.append(n)
         return len(runs)
 
-    config = {"poll": 0.02, "heartbeat": 0.02, "lease": 0.3, "recover_every": 3600.0, "dead_after": 3600.0}
+    config: dict[str, Any] = {
+        "poll": 0.02,
+        "heartbeat": 0.02,
+        "lease": 0.3,
+        "recover_every": 3600.0,
+        "dead_after": 3600.0,
+    }
     async with app.worker(**config, concurrency=4):
-        broker = await app.connection()
-        chor = cast(Choreography, broker)
+        await app.connection()
+        chor = app.broker
+        assert chor is not None
         handle = await count.asend(1)
         chor.job_id = handle.id
         await chor.first_claimed.wait()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TypeVar
 
 import pytest
 
 from pigeon import App, ConfigurationError
 from tests.helpers import eventually
 
+T = TypeVar("T")
 
-async def _value(x: object) -> object:
+
+async def _value(x: T) -> T:
     return x
 
 
@@ -34,7 +37,7 @@ async def test_crashing_service_restarts_and_others_keep_running() -> None:
 
     app.service_group(steady, ["door-1", "door-2"])
     async with app.worker(poll=0.05) as worker:
-        await eventually(lambda: _value(runs["crashy"]), lambda n: n >= 4, what="crashy restarted")  # type: ignore[arg-type, return-value]
+        await eventually(lambda: _value(runs["crashy"]), lambda n: n >= 4, what="crashy restarted")
         assert runs["steady"] == 2
         by_label = {label.rsplit(".", 1)[-1]: st for label, st in worker.services.items()}
         assert by_label["crashy"].crashes >= 3
@@ -59,7 +62,7 @@ async def test_restart_never_and_on_failure() -> None:
     async with app.worker(poll=0.05) as worker:
         await eventually(
             lambda: _value(worker.services),
-            lambda s: len(s) == 2 and not any(st.running for st in s.values()),  # type: ignore[attr-defined]
+            lambda s: len(s) == 2 and not any(st.running for st in s.values()),
             what="both services ended",
         )
     assert runs == {"never": 1, "done": 1}
@@ -68,4 +71,4 @@ async def test_restart_never_and_on_failure() -> None:
 def test_a_service_is_async() -> None:
     app = App("memory://")
     with pytest.raises(ConfigurationError):
-        app.service(lambda: None)
+        app.service(lambda: None)  # type: ignore[arg-type, return-value]

@@ -13,6 +13,7 @@ a working broker.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import threading
 from collections.abc import Sequence
@@ -21,32 +22,61 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol, Self, runtime_checkable
 from urllib.parse import urlsplit
 
+from pigeon.brokers.inspection import Inspecting as Inspecting  # the optional protocol, defined there
 from pigeon.errors import ConfigurationError
-from pigeon.job import Claim, Job, JobRecord, JobState, Outcome, QueueStats, WorkerInfo
+from pigeon.job import Claim, Job, JobRecord, Outcome, WorkerInfo
 
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a broker can do. The first four map onto django.tasks' ``supports_*``."""
+    """What a broker can do. The first four map onto django.tasks' ``supports_*``.
+
+    A broker declares the first five; the rest follow from the optional
+    protocols it implements (:func:`capabilities_of`), so they cannot disagree.
+    """
 
     defer: bool = True
     priority: bool = True
     get_result: bool = True
     async_task: bool = True
-    inspect: bool = True
-    """List jobs, count them by state, cancel and requeue by id."""
     cross_process: bool = True
     """Producers and workers may live in different processes."""
+    inspect: bool = False
+    """Find, count and tidy jobs, list workers, pause queues (:class:`Inspecting`)."""
+    limits: bool = False
+    """Rate limits shared by every worker (:class:`Limiting`)."""
+    progress: bool = False
+    """Running jobs' progress reports (:class:`Reporting`)."""
     transactional_enqueue: bool = False
-    """Enqueue inside the caller's own database transaction."""
+    """Enqueue inside the caller's own database transaction (:class:`TransactionalBroker`)."""
 
 
 @runtime_checkable
 class Broker(Protocol):
-    """The broker protocol. All times are Unix seconds (float)."""
+    """The core broker protocol: the hot path and its upkeep. All times are Unix seconds.
+
+    Ten methods: ``from_url``, ``enqueue``, ``claim``, ``settle``, ``heartbeat``,
+    ``wait``, ``recover``, ``prune``, ``get``, ``cancel`` (and ``async with``).
+    What else a broker can do it says by implementing :class:`Inspecting`,
+    :class:`Limiting`, :class:`Reporting`, :class:`Migrating` or
+    :class:`TransactionalBroker`; callers reach a broker through the seam, which
+    raises :class:`~pigeon.errors.UnsupportedFeature` for what it lacks.
+    """
 
     capabilities: Capabilities
     url: str
+
+    @classmethod
+    def from_url(cls, url: str, shared: dict[str, Any]) -> Self:
+        """A new, unopened broker for ``url``.
+
+        ``shared`` is per-app state a broker may keep across the instances the app
+        opens on different event loops (the memory broker keeps its store there).
+
+        Raises:
+            ConfigurationError: the URL is malformed for this broker.
+        """
+        ...
 
     async def __aenter__(self) -> Self: ...
 
@@ -81,7 +111,8 @@ class Broker(Protocol):
     ) -> list[str]:
         """Register the worker as alive now and extend its ``(job_id, token)`` leases.
 
-        Returns the ids of jobs the worker no longer owns.
+        A worker registers with its first heartbeat (no leases). Returns the ids
+        of jobs the worker no longer owns.
         """
         ...
 
@@ -107,21 +138,6 @@ class Broker(Protocol):
         """The job's record, or None if unknown or pruned."""
         ...
 
-    async def list_jobs(
-        self,
-        *,
-        queue: str | None = None,
-        state: JobState | None = None,
-        task: str | None = None,
-        limit: int = 100,
-    ) -> list[JobRecord]:
-        """Jobs, newest first."""
-        ...
-
-    async def stats(self) -> list[QueueStats]:
-        """Counts by state for every queue that has jobs."""
-        ...
-
     async def cancel(self, job_id: str, expires_at: float) -> bool:
         """QUEUED/SCHEDULED/RUNNING → CANCELLED. False if the job is final or unknown.
 
@@ -130,17 +146,10 @@ class Broker(Protocol):
         """
         ...
 
-    async def requeue(self, job_id: str) -> bool:
-        """FAILED/CANCELLED → QUEUED with attempts reset. False otherwise."""
-        ...
 
-    async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
-        """Delete jobs in ``states`` (all final states when empty); return how many."""
-        ...
-
-    async def progress(self, job_id: str, token: str, data: bytes) -> bool:
-        """Store a running job's latest progress report; False if the token no longer owns it."""
-        ...
+@runtime_checkable
+class Limiting(Protocol):
+    """Flow control shared by every worker of the broker."""
 
     async def take(self, key: str, rate: float, burst: float) -> float:
         """Take one token from the bucket ``key`` (refilled at ``rate``/s, holding at most ``burst``).
@@ -150,27 +159,32 @@ class Broker(Protocol):
         """
         ...
 
-    async def migrate(self) -> list[str]:
-        """Create or upgrade the broker's schema, where it has one; return the steps applied.
 
-        Needs no open connection. Brokers without a schema return ``[]``.
-        """
+@runtime_checkable
+class Reporting(Protocol):
+    """Progress reports of running jobs."""
+
+    async def progress(self, job_id: str, token: str, data: bytes) -> bool:
+        """Store a running job's latest progress report; False if the token no longer owns it."""
         ...
-
-    async def register_worker(self, info: WorkerInfo) -> None: ...
-
-    async def unregister_worker(self, worker_id: str) -> None: ...
-
-    async def workers(self) -> list[WorkerInfo]: ...
 
 
 @runtime_checkable
-class TransactionalBroker(Broker, Protocol):
+class Migrating(Protocol):
+    """A broker with a schema to create or upgrade."""
+
+    async def migrate(self) -> list[str]:
+        """Create or upgrade the broker's schema; return the steps applied. Needs no open connection."""
+        ...
+
+
+@runtime_checkable
+class TransactionalBroker(Protocol):
     """A broker that can write jobs with the caller's own database connection.
 
     The jobs are part of the caller's transaction: invisible to workers until it
     commits, gone if it rolls back (the outbox pattern). The broker instance
-    need not be open. Declared by ``capabilities.transactional_enqueue``.
+    need not be open.
     """
 
     def enqueue_in_sync(self, connection: Any, jobs: Sequence[Job]) -> list[str]:
@@ -180,6 +194,17 @@ class TransactionalBroker(Broker, Protocol):
     async def enqueue_in(self, connection: Any, jobs: Sequence[Job]) -> list[str]:
         """:meth:`Broker.enqueue` on the caller's (sync or async) connection, in its transaction."""
         ...
+
+
+def capabilities_of(broker: Broker) -> Capabilities:
+    """The broker's declared capabilities, completed with the optional protocols it implements."""
+    return dataclasses.replace(
+        broker.capabilities,
+        inspect=isinstance(broker, Inspecting),
+        limits=isinstance(broker, Limiting),
+        progress=isinstance(broker, Reporting),
+        transactional_enqueue=isinstance(broker, TransactionalBroker),
+    )
 
 
 class BrokerBase:
@@ -193,10 +218,6 @@ class BrokerBase:
 
     async def open(self) -> None:
         """Connect; create what is missing."""
-
-    async def migrate(self) -> list[str]:
-        """Create or upgrade what the broker stores (tables, schemas); return what was applied."""
-        return []
 
     async def close(self) -> None:
         """Release connections."""
@@ -260,7 +281,7 @@ _EXTRAS = {
 """The pyproject extra that installs each scheme's driver (pip ignores an unknown extra silently)."""
 
 
-def broker_class(url: str) -> Any:
+def broker_class(url: str) -> type[Broker]:
     """The broker class for a URL's scheme, imported lazily.
 
     Third-party brokers register under the ``pigeon.brokers`` entry-point group.
@@ -275,10 +296,12 @@ def broker_class(url: str) -> Any:
         if not found:
             known = ", ".join(sorted(_BUILTIN))
             raise ConfigurationError(f"unknown broker URL scheme {scheme!r} in {url!r} (known: {known})")
-        return found[0].load()
+        loaded: type[Broker] = found[0].load()
+        return loaded
     module, _, name = target.partition(":")
     try:
-        return getattr(importlib.import_module(module), name)
+        cls: type[Broker] = getattr(importlib.import_module(module), name)
+        return cls
     except ImportError as exc:
         raise ConfigurationError(
             f"the {scheme} broker needs an extra: pip install 'pigeon[{_EXTRAS.get(scheme, scheme)}]' ({exc})"
@@ -291,5 +314,4 @@ def create_broker(url: str, shared: dict[str, Any]) -> Broker:
     ``shared`` is per-app state a broker may keep across the instances the app
     opens on different event loops (the memory broker keeps its store there).
     """
-    broker: Broker = broker_class(url).from_url(url, shared)
-    return broker
+    return broker_class(url).from_url(url, shared)

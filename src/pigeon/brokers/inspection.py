@@ -28,7 +28,7 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
-from pigeon.job import Job, JobRecord, JobState
+from pigeon.job import Job, JobRecord, JobState, QueueStats, WorkerInfo
 
 
 class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
@@ -110,8 +110,43 @@ def parse_args_search(text: str) -> tuple[tuple[str, str], ...]:
 
 
 @runtime_checkable
-class InspectionBroker(Protocol):
-    """The optional inspection protocol (declared by ``capabilities.inspect``)."""
+class Inspecting(Protocol):
+    """The optional inspection protocol: looking at and tidying a broker's jobs, workers and queues.
+
+    ``pigeon status|jobs|workers|queues``, the dashboard and metrics read through it;
+    a broker implementing it has ``capabilities.inspect`` (derived, not declared).
+    """
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        """Jobs, newest first."""
+        ...
+
+    async def stats(self) -> list[QueueStats]:
+        """Counts by state for every queue that has jobs."""
+        ...
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The workers registered by their heartbeats and not yet gone."""
+        ...
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        """Forget a worker that stopped (so ``workers()`` no longer lists it)."""
+        ...
+
+    async def requeue(self, job_id: str) -> bool:
+        """FAILED/CANCELLED → QUEUED with attempts reset. False otherwise."""
+        ...
+
+    async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
+        """Delete jobs in ``states`` (all final states when empty); return how many."""
+        ...
 
     async def find_jobs(
         self, where: JobFilter, *, limit: int = 50, before: str | None = None
@@ -147,6 +182,10 @@ class InspectionBroker(Protocol):
         ...
 
 
+InspectionBroker = Inspecting
+"""The name the dashboard and the on-call CLI first knew :class:`Inspecting` by."""
+
+
 class BulkAction(enum.StrEnum):
     """What an operator does to every job a filter matches."""
 
@@ -165,7 +204,7 @@ async def apply_bulk(broker: object, where: JobFilter, action: BulkAction, *, ex
     """Apply ``action`` to every job matching ``where``; return how many it changed.
 
     ``broker`` is a :class:`~pigeon.brokers.base.Broker` that also implements
-    :class:`InspectionBroker`. ``expires_at`` is when a job cancelled here is pruned.
+    :class:`Inspecting`. ``expires_at`` is when a job cancelled here is pruned.
     """
     inspect = as_inspection(broker)
     done = 0
@@ -183,7 +222,7 @@ async def apply_bulk(broker: object, where: JobFilter, action: BulkAction, *, ex
         else:
             for job_id in ids:
                 if action is BulkAction.RETRY:
-                    done += await broker.requeue(job_id)  # type: ignore[attr-defined]
+                    done += await inspect.requeue(job_id)
                 else:
                     done += await broker.cancel(job_id, expires_at)  # type: ignore[attr-defined]
         if len(page) < _PAGE:
@@ -193,13 +232,13 @@ async def apply_bulk(broker: object, where: JobFilter, action: BulkAction, *, ex
         before = ids[-1]
 
 
-def as_inspection(broker: object) -> InspectionBroker:
-    """``broker`` as an :class:`InspectionBroker`.
+def as_inspection(broker: object) -> Inspecting:
+    """``broker`` as an :class:`Inspecting` broker.
 
     Raises:
         ConfigurationError: the broker does not implement the inspection protocol.
     """
-    if not isinstance(broker, InspectionBroker):
+    if not isinstance(broker, Inspecting):
         from pigeon.errors import ConfigurationError
 
         raise ConfigurationError(f"the broker {type(broker).__name__} does not support inspection")

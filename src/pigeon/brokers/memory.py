@@ -29,10 +29,11 @@ from pigeon.job import (
     JobRecord,
     JobState,
     Outcome,
-    OutcomeKind,
     QueueStats,
     WorkerInfo,
 )
+from pigeon.policy import recovered
+from pigeon.transitions import Transition, arriving, settled
 
 
 @dataclass(slots=True)
@@ -163,8 +164,9 @@ class MemoryBroker(BrokerBase):
                 self._s.rows[job.id] = row
                 if key is not None:
                     self._s.unique[key] = job.id
-                if job.run_at is not None and job.run_at > now:
-                    self._schedule(row, job.run_at)
+                state, run_at = arriving(job, now)
+                if state is JobState.SCHEDULED:
+                    self._schedule(row, run_at)
                 else:
                     self._push_ready(row)
                 ids.append(job.id)
@@ -209,31 +211,31 @@ class MemoryBroker(BrokerBase):
     async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
         done: list[bool] = []
         with self._s.lock:
+            now = time.time()
             for o in outcomes:
                 row = self._owned(o.job_id, o.token)
                 done.append(row is not None)
-                if row is None:
-                    continue
-                if o.kind is OutcomeKind.COMPLETE:
-                    row.result = o.result
-                    row.error = None
-                    self._finish(row, JobState.SUCCEEDED, o.expires_at)
-                elif o.kind is OutcomeKind.FAIL:
-                    row.failed_with(o.error)
-                    self._finish(row, JobState.FAILED, o.expires_at)
-                else:
-                    row.token = None
-                    row.lease_until = None
-                    if o.kind in (OutcomeKind.RELEASE, OutcomeKind.DEFER):
-                        row.attempts -= 1
-                    else:
-                        row.failed_with(o.error)
-                    run_at = o.run_at or 0.0
-                    if run_at > time.time():
-                        self._schedule(row, run_at)
-                    else:
-                        self._push_ready(row)
+                if row is not None:
+                    self._apply(row, settled(o, now), o.error)
         return done
+
+    def _apply(self, row: _Row, t: Transition, error: ErrorInfo | None) -> None:
+        """A transition's fields on a row (the error kept as the outcome's ErrorInfo, not encoded)."""
+        if not t.keep_error:
+            row.failed_with(error)
+        if t.release:
+            row.attempts -= 1
+        if t.state is JobState.SUCCEEDED:
+            row.result = t.result
+        if t.finished_at is not None:
+            self._finish(row, t.state, t.expires_at)
+            return
+        row.token = None
+        row.lease_until = None
+        if t.state is JobState.SCHEDULED and t.run_at is not None:
+            self._schedule(row, t.run_at)
+        else:
+            self._push_ready(row)
 
     async def heartbeat(
         self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float
@@ -268,13 +270,9 @@ class MemoryBroker(BrokerBase):
                 if not expired and row.worker_id not in self._s.workers and row.lease_until is not None:
                     continue  # an unregistered claimer: only its lease can tell
                 count += 1
-                row.token = None
-                row.lease_until = None
-                row.failed_with(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
-                if row.attempts >= row.job.max_attempts:
-                    self._finish(row, JobState.FAILED, expires_at)
-                else:
-                    self._push_ready(row)
+                assert row.token is not None  # RUNNING: claimed under a token
+                outcome = recovered(Claim(row.job, row.token, row.attempts), now, expires_at)
+                self._apply(row, settled(outcome, now), outcome.error)
             for wid in [w for w in self._s.workers if w not in alive]:
                 del self._s.workers[wid]
         return count
@@ -380,10 +378,6 @@ class MemoryBroker(BrokerBase):
                 return 0.0
             self._s.buckets[key] = (tokens, now)
             return (1 - tokens) / rate
-
-    async def register_worker(self, info: WorkerInfo) -> None:
-        with self._s.lock:
-            self._s.workers[info.id] = info
 
     async def unregister_worker(self, worker_id: str) -> None:
         with self._s.lock:

@@ -43,44 +43,46 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import heapq
 import itertools
-import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import AsyncGenerator, Iterator, Sequence
-from importlib.resources import files
+from collections.abc import Iterator, Sequence
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pigeon.brokers.base import BrokerBase, Capabilities
-from pigeon.brokers.inspection import JobFilter
+from pigeon.brokers.redis_connect import check_eviction, cluster_nodes, new_client
+from pigeon.brokers.redis_data import (
+    FIELDS,
+    record,
+    script_source,
+    settle_args,
+    text,
+    time_arg,
+    worker_decoder,
+)
+from pigeon.brokers.redis_inspect import RedisInspection
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
-    ErrorInfo,
     Job,
     JobRecord,
     JobState,
     Outcome,
     QueueStats,
     WorkerInfo,
-    decode_stored,
     stored_claim,
 )
-
-log = logging.getLogger("pigeon.broker.redis")
+from pigeon.transitions import LOST_ERROR, settled
 
 _SCRIPTS = (
     "enqueue",
@@ -98,31 +100,10 @@ _SCRIPTS = (
     "take",
 )
 _CHUNK = 1000
-_SCAN_SPAN = 20_000
-"""Most enqueue positions one find script reads (a few milliseconds of the server's time)."""
 """Jobs per script call: long scripts block every other client of the server."""
-_FIELDS = ("env", "state", "att", "res", "err", "errs", "wid", "start", "fin", "lease", "prog")
-_LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost"))
-_error_decoder = msgspec.json.Decoder(ErrorInfo)
-_errors_decoder = msgspec.json.Decoder(tuple[ErrorInfo, ...])
-_worker_decoder = msgspec.json.Decoder(WorkerInfo)
 
 
-@functools.cache
-def _source(name: str) -> str:
-    lua = files("pigeon.brokers.lua")
-    return lua.joinpath("lib.lua").read_text() + lua.joinpath(f"{name}.lua").read_text()
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _time(t: float | None) -> str:
-    return "" if t is None else repr(t)
-
-
-class RedisBroker(BrokerBase):
+class RedisBroker(RedisInspection, BrokerBase):
     """A broker on one Redis server.
 
     Args:
@@ -166,7 +147,7 @@ class RedisBroker(BrokerBase):
             raise ConfigurationError(f"{url!r}: namespace must be a non-empty plain word")
         rest = urlencode([(k, v) for k, v in query if k != "namespace"])
         if parts.scheme.endswith("+cluster"):
-            broker = cls(url, namespace=namespace, cluster=_cluster_nodes(url))
+            broker = cls(url, namespace=namespace, cluster=cluster_nodes(url))
         else:
             broker = cls(urlunsplit(parts._replace(query=rest)), namespace=namespace)
         broker.url = url
@@ -213,7 +194,7 @@ class RedisBroker(BrokerBase):
             with self._translated():
                 if self._cluster:
                     await client.initialize()
-                await self._check_eviction(client)
+                await check_eviction(client, self._where)
         except BaseException:
             await client.aclose()
             raise
@@ -222,38 +203,13 @@ class RedisBroker(BrokerBase):
         # already over, and the job be recovered from a live worker. Calls that set leases go
         # through connections without retries; the worker calls again, with fresh times.
         self._leasing = self._new_client(0)
-        self._scripts = {name: client.register_script(_source(name)) for name in _SCRIPTS}
+        self._scripts = {name: client.register_script(script_source(name)) for name in _SCRIPTS}
 
     def _new_client(self, retries: int) -> Any:
-        """A client (for a cluster, a RedisCluster: the same commands) with ``retries`` retries."""
-        options: dict[str, Any] = {
-            "retry": Retry(ExponentialBackoff(cap=1.0, base=0.02), retries),
-            "socket_connect_timeout": 5.0,
-            "socket_timeout": 30.0,
-            "socket_keepalive": True,
-            "client_name": f"pigeon:{self._prefix[:-1]}",  # CLIENT LIST tells whose connections these are
-        }
         try:
-            if self._cluster:
-                return _cluster_client(self._server, self._cluster, options)
-            return aioredis.Redis.from_url(self._server, **options)
+            return new_client(self._server, self._cluster, retries, f"pigeon:{self._prefix[:-1]}")
         except ValueError as exc:
             raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from exc
-
-    async def _check_eviction(self, client: Any) -> None:
-        try:
-            found = await client.config_get("maxmemory-policy")
-        except ResponseError as exc:  # CONFIG renamed or disabled, as on some hosted services
-            log.warning("cannot read maxmemory-policy (%s); make sure it is noeviction", exc)
-            return
-        # redis-py has decoded this reply to str in some versions and not in others
-        decoded = {_text(k): _text(v) for k, v in dict[Any, Any](found).items()}
-        policy = decoded.get("maxmemory-policy", "noeviction")
-        if policy != "noeviction":
-            raise ConfigurationError(
-                f"Redis ({self._where}) has maxmemory-policy {policy!r}: it may evict jobs under memory "
-                "pressure. Set `maxmemory-policy noeviction` (with CONFIG SET, and in redis.conf)."
-            )
 
     async def close(self) -> None:
         await self._drop_subscription()
@@ -274,7 +230,7 @@ class RedisBroker(BrokerBase):
                 j.priority,
                 j.max_attempts,
                 j.unique_key or "",
-                _time(j.run_at),
+                time_arg(j.run_at),
                 j.encode(),
                 j.limit_key or "",
                 j.limit,
@@ -317,20 +273,9 @@ class RedisBroker(BrokerBase):
         return [stored_claim(jid.decode(), env, token, int(n)) for jid, env, n in triples]
 
     async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        rows = [
-            [
-                o.job_id,
-                o.token,
-                o.kind.value,
-                "0" if o.result is None else "1",
-                o.result or b"",
-                b"" if o.error is None else msgspec.json.encode(o.error),
-                _time(o.run_at),
-                _time(o.expires_at),
-            ]
-            for o in outcomes
-        ]
-        return [bool(n) for n in await self._batched("settle", repr(time.time()), rows)]
+        now = time.time()
+        rows = [settle_args(settled(o, now)) for o in outcomes]
+        return [bool(n) for n in await self._batched("settle", repr(now), rows)]
 
     async def progress(self, job_id: str, token: str, data: bytes) -> bool:
         with self._translated():
@@ -430,7 +375,7 @@ class RedisBroker(BrokerBase):
         now = time.time()
         expires = "" if expires_at is None else repr(expires_at)
         with self._translated():
-            return int(await self._script("recover", repr(now), repr(now - dead_after), _LOST, expires))
+            return int(await self._script("recover", repr(now), repr(now - dead_after), LOST_ERROR, expires))
 
     async def prune(self) -> int:
         total = 0
@@ -447,8 +392,8 @@ class RedisBroker(BrokerBase):
         pipe = self._redis.pipeline(transaction=False)
         for job_id in ids:
             key = self._prefix.encode() + b"job:" + (job_id if isinstance(job_id, bytes) else job_id.encode())
-            pipe.hmget(key, _FIELDS)
-        return [_record(_text(jid), values) for jid, values in zip(ids, await pipe.execute(), strict=True)]
+            pipe.hmget(key, FIELDS)
+        return [record(text(jid), values) for jid, values in zip(ids, await pipe.execute(), strict=True)]
 
     async def get(self, job_id: str) -> JobRecord | None:
         with self._translated():
@@ -526,13 +471,6 @@ class RedisBroker(BrokerBase):
                 if n < _CHUNK:
                     return total
 
-    async def register_worker(self, info: WorkerInfo) -> None:
-        with self._translated():
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.hset(f"{self._prefix}workers", info.id, msgspec.json.encode(info))
-            pipe.zadd(f"{self._prefix}seen", {info.id: time.time()})
-            await pipe.execute()
-
     async def unregister_worker(self, worker_id: str) -> None:
         with self._translated():
             pipe = self._redis.pipeline(transaction=True)
@@ -548,203 +486,6 @@ class RedisBroker(BrokerBase):
             infos, seen = await pipe.execute()
         last = {wid: score for wid, score in seen}
         return [
-            msgspec.structs.replace(_worker_decoder.decode(info), last_seen=last.get(wid, 0.0))
+            msgspec.structs.replace(worker_decoder.decode(info), last_seen=last.get(wid, 0.0))
             for wid, info in sorted(infos.items())
         ]
-
-    # -- inspection (pigeon.brokers.inspection) ------------------------------
-
-    async def _index_keys(self, where: JobFilter) -> list[str]:
-        queues = [where.queue] if where.queue is not None else await self._queues()
-        states = where.states or tuple(JobState)
-        return [f"{self._prefix}idx:{q}:{s.value}" for q in queues for s in states]
-
-    async def find_jobs(
-        self, where: JobFilter, *, limit: int = 50, before: str | None = None
-    ) -> list[JobRecord]:
-        found: list[JobRecord] = []
-        if limit <= 0:
-            return found
-        with self._translated():
-            top: int | None = None
-            if before is not None:
-                seq = await self._redis.hget(f"{self._prefix}job:{before}", "seq")
-                if seq is None:
-                    return found
-                top = int(seq)
-            keys = await self._index_keys(where)
-            if where.beyond_state:
-                async with contextlib.aclosing(self._scan(where, keys, top)) as records:
-                    async for record in records:
-                        found.append(record)
-                        if len(found) == limit:
-                            break
-                return found
-            return await self._newest(where, keys, top, limit)
-
-    async def _newest(
-        self, where: JobFilter, keys: list[str], top: int | None, limit: int
-    ) -> list[JobRecord]:
-        """Pages filtered by queue and state only: the indexes are the answer."""
-        found: list[JobRecord] = []
-        high = "+inf" if top is None else f"({top}"
-        window = limit
-        while True:
-            # The first `window` of the indexes' merge are the newest `window` jobs below `high`.
-            pipe = self._redis.pipeline(transaction=False)
-            for key in keys:
-                pipe.zrevrangebyscore(key, high, "-inf", start=0, num=window, withscores=True)
-            heads = await pipe.execute()
-            merged = list(heapq.merge(*heads, key=lambda pair: -pair[1]))[:window]
-            for r in await self._records([job_id for job_id, _ in merged]):
-                if r is not None and where.matches(r):
-                    found.append(r)
-                    if len(found) == limit:
-                        return found
-            if len(merged) < window:
-                return found
-            high = f"({int(merged[-1][1])}"
-            window = min(window * 4, 5000)
-
-    async def _scan(self, where: JobFilter, keys: list[str], top: int | None) -> AsyncGenerator[JobRecord]:
-        """Every job matching ``where`` below ``top``, newest first (see :meth:`_scan_ids`)."""
-        async for ids in self._scan_ids(where, keys, top):
-            for record in await self._records(ids):
-                if record is not None and where.matches(record):
-                    yield record
-
-    async def _scan_ids(
-        self, where: JobFilter, keys: list[str], top: int | None
-    ) -> AsyncGenerator[list[bytes]]:
-        """The ids of jobs whose task and arguments match, below ``top``, newest first, in batches.
-
-        The enqueue order is read in ranges; a script next to the data checks task and
-        arguments, so only matches come back, and each call reads one range of one index,
-        so no call holds the server for long. The enqueue-time range is left to the caller.
-        """
-        async for replies in self._ranges(where, keys, top, "ids"):
-            found = [
-                (float(seq), job_id)
-                for reply in replies
-                for job_id, seq in zip(reply[::2], reply[1::2], strict=True)
-            ]
-            if found:
-                yield [job_id for _, job_id in sorted(found, reverse=True)]
-
-    async def _ranges(
-        self, where: JobFilter, keys: list[str], top: int | None, mode: str
-    ) -> AsyncGenerator[list[Any]]:
-        """find.lua's replies for each enqueue-order range below ``top``, newest range first."""
-        high = int(await self._redis.get(f"{self._prefix}seq") or 0) + 1 if top is None else top
-        needles = [n for pair in where.needles() for n in pair]
-        span = 1000
-        prefix = len(self._prefix)
-        while True:
-            # Skip to the newest entry left in any of the indexes (a state's jobs may all be old).
-            pipe = self._redis.pipeline(transaction=False)
-            for key in keys:
-                pipe.zrevrangebyscore(key, f"({high}", "-inf", start=0, num=1, withscores=True)
-            heads = [head[0][1] for head in await pipe.execute() if head]
-            if not heads:
-                return
-            high = int(max(heads)) + 1
-            low = max(0, high - span)
-            calls = [(key[prefix:], f"({high}", low, where.task or "", mode, *needles) for key in keys]
-            yield await self._script_each("find", calls)
-            high = low
-            span = min(span * 2, _SCAN_SPAN)
-
-    async def count_jobs(self, where: JobFilter) -> int:
-        with self._translated():
-            keys = await self._index_keys(where)
-            if not where.beyond_state:
-                pipe = self._redis.pipeline(transaction=False)
-                for key in keys:
-                    pipe.zcard(key)
-                return int(sum(await pipe.execute()))
-            # No index by task, time or argument: the matching indexes are read through.
-            if where.since is None and where.until is None:  # the script's answer is the count
-                return sum([sum(map(int, r)) async for r in self._ranges(where, keys, None, "count")])
-            return sum([1 async for _ in self._scan(where, keys, None)])
-
-    async def delete_jobs(self, job_ids: Sequence[str]) -> int:
-        total = 0
-        with self._translated():
-            for i in range(0, len(job_ids), _CHUNK):
-                total += int(await self._script("delete", *job_ids[i : i + _CHUNK]))
-        return total
-
-    async def oldest_ready(self) -> dict[str, float]:
-        with self._translated():
-            queues = await self._queues()
-            pipe = self._redis.pipeline(transaction=False)
-            for q in queues:
-                pipe.zrange(f"{self._prefix}idx:{q}:queued", 0, 0)
-            heads = await pipe.execute()
-            found = [(q, head[0]) for q, head in zip(queues, heads, strict=True) if head]
-            records = await self._records([job_id for _, job_id in found])
-        return {q: r.job.enqueued_at for (q, _), r in zip(found, records, strict=True) if r is not None}
-
-    async def pause_queue(self, queue: str) -> None:
-        with self._translated():
-            await self._redis.sadd(f"{self._prefix}paused", queue)
-
-    async def resume_queue(self, queue: str) -> None:
-        with self._translated():
-            await self._redis.srem(f"{self._prefix}paused", queue)
-            # Idle workers wait on the wake channel: a resumed queue with jobs wakes them.
-            await self._redis.publish(f"{self._prefix}wake:{queue}", "")
-
-    async def paused_queues(self) -> list[str]:
-        with self._translated():
-            members = await self._redis.smembers(f"{self._prefix}paused")
-        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
-
-
-def _record(job_id: str, values: list[bytes | None]) -> JobRecord | None:
-    env, state, attempts, result, error, errors, worker_id, started, finished, lease, progress = values
-    if env is None or state is None:
-        return None
-    job, malformed = decode_stored(job_id, env)
-    return JobRecord(
-        job=job,
-        raw=None if malformed is None else env,
-        state=JobState(state.decode()),
-        attempts=int(attempts or 0),
-        result=result,
-        error=None if error is None else _error_decoder.decode(error),
-        errors=() if errors is None else _errors_decoder.decode(errors),
-        worker_id=None if worker_id is None else worker_id.decode(),
-        started_at=None if started is None else float(started),
-        finished_at=None if finished is None else float(finished),
-        lease_until=None if lease is None else float(lease),
-        progress=progress,
-    )
-
-
-def _cluster_nodes(url: str) -> list[tuple[str, int]]:
-    """The ``host:port`` pairs of a ``redis+cluster://h1:p1,h2:p2/`` URL."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    nodes: list[tuple[str, int]] = []
-    for item in netloc.split(","):
-        host, _, port = item.strip().rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigurationError(f"{url!r}: name the cluster's nodes as host:port,host:port")
-        nodes.append((host.strip("[]"), int(port)))
-    if parts.path not in ("", "/", "/0"):
-        raise ConfigurationError(f"{url!r}: Redis Cluster has database 0 only")
-    return nodes
-
-
-def _cluster_client(url: str, nodes: list[tuple[str, int]], options: dict[str, Any]) -> Any:
-    from redis.asyncio.cluster import ClusterNode, RedisCluster
-
-    parts = urlsplit(url)
-    return RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in nodes],
-        username=parts.username,
-        password=parts.password,
-        ssl=parts.scheme.startswith("rediss"),
-        **options,
-    )

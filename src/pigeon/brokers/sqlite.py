@@ -27,20 +27,19 @@ import msgspec
 
 from pigeon.brokers.base import BrokerBase, Capabilities
 from pigeon.brokers.inspection import JobFilter
-from pigeon.brokers.sql import filter_clause, find_sql, migrations, queries, record_from_row
+from pigeon.brokers.sql import SqlReads, filter_clause, find_sql, migrations, queries, record_from_row
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
-    ErrorInfo,
     Job,
     JobRecord,
     JobState,
     Outcome,
-    OutcomeKind,
-    QueueStats,
     WorkerInfo,
     stored_claim,
 )
+from pigeon.policy import recovered
+from pigeon.transitions import Transition, arriving, settled
 
 T = TypeVar("T")
 
@@ -48,14 +47,12 @@ _PRUNE_BATCH = 5000
 """Jobs one prune statement deletes, each its own short write transaction."""
 _WATCH_EVERY = 0.004
 # Errors are stored as text: SQLite's json() refuses a BLOB (or, from 3.45, reads it as JSONB).
-_LOST = msgspec.json.encode(ErrorInfo("pigeon.WorkerLost", "the worker running this job was lost")).decode()
-_worker_decoder = msgspec.json.Decoder(WorkerInfo)
 
 
-class SqliteBroker(BrokerBase):
+class SqliteBroker(SqlReads, BrokerBase):
     """The embedded broker: a SQLite file in WAL mode."""
 
-    capabilities = Capabilities(transactional_enqueue=True)
+    capabilities = Capabilities()
 
     def __init__(self, path: str, *, busy_timeout: float = 10.0) -> None:
         self.path = path
@@ -231,23 +228,7 @@ class SqliteBroker(BrokerBase):
             now = time.time()
             done = []
             for o in outcomes:
-                err = None if o.error is None else msgspec.json.encode(o.error).decode()
-                key = {"id": o.job_id, "token": o.token, "error": err}
-                if o.kind is OutcomeKind.COMPLETE:
-                    cur = db.execute(q["complete"], (o.result, now, o.expires_at, o.job_id, o.token))
-                elif o.kind is OutcomeKind.FAIL:
-                    cur = db.execute(q["fail"], {**key, "now": now, "expires_at": o.expires_at})
-                elif o.kind is OutcomeKind.RETRY:
-                    run_at = o.run_at or now
-                    state = "scheduled" if run_at > now else "queued"
-                    cur = db.execute(q["retry"], {**key, "state": state, "run_at": run_at})
-                elif o.kind is OutcomeKind.DEFER:
-                    run_at = o.run_at or now
-                    state = "scheduled" if run_at > now else "queued"
-                    cur = db.execute(q["defer"], (state, run_at, o.job_id, o.token))
-                else:
-                    cur = db.execute(q["release"], (o.job_id, o.token))
-                done.append(cur.rowcount == 1)
+                done.append(db.execute(q["settle"], _settle_params(settled(o, now))).rowcount == 1)
             return done
 
         return await self._run(self._write, settle)
@@ -285,12 +266,9 @@ class SqliteBroker(BrokerBase):
         def recover(db: sqlite3.Connection) -> int:
             now = time.time()
             rows = db.execute(q["recoverable"], (now, now - dead_after)).fetchall()
-            for job_id, attempts, max_attempts in rows:
-                lost = {"id": job_id, "error": _LOST}
-                if attempts >= max_attempts:
-                    db.execute(q["recover_fail"], {**lost, "now": now, "expires_at": expires_at})
-                else:
-                    db.execute(q["recover_requeue"], lost)
+            for envelope, token, attempts in rows:  # in this write transaction: atomic
+                outcome = recovered(Claim(Job.decode(envelope), token, attempts), now, expires_at)
+                db.execute(q["settle"], _settle_params(settled(outcome, now)))
             db.execute(q["forget_silent_workers"], (now - dead_after,))
             return len(rows)
 
@@ -312,31 +290,8 @@ class SqliteBroker(BrokerBase):
         assert self._db is not None
         return self._db.execute(sql, params).fetchall()
 
-    async def get(self, job_id: str) -> JobRecord | None:
-        rows = await self._run(self._read, self._q["get"], (job_id,))
-        return record_from_row(rows[0]) if rows else None
-
-    async def list_jobs(
-        self,
-        *,
-        queue: str | None = None,
-        state: JobState | None = None,
-        task: str | None = None,
-        limit: int = 100,
-    ) -> list[JobRecord]:
-        params = {
-            "queue": queue,
-            "state": None if state is None else state.value,
-            "task": task,
-            "limit": limit,
-        }
-        return [record_from_row(r) for r in await self._run(self._read, self._q["list"], params)]
-
-    async def stats(self) -> list[QueueStats]:
-        counts: dict[str, dict[str, int]] = {}
-        for queue, state, n in await self._run(self._read, self._q["stats"], ()):
-            counts.setdefault(queue, {})[state] = n
-        return [QueueStats(q, c) for q, c in counts.items()]
+    async def _select(self, name: str, params: dict[str, Any]) -> list[Any]:
+        return await self._run(self._read, self._q[name], params)
 
     async def cancel(self, job_id: str, expires_at: float) -> bool:
         def cancel(db: sqlite3.Connection) -> bool:
@@ -375,16 +330,8 @@ class SqliteBroker(BrokerBase):
 
         return await self._run(self._write, take)
 
-    async def register_worker(self, info: WorkerInfo) -> None:
-        row = (info.id, msgspec.json.encode(info), time.time())
-        await self._run(self._write, lambda db: db.execute(self._q["upsert_worker"], row))
-
     async def unregister_worker(self, worker_id: str) -> None:
         await self._run(self._write, lambda db: db.execute(self._q["delete_worker"], (worker_id,)))
-
-    async def workers(self) -> list[WorkerInfo]:
-        rows = await self._run(self._read, self._q["workers"], ())
-        return [msgspec.structs.replace(_worker_decoder.decode(info), last_seen=seen) for info, seen in rows]
 
     # -- inspection (pigeon.brokers.inspection) ------------------------------
 
@@ -425,6 +372,17 @@ class SqliteBroker(BrokerBase):
         return [q for (q,) in await self._run(self._read, self._q["paused"], ())]
 
 
+def _settle_params(t: Transition) -> tuple[Any, ...]:
+    error = None if t.error is None else t.error.decode()
+    row = (t.job_id, t.token, t.state.value, t.result, error, t.keep_error, int(t.release), t.run_at)
+    return (*row, t.finished_at, t.expires_at)
+
+
+def _arrival(j: Job, now: float) -> tuple[Any, ...]:
+    state, run_at = arriving(j, now)
+    return (state.value, j.encode(), j.max_attempts, j.unique_key, run_at)
+
+
 def _rows(jobs: Sequence[Job]) -> list[tuple[Any, ...]]:
     now = time.time()
     return [
@@ -433,11 +391,7 @@ def _rows(jobs: Sequence[Job]) -> list[tuple[Any, ...]]:
             j.task,
             j.queue,
             j.priority,
-            "scheduled" if j.run_at is not None and j.run_at > now else "queued",
-            j.encode(),
-            j.max_attempts,
-            j.unique_key,
-            j.run_at if j.run_at is not None else now,
+            *_arrival(j, now),
             j.enqueued_at or now,
             j.limit_key,
             j.limit,

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pigeon import codec
-from pigeon.errors import InvalidTask
+from pigeon.errors import InvalidTask, ProcessDied
 from pigeon.job import ErrorInfo
 from pigeon.task import JobContext, Task
 
@@ -37,8 +37,11 @@ class RemoteError(Exception):
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
+    """How an attempt's error is recorded: its class's dotted path, message and traceback."""
     if isinstance(exc, RemoteError):
         return exc.info
+    if isinstance(exc, ProcessDied):  # under its public name, as records have always had it
+        return ErrorInfo("pigeon.ProcessDied", str(exc))
     cls = type(exc)
     return ErrorInfo(
         type=f"{cls.__module__}.{cls.__qualname__}",
@@ -191,8 +194,7 @@ class _Child:
             reply: tuple[str, Any] = self._conn.recv()
         except EOFError:
             self._proc.join(1)
-            info = ErrorInfo("pigeon.ProcessDied", f"the pool process died (exit code {self._proc.exitcode})")
-            raise RemoteError(info) from None
+            raise ProcessDied(f"the pool process died (exit code {self._proc.exitcode})") from None
         return reply
 
     def kill(self) -> None:

@@ -12,64 +12,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib.metadata
 import logging
-import os
 import random
 import signal
-import socket
 import threading
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pigeon.errors import BrokerError, DecodeError, Defer, Retry, UnknownTask
+from pigeon.client import Client
+from pigeon.errors import BrokerError
 from pigeon.hooks import attempt_hooks
-from pigeon.job import Claim, ErrorInfo, Outcome, OutcomeKind, ServiceInfo, WorkerInfo
+from pigeon.job import Claim, Outcome, OutcomeKind, WorkerInfo
+from pigeon.policy import Ending, Raised, Released, Retention, Unrunnable, decide
+from pigeon.registry import Registry
+from pigeon.seam import InstrumentedBroker, SeamObserver
 from pigeon.services import ServiceState, supervise
-from pigeon.task import JobContext, parse_rate
+from pigeon.task import TaskOptions
+from pigeon.worker.attempt import AttemptRunner
 from pigeon.worker.config import WorkerConfig
-from pigeon.worker.executors import Executors, error_info
+from pigeon.worker.executors import Executors
+from pigeon.worker.identity import new_worker_id, worker_info
 from pigeon.worker.progress import ProgressReporter
-from pigeon.worker.seam import InstrumentedBroker, SeamObserver
 from pigeon.worker.ticker import run_schedules
-from pigeon.workflows import next_job
-
-if TYPE_CHECKING:
-    from pigeon.app import App
 
 log = logging.getLogger("pigeon.worker")
 
 _FINAL = frozenset({OutcomeKind.COMPLETE, OutcomeKind.FAIL})
-
-
-def _service_info(s: ServiceState) -> ServiceInfo:
-    return ServiceInfo(
-        name=s.label, running=s.running, starts=s.starts, crashes=s.crashes, last_error=s.last_error
-    )
-
-
-@functools.cache
-def _version() -> str:
-    try:
-        return importlib.metadata.version("pigeon")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source tree without metadata
-        return ""
-
-
 """Outcomes that end a job: its result waiters in this process are woken."""
+LAST_SETTLE = 1.5  # seconds a stopping worker gives its last outcomes (of the 2 s promised past grace)
 
 
 class Worker:
-    """Runs jobs of one app.
+    """Runs the jobs of one registry (an app's tasks), through that app's client.
 
     Start it with ``await worker.run()``, ``app.worker()`` or ``app.run_worker_in_thread()``.
     """
 
-    def __init__(self, app: App, config: WorkerConfig) -> None:
-        self.app = app
+    def __init__(self, client: Client, registry: Registry, config: WorkerConfig) -> None:
+        self.client = client
+        self.registry = registry
         self.config = config
-        self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+        self._retention = Retention(client.result_ttl, client.failed_ttl)
+        self.id = new_worker_id()
         self.started = asyncio.Event()
         self.stopped = threading.Event()
         self.processed = 0
@@ -90,8 +75,8 @@ class Worker:
         self._executors = Executors(config.thread_count, config.process_count)
         self._limited_queues = frozenset(q for q, _ in config.queue_limits)
         self._broker: InstrumentedBroker | None = None
+        self._attempts: AttemptRunner | None = None
         self.observer: SeamObserver | None = None
-        self._raised: dict[str, BaseException] = {}  # each attempt's exception, for the job hooks
         """Told what crosses the seam (set before ``run``; ``pigeon.metrics.JobMetrics``)."""
         self._started_at = time.time()
         self.services: dict[str, ServiceState] = {}
@@ -129,33 +114,28 @@ class Worker:
         return self._executors.busy_threads
 
     def info(self) -> WorkerInfo:
-        return WorkerInfo(
-            id=self.id,
-            hostname=socket.gethostname(),
-            pid=os.getpid(),
-            queues=self.config.queues,
-            concurrency=self.config.concurrency,
-            started_at=self._started_at,
-            last_seen=time.time(),
-            version=_version(),
-            services=tuple(_service_info(s) for s in self.services.values()),
-        )
+        return worker_info(self.id, self.config, self._started_at, self.services.values())
 
     # -- the run -------------------------------------------------------------
 
     async def run(self, *, install_signals: bool = True) -> None:
         """Run until stopped (or, in burst mode, until nothing is left to do)."""
         self._loop = asyncio.get_running_loop()
-        self._broker = InstrumentedBroker(await self.app.connection(), self.observer)
-        self._progress = ProgressReporter(self.app, self._broker)
-        wake = self.app.notifier.subscribe()
+        self._broker = await self.client.connection()
+        if self.observer is not None:
+            self._broker.observe(self.observer)
+        self._progress = ProgressReporter(self.client, self._broker, self.registry.handlers)
+        self._attempts = AttemptRunner(
+            self.id, self.client, self.registry, self._broker, self._executors, self._progress
+        )
+        wake = self.client.notifier.subscribe()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, self._on_signal, sig)
         cfg = self.config
         log.info("worker %s up: queues %s, concurrency %d", self.id, ",".join(cfg.queues), cfg.concurrency)
         try:
-            await self._broker.register_worker(self.info())
+            await self._register()
             async with asyncio.TaskGroup() as loops:
                 background = [
                     loops.create_task(self._forward(wake), name="pigeon-wake"),
@@ -163,13 +143,13 @@ class Worker:
                     loops.create_task(self._heartbeat(), name="pigeon-heartbeat"),
                     loops.create_task(self._lifeline(), name="pigeon-lifeline"),
                 ]
-                if self.app.schedules and not cfg.burst:
-                    background.append(loops.create_task(run_schedules(self.app), name="pigeon-scheduler"))
+                schedules, registered = self.registry.schedules, self.registry.services
+                if schedules and not cfg.burst:
+                    ticker = run_schedules(self.client, schedules)
+                    background.append(loops.create_task(ticker, name="pigeon-scheduler"))
                 services = None
-                if cfg.services and self.app.services and not cfg.burst:
-                    services = loops.create_task(
-                        supervise(self.app.services, self.services), name="pigeon-services"
-                    )
+                if cfg.services and registered and not cfg.burst:
+                    services = loops.create_task(supervise(registered, self.services), name="pigeon-services")
                 settler = loops.create_task(self._settler(), name="pigeon-settler")
                 self.started.set()
                 async with asyncio.TaskGroup() as jobs:
@@ -178,23 +158,32 @@ class Worker:
                         services.cancel()
                         await asyncio.wait([services])
                     await self._drain()
-                self._outbox_ready.set()
-                self._stopping = True
-                await settler
+                await self._last_settle(settler)
                 for t in background:
                     t.cancel()
         finally:
-            self.app.notifier.unsubscribe(self._loop, wake)
+            self.client.notifier.unsubscribe(self._loop, wake)
+            if self.observer is not None:
+                self._broker.unobserve(self.observer)
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     self._loop.remove_signal_handler(sig)
             await self._executors.close()
             try:
-                await self._broker.unregister_worker(self.id)
+                if self._broker.capabilities.inspect:  # else recover() forgets it once silent
+                    await self._broker.unregister_worker(self.id)
             except BrokerError as exc:
                 log.warning("could not unregister worker %s: %s", self.id, exc)
             log.info("worker %s stopped after %d jobs", self.id, self.processed)
             self.stopped.set()
+
+    async def _register(self) -> None:
+        """A first heartbeat, without leases, registers the worker; the loop's next ones would too."""
+        assert self._broker is not None
+        try:
+            await self._broker.heartbeat(self.info(), [], self.config.lease)
+        except BrokerError as exc:
+            log.warning("heartbeat failed: could not register worker %s yet: %s", self.id, exc)
 
     async def _claim_loop(self, jobs: asyncio.TaskGroup) -> None:
         assert self._broker is not None
@@ -254,11 +243,9 @@ class Worker:
         return claims, sought
 
     async def _pause(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
-        except TimeoutError:
-            pass
 
     async def _drain(self) -> None:
         """Give running jobs one grace period in all (a second signal ends it at once)."""
@@ -268,9 +255,7 @@ class Worker:
         finished = asyncio.ensure_future(asyncio.wait(tasks))
         hard = asyncio.ensure_future(self._hard.wait())
         try:
-            await asyncio.wait(
-                [finished, hard], timeout=self.config.grace, return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait({finished, hard}, timeout=self.config.grace, return_when="FIRST_COMPLETED")
         finally:
             finished.cancel()
             hard.cancel()
@@ -300,10 +285,10 @@ class Worker:
         extra = {"job_id": job.id, "task": job.task, "attempt": claim.attempt}
         outcome: Outcome | None = None
         try:
-            outcome = await self._attempt_with_hooks(claim, extra)
+            outcome = await self._attempt(claim, extra)
         except asyncio.CancelledError:
             if key not in self._lost:
-                outcome = Outcome(job_id=job.id, token=claim.token, kind=OutcomeKind.RELEASE)
+                outcome = decide(claim, None, Released(), time.time(), self._retention)
                 log.info("job handed back unfinished", extra=extra)
         else:
             # A last report must land before the settle; when stopping, the known outcome wins.
@@ -312,7 +297,6 @@ class Worker:
                     await self._progress.flush(job.id)
         finally:
             self._running.pop(key, None)
-            self._raised.pop(job.id, None)
             self._lost.discard(key)
             self.processed += 1
             if outcome is not None:
@@ -322,159 +306,58 @@ class Worker:
             if not self._starved or limited or self.config.burst or self._stopping:
                 self._wake.set()
 
-    async def _attempt_with_hooks(self, claim: Claim, extra: dict[str, Any]) -> Outcome | None:
-        hooks = self.app.job_hooks
-        if not hooks:
-            return await self._attempt(claim, extra)
-        with attempt_hooks(hooks, claim.job, claim.attempt) as ending:
-            outcome = await self._attempt(claim, extra)
-            ending.report(outcome, self._raised.pop(claim.job.id, None))
-            return outcome
-
     async def _attempt(self, claim: Claim, extra: dict[str, Any]) -> Outcome | None:
-        job = claim.job
-        if claim.malformed is not None:  # never retried: the same bytes would fail the same way
-            log.error("malformed job: %s", claim.malformed, extra=extra)
-            return self._fail(claim, ErrorInfo("pigeon.MalformedJob", claim.malformed))
-        if job.expires_at is not None and time.time() >= job.expires_at:
+        """Run one attempt; the retry policy (pigeon.policy) turns its ending into the outcome.
+
+        None: the job expired before it started, and was cancelled instead.
+        """
+        if claim.job.expires_at is not None and time.time() >= claim.job.expires_at:
             await self._expire(claim, extra)
             return None
-        task = self.app.resolve_task(job.task)
-        if task is None:
-            log.error("unknown task %r", job.task, extra=extra)
-            exc = UnknownTask(f"no task named {job.task!r} is registered with this worker's app")
-            return self._fail(claim, error_info(exc))
-        if task.defaults.rate is not None:
-            wait = await self._rate_wait(task.name, task.defaults.rate)
-            if wait > 0:  # over the rate: back to the queue later, the attempt given back
-                run_at = time.time() + wait * random.uniform(1.0, 2.0)
-                return Outcome(job_id=job.id, token=claim.token, kind=OutcomeKind.DEFER, run_at=run_at)
-        ctx = JobContext(
-            job.id,
-            job.task,
-            job.queue,
-            claim.attempt,
-            job.max_attempts,
-            self.id,
-            self._progress.reporter(claim),
-        )
-        started = time.perf_counter()
-        try:
-            result = await self._executors.run(task, ctx, bytes(job.payload), job.timeout)
-        except asyncio.CancelledError:
-            task_self = asyncio.current_task()
-            if task_self is not None and task_self.cancelling():
-                raise  # the worker is stopping or lost the lease
-            return self._settle_error(
-                claim, task.defaults, asyncio.CancelledError("the task cancelled itself"), extra
-            )
-        except DecodeError as exc:
-            log.error("undecodable job: %s", exc, extra=extra)
-            self._raised[job.id] = exc
-            return self._fail(claim, error_info(exc))
-        except Retry as exc:
-            self._raised[job.id] = exc
-            return self._retry(claim, task.defaults, exc.delay, error_info(exc), extra)
-        except Defer as exc:
-            run_at = time.time() + exc.delay
-            if exc.delay < self.config.poll:
-                asyncio.get_running_loop().call_later(exc.delay, self._wake.set)
-            return Outcome(job_id=job.id, token=claim.token, kind=OutcomeKind.DEFER, run_at=run_at)
-        except TimeoutError as exc:
-            error: BaseException = exc
-            if job.timeout is not None and time.perf_counter() - started >= job.timeout * 0.99:
-                error = TimeoutError(f"attempt exceeded its timeout of {job.timeout} s")
-            return self._settle_error(claim, task.defaults, error, extra)
-        except BaseException as exc:  # noqa: BLE001 - a bad job must never kill the worker
-            return self._settle_error(claim, task.defaults, exc, extra)
-        if job.then is not None:
-            failed = await self._continue_chain(claim, result, task.defaults, extra)
-            if failed is not None:
-                return failed
-        if log.isEnabledFor(logging.INFO):  # the hot path: no dict when nobody listens
-            took = time.perf_counter() - started
-            log.info("job succeeded in %.3f s", took, extra={**extra, "duration": round(took, 6)})
-        return Outcome(
-            job_id=job.id,
-            token=claim.token,
-            kind=OutcomeKind.COMPLETE,
-            result=result,
-            expires_at=time.time() + self.app.result_ttl,
-        )
+        task = self.registry.resolve_task(claim.job.task)
+        options = None if task is None else task.defaults
+        assert self._attempts is not None
+        hooks = self.registry.job_hooks
+        if not hooks:
+            return self._outcome(claim, options, await self._attempts.run(claim, task, extra), extra)
+        with attempt_hooks(hooks, claim.job, claim.attempt) as ending:
+            ended = await self._attempts.run(claim, task, extra)
+            outcome = self._outcome(claim, options, ended, extra)
+            ending.report(outcome, ended.error if isinstance(ended, Raised | Unrunnable) else None)
+            return outcome
+
+    def _outcome(
+        self, claim: Claim, options: TaskOptions | None, ending: Ending, extra: dict[str, Any]
+    ) -> Outcome:
+        """The retry policy's outcome for an attempt's ending, reported (logs, an early wake)."""
+        outcome = decide(claim, options, ending, time.time(), self._retention)
+        if outcome.kind is not OutcomeKind.COMPLETE:  # the hot path has nothing to report
+            self._report(outcome, ending, extra)
+        return outcome
 
     async def _expire(self, claim: Claim, extra: dict[str, Any]) -> None:
         """Cancel a job claimed past its expiry instead of running it; the cancel settles it."""
         assert self._broker is not None
         log.warning("job expired before it started; cancelled, not run", extra=extra)
         try:
-            await self._broker.cancel(claim.job.id, time.time() + self.app.failed_ttl)
+            await self._broker.cancel(claim.job.id, time.time() + self.client.failed_ttl)
         except BrokerError as exc:  # the lease runs out and the next claim tries again
             log.warning("could not cancel the expired job: %s", exc, extra=extra)
-        self.app.result_waiters.done([claim.job.id])
+        self.client.result_waiters.done([claim.job.id])
 
-    async def _continue_chain(
-        self, claim: Claim, result: bytes, defaults: Any, extra: dict[str, Any]
-    ) -> Outcome | None:
-        """Enqueue a chain's next step before this one settles (its id makes a re-run harmless)."""
-        try:
-            following = next_job(self.app, claim.job, result)
-            if following is not None:
-                await self.app.aenqueue([following])
-        except (TypeError, KeyError) as exc:
-            log.error("the chain cannot go on: %s", exc, extra=extra)
-            return self._fail(claim, error_info(exc))
-        except BrokerError as exc:
-            return self._settle_error(claim, defaults, exc, extra)
-        return None
-
-    async def _rate_wait(self, task: str, rate: str) -> float:
-        assert self._broker is not None
-        try:
-            wait: float = await self._broker.take(f"rate:{task}", parse_rate(rate), 1.0)
-        except BrokerError as exc:
-            log.warning("rate limit check failed (%s); trying again shortly", exc)
-            return 1.0
-        return wait
-
-    def _settle_error(
-        self, claim: Claim, defaults: Any, exc: BaseException, extra: dict[str, Any]
-    ) -> Outcome:
-        self._raised[claim.job.id] = exc
-        info = error_info(exc)
-        retryable = isinstance(exc, defaults.retry_on) or info.type == "pigeon.ProcessDied"
-        if retryable and claim.attempt < claim.job.max_attempts:
-            return self._retry(claim, defaults, None, info, extra)
-        # exc_info: Sentry and other logging integrations get the stack trace.
-        log.error("job failed: %s: %s", info.type, info.message, exc_info=exc, extra=extra)
-        return self._fail(claim, info)
-
-    def _retry(
-        self, claim: Claim, defaults: Any, delay: float | None, info: ErrorInfo, extra: dict[str, Any]
-    ) -> Outcome:
-        if claim.attempt >= claim.job.max_attempts:
-            log.error("job failed: no attempts left after %s", info.message, extra=extra)
-            return self._fail(claim, info)
-        wait = defaults.backoff.delay(claim.attempt) if delay is None else delay
-        if wait < self.config.poll and self._loop is not None:
-            # Our own retry may fall due before the next poll: look again then.
-            self._loop.call_later(wait, self._wake.set)
-        log.warning("attempt failed (%s: %s); retrying in %.2f s", info.type, info.message, wait, extra=extra)
-        return Outcome(
-            job_id=claim.job.id,
-            token=claim.token,
-            kind=OutcomeKind.RETRY,
-            error=info,
-            run_at=time.time() + wait,
-        )
-
-    def _fail(self, claim: Claim, info: ErrorInfo) -> Outcome:
-        return Outcome(
-            job_id=claim.job.id,
-            token=claim.token,
-            kind=OutcomeKind.FAIL,
-            error=info,
-            expires_at=time.time() + self.app.failed_ttl,
-        )
+    def _report(self, outcome: Outcome, ending: Ending, extra: dict[str, Any]) -> None:
+        """Log a failed attempt; look again when a retry falls due before the next poll."""
+        info = outcome.error
+        wait = None if outcome.run_at is None else max(0.0, outcome.run_at - time.time())
+        if outcome.kind is OutcomeKind.FAIL and info is not None and not isinstance(ending, Unrunnable):
+            # exc_info: Sentry and other logging integrations get the stack trace.
+            exc = ending.error if isinstance(ending, Raised) else None
+            log.error("job failed: %s: %s", info.type, info.message, exc_info=exc, extra=extra)
+        elif outcome.kind is OutcomeKind.RETRY and info is not None:
+            what = (info.type, info.message, wait)
+            log.warning("attempt failed (%s: %s); retrying in %.2f s", *what, extra=extra)
+        if wait is not None and wait < self.config.poll:
+            asyncio.get_running_loop().call_later(wait, self._wake.set)
 
     # -- background loops ----------------------------------------------------
 
@@ -513,6 +396,15 @@ class Worker:
                 pause = min(pause * 2, 5.0)
             await self._nudge()
 
+    async def _last_settle(self, settler: asyncio.Task[None]) -> None:
+        """Flush the outbox within the stop's margin; what cannot land comes back as leases expire."""
+        self._outbox_ready.set()
+        self._stopping = True
+        try:
+            await asyncio.wait_for(settler, LAST_SETTLE)
+        except TimeoutError:
+            log.error("stopping with %d outcomes unsettled", len(self._outbox) + len(self._settling))
+
     async def _settler(self) -> None:
         """Flush outcomes in batches; keep them until the broker takes them."""
         assert self._broker is not None
@@ -537,16 +429,11 @@ class Worker:
                     continue
                 self._settling = []
                 pause = 0.05
-                self.app.result_waiters.done(
+                self.client.result_waiters.done(
                     o.job_id for o, ok in zip(batch, accepted, strict=True) if ok and o.kind in _FINAL
                 )
-                for outcome, ok in zip(batch, accepted, strict=True):
-                    if not ok:
-                        log.warning(
-                            "job %s was no longer ours to %s (cancelled, or its lease expired)",
-                            outcome.job_id,
-                            outcome.kind,
-                        )
+                for o in (o for o, ok in zip(batch, accepted, strict=True) if not ok):
+                    log.warning("job %s no longer ours to %s (cancelled, or lease lost)", o.job_id, o.kind)
             self._settled += 1
             self._wake.set()  # a burst worker waits for its outcomes before deciding it is idle
             if self._stopping and not self._running:
@@ -593,7 +480,7 @@ class Worker:
         while True:
             await asyncio.sleep(cfg.recover_every * random.uniform(0.5, 1.0))
             try:
-                n = await self._broker.recover(cfg.dead_after, time.time() + self.app.failed_ttl)
+                n = await self._broker.recover(cfg.dead_after, time.time() + self.client.failed_ttl)
                 if n:
                     log.warning("recovered %d jobs from lost workers", n)
                 if time.monotonic() >= next_prune:

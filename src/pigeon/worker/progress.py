@@ -10,19 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import msgspec
 
+from pigeon.client import Client
 from pigeon.errors import BrokerError
-from pigeon.events import pattern_regex
-from pigeon.job import Claim
-from pigeon.task import Progress
-from pigeon.worker.seam import InstrumentedBroker
-
-if TYPE_CHECKING:
-    from pigeon.app import App
+from pigeon.events import pattern_regex, publish
+from pigeon.job import Claim, Progress
+from pigeon.seam import InstrumentedBroker
+from pigeon.task import Task
 
 log = logging.getLogger("pigeon.worker")
 
@@ -32,14 +30,21 @@ TOPIC = "pigeon.progress"
 class ProgressReporter:
     """Hands each job a reporter bound to its claim; keeps the sends it started."""
 
-    def __init__(self, app: App, broker: InstrumentedBroker) -> None:
-        self._app = app
+    def __init__(
+        self, client: Client, broker: InstrumentedBroker, handlers: Sequence[tuple[str, Task[Any, Any]]]
+    ) -> None:
+        self._client = client
         self._broker = broker
+        self._handlers = handlers
         self._loop = asyncio.get_running_loop()
         self._sending: dict[str, set[asyncio.Task[None]]] = {}
-        self._listened = any(pattern_regex(pattern).match(TOPIC) for pattern, _ in app.handlers)
+        self._listened = any(pattern_regex(pattern).match(TOPIC) for pattern, _ in handlers)
 
-    def reporter(self, claim: Claim) -> Callable[[float, str], None]:
+    def reporter(self, claim: Claim) -> Callable[[float, str], None] | None:
+        """The job's ``ctx.progress`` sink; None (reports do nothing) on a broker without progress."""
+        if not self._broker.capabilities.progress:
+            return None
+
         def report(fraction: float, message: str) -> None:
             if _on_loop(self._loop):
                 self._start(claim, fraction, message)
@@ -75,7 +80,7 @@ class ProgressReporter:
                     "fraction": fraction,
                     "message": message,
                 }
-                await self._app.apublish(TOPIC, event)
+                await publish(self._client, self._handlers, TOPIC, event)
         except BrokerError as exc:
             log.warning("progress report lost: %s", exc, extra={"job_id": claim.job.id})
 

@@ -12,6 +12,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pigeon.worker")
 
+EXIT_MARGIN = 5.0
+"""Seconds past its grace an in-process worker gets at interpreter exit to hand jobs back and settle."""
+
 
 class WorkerThread:
     """Owns one worker running on its own event loop in a daemon thread."""
@@ -26,7 +29,7 @@ class WorkerThread:
             try:
                 await self.worker.run(install_signals=False)
             finally:
-                await self.worker.app.aclose()  # this loop's broker connection dies with the loop
+                await self.worker.client.aclose()  # this loop's broker connection dies with the loop
 
         try:
             asyncio.run(main())
@@ -44,6 +47,10 @@ class WorkerThread:
             return
         self.worker.stop(hard=hard)
         self._thread.join(timeout)
+
+    def stop_at_exit(self) -> None:
+        """Stop at interpreter exit: the worker's grace, and a margin to hand jobs back and settle."""
+        self.stop(timeout=self.worker.config.grace + EXIT_MARGIN)
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()

@@ -6,9 +6,13 @@ class; 6.0's decorator takes no extra options (a TypeError from Django), and
 covers both paths.
 """
 
+from typing import TYPE_CHECKING
+
 import django
 
-if django.VERSION >= (6, 1):
+if TYPE_CHECKING:  # the type both give: Django 6.1's decorator makes the same PigeonTask
+    from pigeon.contrib.django import task
+elif django.VERSION >= (6, 1):
     from django.tasks import task
 else:
     from pigeon.contrib.django import task

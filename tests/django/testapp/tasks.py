@@ -42,7 +42,7 @@ def always_fails(label: str) -> None:
 
 
 @task(takes_context=True, max_attempts=2)
-def with_context(context: TaskContext, label: str) -> dict[str, object]:
+def with_context(context: TaskContext[..., Any], label: str) -> dict[str, object]:
     if context.attempt < 2:
         raise RuntimeError("first attempt fails")
     return {"id": context.task_result.id, "attempt": context.attempt, "label": label}

@@ -1,9 +1,11 @@
--- ARGV: prefix, now, then per outcome: id, token, kind, has_result, result, error, run_at, expires_at.
+-- ARGV: prefix, now, then per outcome the transition computed in Python (pigeon/transitions.py):
+-- id, token, state, has_result, result, error, keep_error, release, run_at, expires_at.
 -- Returns 1 per applied outcome, 0 where the token no longer owns the job.
 local now = ARGV[2]
 local out = {}
-for i = 3, #ARGV, 8 do
-  local id, token, kind, err, run_at, expires = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+for i = 3, #ARGV, 10 do
+  local id, token, state, err = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 5]
+  local keep, release, run_at, expires = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], ARGV[i + 9]
   local key = jkey(id)
   local h = load(id)
   if not h or h.state ~= 'running' or h.tok ~= token then
@@ -12,25 +14,28 @@ for i = 3, #ARGV, 8 do
     out[#out + 1] = 1
     redis.call('ZREM', P .. 'running', id)
     leave_running(h)
-    if kind == 'complete' then
+    if release == '1' then
+      redis.call('HINCRBY', key, 'att', -1) -- the attempt is given back
+    end
+    if keep ~= '1' then
+      set_error(key, err)
+    end
+    if state == 'succeeded' then
       if ARGV[i + 3] == '1' then
         redis.call('HSET', key, 'res', ARGV[i + 4])
       else
         redis.call('HDEL', key, 'res')
       end
-      redis.call('HDEL', key, 'err')
-      finish(id, h, 'succeeded', now, expires)
-    elseif kind == 'fail' then
-      set_error(key, err)
-      finish(id, h, 'failed', now, expires)
+      finish(id, h, state, now, expires)
+    elseif state == 'failed' then
+      finish(id, h, state, now, expires)
     else
       redis.call('HDEL', key, 'tok', 'lease')
-      if kind == 'release' or kind == 'defer' then
-        redis.call('HINCRBY', key, 'att', -1) -- the attempt is given back; the error stays
+      if state == 'scheduled' then
+        schedule(id, h.q, h.seq, run_at, 'running')
       else
-        set_error(key, err)
+        push_ready(id, h.q, h.prio, h.seq, 'running')
       end
-      place(id, h.q, h.prio, h.seq, run_at, now, 'running')
     end
   end
 end

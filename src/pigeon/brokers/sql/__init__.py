@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from pigeon.brokers.inspection import JobFilter
-from pigeon.job import ErrorInfo, JobRecord, JobState, decode_stored
+from pigeon.job import ErrorInfo, JobRecord, JobState, QueueStats, WorkerInfo, decode_stored
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
@@ -40,6 +40,7 @@ def migrations(dialect: str) -> tuple[tuple[int, str, str], ...]:
 
 _error_decoder = msgspec.json.Decoder(ErrorInfo)
 _errors_decoder = msgspec.json.Decoder(tuple[ErrorInfo, ...])
+_worker_decoder = msgspec.json.Decoder(WorkerInfo)
 
 
 def record_from_row(row: tuple[Any, ...]) -> JobRecord:
@@ -62,6 +63,43 @@ def record_from_row(row: tuple[Any, ...]) -> JobRecord:
         lease_until=lease,
         progress=progress,
     )
+
+
+class SqlReads:
+    """The reads both SQL brokers share: ``get``, ``list_jobs``, ``stats``, ``workers``.
+
+    Each dialect's ``queries.sql`` names them alike and takes named parameters;
+    a broker supplies :meth:`_select`, which runs one and returns its rows.
+    """
+
+    async def _select(self, name: str, params: dict[str, Any]) -> list[Any]:
+        raise NotImplementedError
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        rows = await self._select("get", {"id": job_id})
+        return record_from_row(rows[0]) if rows else None
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        value = None if state is None else state.value
+        params = {"queue": queue, "state": value, "task": task, "limit": limit}
+        return [record_from_row(r) for r in await self._select("list", params)]
+
+    async def stats(self) -> list[QueueStats]:
+        counts: dict[str, dict[str, int]] = {}
+        for queue, state, n in await self._select("stats", {}):
+            counts.setdefault(queue, {})[state] = n
+        return [QueueStats(q, c) for q, c in counts.items()]
+
+    async def workers(self) -> list[WorkerInfo]:
+        rows = await self._select("workers", {})
+        return [msgspec.structs.replace(_worker_decoder.decode(info), last_seen=seen) for info, seen in rows]
 
 
 def filter_clause(

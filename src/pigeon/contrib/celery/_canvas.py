@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from pigeon import task as pigeon_task
 from pigeon import workflows
 from pigeon.contrib.celery._options import Unsupported
 from pigeon.contrib.celery._result import AsyncResult, GroupResult
@@ -80,7 +81,7 @@ class Signature:
 
     # -- as a pigeon workflow step -------------------------------------------
 
-    def pigeon_signature(self, receives_previous: bool) -> workflows.Signature:
+    def pigeon_signature(self, receives_previous: bool) -> pigeon_task.Signature:
         """This step for pigeon's workflows; ``receives_previous``: a result comes in first."""
         extra = sorted(set(self.options) - _STEP_OPTIONS)
         if extra and receives_previous:
@@ -189,7 +190,7 @@ class chain:  # noqa: N801 - Celery's name
         return _WorkflowResult(handle.ids[-1], app=app, handle=handle)
 
 
-class _Prebuilt(workflows.Signature):
+class _Prebuilt(pigeon_task.Signature):
     """The chain's first step, its job already built with the send options (countdown, eta, ...)."""
 
     def __init__(self, sig: Signature, job: Any) -> None:

@@ -47,7 +47,7 @@ class AsyncResult:
         self.id = id
         self.app = app
         self.task_name = task_name
-        self._handle: JobHandle[Any] = JobHandle(app.pigeon, id, task_name)
+        self._handle: JobHandle[Any] = JobHandle(app.pigeon.client, id, task_name)
 
     def __repr__(self) -> str:
         return f"<AsyncResult: {self.id}>"

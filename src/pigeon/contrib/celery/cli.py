@@ -14,14 +14,14 @@ from pigeon.errors import PigeonError
 @click.argument("target", metavar="MODULE:ATTRIBUTE")
 def import_celery(target: str) -> None:
     """Print pigeon schedules equivalent to a Celery beat_schedule (registers nothing)."""
-    from pigeon.cli import _Failure
+    from pigeon.cli_common import Failure
     from pigeon.contrib.celery.beat import load_beat, render
 
     try:
         entries, tz = load_beat(target)
         click.echo(render(entries, tz, resolve=_resolve), nl=False)
     except (PigeonError, ImportError, AttributeError, ValueError) as exc:
-        raise _Failure(str(exc) or type(exc).__name__) from exc
+        raise Failure(str(exc) or type(exc).__name__) from exc
 
 
 def _resolve(name: str) -> Any:
@@ -49,13 +49,13 @@ def celery_bridge(
     """Run Celery's queued tasks as pigeon jobs of APP (and write results back for Celery)."""
     import asyncio
 
-    from pigeon.cli import _Failure, _setup_logging, load_app
+    from pigeon.cli_common import Failure, load_app, setup_logging
     from pigeon.contrib.celery.bridge.core import split_queues
     from pigeon.contrib.celery.bridge.run import run_bridge
 
-    _setup_logging(log_level)
+    setup_logging(log_level)
     try:
         app = load_app(app_path)
         asyncio.run(run_bridge(app, broker_url, split_queues(queues), backend_url))
     except (PigeonError, ImportError, ValueError, OSError) as exc:
-        raise _Failure(str(exc) or type(exc).__name__) from exc
+        raise Failure(str(exc) or type(exc).__name__) from exc

@@ -16,23 +16,22 @@ import threading
 import typing
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.core.signals import setting_changed
 from django.db import close_old_connections
 from django.tasks import Task as DjangoTask
 from django.tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
+from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.signals import task_finished, task_started
 from django.utils.json import normalize_json
 
 from pigeon.app import App
 from pigeon.contrib.django.conf import BackendConfig, config_for
+from pigeon.contrib.django.results import KEYWORDS, to_datetime
 from pigeon.retry import Backoff
 from pigeon.task import JobContext, Task
 from pigeon.worker.config import WorkerConfig
-
-if TYPE_CHECKING:
-    from pigeon.contrib.django.backend import PigeonBackend
 
 
 class DjangoApp(App):
@@ -137,10 +136,6 @@ def _pigeon_task(app: DjangoApp, task: DjangoTask[Any, Any]) -> Task[Any, Any]:
     )(wrapper)
 
 
-KEYWORDS = "_pigeon_keywords"
-"""A job argument naming the parameters enqueued by keyword, so ``get_result`` shows them so."""
-
-
 def _with_keywords_param(params: list[inspect.Parameter]) -> list[inspect.Parameter]:
     """``params`` plus the hidden keyword-only :data:`KEYWORDS` (before any ``**kwargs``)."""
     kind = inspect.Parameter.KEYWORD_ONLY
@@ -152,8 +147,9 @@ def _with_keywords_param(params: list[inspect.Parameter]) -> list[inspect.Parame
 
 def _extras(task: DjangoTask[Any, Any]) -> dict[str, Any]:
     """The pigeon fields of a :class:`~pigeon.contrib.django.backend.PigeonTask` (none on others)."""
-    names = ("max_attempts", "timeout", "delay", "unique_key", "backoff", "retry_on")
-    return {n: getattr(task, n) for n in names if getattr(task, n, None) is not None}
+    django_fields = {f.name for f in dataclasses.fields(DjangoTask)}
+    names = [f.name for f in dataclasses.fields(task) if f.name not in django_fields]
+    return {n: getattr(task, n) for n in names if getattr(task, n) is not None}
 
 
 class _Runner:
@@ -164,8 +160,6 @@ class _Runner:
         self.task = task
 
     def _result(self, ctx: JobContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskResult[Any, Any]:
-        from pigeon.contrib.django.results import to_datetime
-
         now = to_datetime(datetime.now(UTC).timestamp())
         task = self.task
         if ctx.queue != task.queue_name and ctx.queue in self.app.config.queues:
@@ -228,23 +222,13 @@ class _Runner:
 
 
 def _finish(result: TaskResult[Any, Any], status: TaskResultStatus) -> None:
-    from pigeon.contrib.django.results import to_datetime
-
     object.__setattr__(result, "status", status)
     object.__setattr__(result, "finished_at", to_datetime(datetime.now(UTC).timestamp()))
 
 
-def _backend_class() -> type[PigeonBackend]:
-    from pigeon.contrib.django.backend import PigeonBackend
-
-    return PigeonBackend
-
-
-def _sender(app: DjangoApp) -> type[PigeonBackend]:
-    """The configured backend class, as Django's own backends send ``type(self)``."""
-    backend = task_backends[app.config.alias]
-    assert isinstance(backend, _backend_class())
-    return type(backend)
+def _sender(app: DjangoApp) -> type[BaseTaskBackend]:
+    """The configured backend class (a PigeonBackend), as Django's own backends send ``type(self)``."""
+    return type(task_backends[app.config.alias])
 
 
 _apps: dict[str, DjangoApp] = {}

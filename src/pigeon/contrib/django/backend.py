@@ -23,7 +23,7 @@ from django.tasks.signals import task_enqueued
 from django.utils.json import normalize_json
 
 from pigeon.contrib.django import results
-from pigeon.contrib.django._app import KEYWORDS, DjangoApp, get_app
+from pigeon.contrib.django._app import DjangoApp, get_app
 from pigeon.contrib.django.conf import BackendConfig
 from pigeon.contrib.django.dbapi import enqueue_in_django
 from pigeon.errors import JobNotFound
@@ -88,7 +88,9 @@ class PigeonTask(_Task):
         return dataclasses.replace(self, **changes)
 
 
-PIGEON_TASK_FIELDS = ("max_attempts", "timeout", "delay", "unique_key", "backoff", "retry_on")
+_DJANGO_FIELDS = {f.name for f in dataclasses.fields(_Task)}
+PIGEON_TASK_FIELDS = tuple(f.name for f in dataclasses.fields(PigeonTask) if f.name not in _DJANGO_FIELDS)
+"""The options PigeonTask adds to Django's Task, read from its fields."""
 
 
 class PigeonBackend(BaseTaskBackend):
@@ -132,7 +134,9 @@ class PigeonBackend(BaseTaskBackend):
             run_at=None if task.run_after is None else _aware(task.run_after),
         )
         keywords = results.keyword_names(task, kwargs)
-        return sender.make_job(tuple(args), {**kwargs, KEYWORDS: keywords} if keywords else dict(kwargs))
+        return sender.make_job(
+            tuple(args), {**kwargs, results.KEYWORDS: keywords} if keywords else dict(kwargs)
+        )
 
     def enqueue(
         self, task: DjangoTask[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]

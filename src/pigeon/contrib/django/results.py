@@ -30,6 +30,10 @@ STATUS = {
 }
 
 
+KEYWORDS = "_pigeon_keywords"
+"""A job argument naming the parameters enqueued by keyword, so ``get_result`` shows them so."""
+
+
 def to_datetime(ts: float | None) -> datetime | None:
     """Unix seconds as Django wants them: aware UTC with USE_TZ, naive local time without."""
     if ts is None:
@@ -72,8 +76,6 @@ def keyword_names(task: DjangoTask[Any, Any], kwargs: dict[str, Any]) -> tuple[s
 
 def split_arguments(task: DjangoTask[Any, Any], payload: bytes) -> tuple[list[Any], dict[str, Any]]:
     """A job's payload (arguments by parameter name) as the ``args`` and ``kwargs`` enqueued."""
-    from pigeon.contrib.django._app import KEYWORDS
-
     values = dict(codec.decode_any(payload))
     keywords = set(values.pop(KEYWORDS, ()))
     args: list[Any] = []

@@ -31,7 +31,7 @@ def create(apps: Any, schema_editor: BaseDatabaseSchemaEditor) -> None:
 
         migrate_connection(conn.connection)
     elif conn.vendor == "postgresql":
-        from pigeon.brokers.postgres import migrate_connection as migrate_postgres
+        from pigeon.brokers.postgres_schema import migrate_connection as migrate_postgres
 
         for ns in namespaces:
             migrate_postgres(conn.connection, ns)

@@ -43,7 +43,7 @@ class AmqpSource:
             for name in self.queues:
                 queue = await _declare(connection, channel, name)
                 await self._retry_held(bridge, channel, name)
-                await queue.consume(lambda m, q=name: self._settle(bridge, channel, q, m))  # type: ignore[misc]
+                await queue.consume(lambda m, q=name: self._settle(bridge, channel, q, m))  # type: ignore[misc, unused-ignore]  # typed only with the rabbitmq extra
             await stop.wait()
         finally:
             await connection.close()  # what was not acknowledged goes back to its queue
