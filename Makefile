@@ -1,8 +1,8 @@
-# The single entry point: make demo, make test, make bench, make lint.
+# The single entry point: make demo, make test, make bench, make lint, make docs, make dist.
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: env demo test faults lint format bench screenshots clean
+.PHONY: env demo test faults lint format bench screenshots docs docs-serve docs-screenshots dist clean
 
 env: $(VENV)/.installed
 
@@ -36,5 +36,19 @@ bench: env
 screenshots: env
 	PIGEON_SCREENSHOTS=docs/images scripts/with-servers $(PY) -m pytest -q tests/browser -k sqlite
 
+# The site, built strictly: a broken link or a missing reference fails the build. Offline.
+docs: env
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+# sdist + wheel, twine-checked, the wheel installed in a new venv where the CLI and the tour run.
+dist: env
+	scripts/dist
+
+docs-serve: env
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
+docs-screenshots: env
+	scripts/screenshots
+
 clean:
-	rm -rf $(VENV) .venv-django60 .servers .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-django60 .venv-py312 .venv-py313 .servers .mypy_cache .ruff_cache .pytest_cache site dist

@@ -78,6 +78,16 @@ def test_manage_py_pigeon_delegates_to_the_cli(capsys: pytest.CaptureFixture[str
     assert click_argv(["demo"], "default") == ["demo"]
 
 
+def test_manage_py_pigeon_schedules_gets_the_app() -> None:
+    # `manage.py pigeon schedules` once reached click without an APP and failed.
+    assert click_argv(["schedules", "--count", "1"], "default") == [
+        "schedules",
+        "pigeon.contrib.django.cli:app",
+        "--count",
+        "1",
+    ]
+
+
 def test_worker_never_starts_under_management_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     assert in_management_command(["manage.py", "migrate"])
     assert in_management_command(["manage.py", "test"])

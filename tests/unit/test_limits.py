@@ -33,12 +33,12 @@ def app() -> Any:
         ({"deep": [1.0, float("-inf")]}, "argument 'x' holds -inf"),
         ("\ud800", "argument 'x' cannot be encoded: a string cannot be written as UTF-8"),
         (nested(MAX_DEPTH + 1), f"argument 'x' nests deeper than the limit of {MAX_DEPTH} levels"),
-        (nested(1_500), "argument 'x' nests deeper than the limit"),
+        (nested(1_000), "argument 'x' nests deeper than the limit"),
         (nested(50_000), "argument 'x' cannot be encoded: nested deeper than the limit"),
         ("x" * MAX_BYTES, f"over the limit of {MAX_BYTES}"),
         (object(), "argument 'x' cannot be encoded: objects of type object"),
     ],
-    ids=["nan", "inf", "inf inside", "surrogate", "too deep", "1500 deep", "50000 deep", "too big", "object"],
+    ids=["nan", "inf", "inf inside", "surrogate", "too deep", "1000 deep", "50000 deep", "too big", "object"],
 )
 def test_unsendable_arguments_are_type_errors_naming_the_limit(app: App, value: Any, message: str) -> None:
     @app.task

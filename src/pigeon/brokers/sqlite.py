@@ -373,9 +373,12 @@ class SqliteBroker(SqlReads, BrokerBase):
 
 
 def _settle_params(t: Transition) -> tuple[Any, ...]:
+    """The settle query's parameters, in the order of its placeholders."""
     error = None if t.error is None else t.error.decode()
-    row = (t.job_id, t.token, t.state.value, t.result, error, t.keep_error, int(t.release), t.run_at)
-    return (*row, t.finished_at, t.expires_at)
+    keep_errors = t.keep_error or error is None
+    result = (t.state is JobState.SUCCEEDED, t.result, t.keep_error, error, keep_errors, error)
+    times = (int(t.release), t.run_at, t.finished_at, t.finished_at is None, t.expires_at)
+    return (t.state.value, *result, *times, t.job_id, t.token)
 
 
 def _arrival(j: Job, now: float) -> tuple[Any, ...]:

@@ -32,21 +32,20 @@ WHERE seq IN ({seqs})
 RETURNING priority, seq, envelope, attempts, id
 
 -- name: settle
--- Every outcome in one statement: the transition's fields come computed (pigeon/transitions.py):
--- ?1 id, ?2 token, ?3 state, ?4 result, ?5 error, ?6 keep_error, ?7 release, ?8 run_at,
--- ?9 finished_at, ?10 expires_at (numbered: a tuple binds twice as fast as a dict).
+-- Every outcome in one statement: the transition's fields come computed (pigeon/transitions.py),
+-- in the order of the placeholders (sqlite.py's _settle_params; plain ?: a tuple binds twice as
+-- fast as a dict, and numbered ones with a tuple are deprecated from Python 3.12).
 UPDATE pigeon_jobs
-SET state = ?3,
-    result = CASE WHEN ?3 = 'succeeded' THEN ?4 ELSE result END,
-    error = CASE WHEN ?6 THEN error ELSE ?5 END,
-    errors = CASE WHEN ?6 OR ?5 IS NULL THEN errors
-                  ELSE json_insert(coalesce(errors, '[]'), '$[#]', json(?5)) END,
-    attempts = attempts - ?7,
-    run_at = coalesce(?8, run_at),
-    finished_at = coalesce(?9, finished_at),
-    expires_at = CASE WHEN ?9 IS NULL THEN expires_at ELSE ?10 END,
+SET state = ?,
+    result = CASE WHEN ? THEN ? ELSE result END,
+    error = CASE WHEN ? THEN error ELSE ? END,
+    errors = CASE WHEN ? THEN errors ELSE json_insert(coalesce(errors, '[]'), '$[#]', json(?)) END,
+    attempts = attempts - ?,
+    run_at = coalesce(?, run_at),
+    finished_at = coalesce(?, finished_at),
+    expires_at = CASE WHEN ? THEN expires_at ELSE ? END,
     token = NULL, lease_until = NULL
-WHERE id = ?1 AND token = ?2 AND state = 'running'
+WHERE id = ? AND token = ? AND state = 'running'
 
 -- name: progress
 UPDATE pigeon_jobs SET progress = ?

@@ -18,8 +18,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from pigeon.contrib.django.cli import TARGET
 
 # The verbs whose first argument is APP, after the verb's own words.
-_TAKES_APP = {("worker",), ("enqueue",), ("status",), ("migrate",), ("jobs", "list"), ("jobs", "show"),
-              ("jobs", "retry"), ("jobs", "cancel"), ("jobs", "purge")}  # fmt: skip
+_TAKES_APP = {("worker",), ("enqueue",), ("status",), ("migrate",), ("schedules",), ("jobs", "list"),
+              ("jobs", "show"), ("jobs", "retry"), ("jobs", "cancel"), ("jobs", "purge")}  # fmt: skip
 
 
 def click_argv(argv: list[str], backend: str) -> list[str]:
@@ -32,7 +32,7 @@ def click_argv(argv: list[str], backend: str) -> list[str]:
 
 
 class Command(BaseCommand):
-    help = "pigeon's CLI (worker, status, jobs, enqueue, migrate) with this project's TASKS backend."
+    help = "pigeon's CLI (worker, status, schedules, jobs, enqueue, migrate) with this project's TASKS app."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--backend", default="default", help="The TASKS alias (default: default).")
