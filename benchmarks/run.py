@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from benchmarks import servers  # noqa: E402
+from benchmarks import backlog, servers  # noqa: E402
 from benchmarks.tasks import STAMPS, HueySuite, Suite, burn, calibrate  # noqa: E402
 from pigeon import App, JobState  # noqa: E402
 from pigeon.testing import jobs  # noqa: E402
@@ -772,9 +772,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a small smoke run (about 30 s)")
     parser.add_argument(
         "--only",
-        choices=sorted([*WORKLOADS, *servers.SECTIONS]),
+        choices=sorted([*WORKLOADS, *servers.SECTIONS, "backlog"]),
         action="append",
-        help="run only this workload or server section (postgres, redis); repeatable",
+        help="run only this workload, server section (postgres, redis) or the backlog section; repeatable",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the no-op drain and print it")
     args = parser.parse_args(argv)
@@ -831,6 +831,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         faulthandler.cancel_dump_traceback_later()
         console.print(f"  server sections: {time.perf_counter() - began:.0f} s", style="dim")
+    if args.only is None or "backlog" in args.only:
+        began = time.perf_counter()
+        size, tail = backlog.sizes(args.quick)
+        with quiet_stderr_logging():
+            backlog.run(["sqlite", "postgres", "redis"], size, tail, console)
+        console.print(
+            f"  backlog section: {time.perf_counter() - began:.0f} s"
+            " (sizes: $PIGEON_BENCH_BACKLOG, $PIGEON_BENCH_TAIL)",
+            style="dim",
+        )
     console.print(f"  the whole run: {time.perf_counter() - start_all:.0f} s", style="dim")
     return 0
 

@@ -14,8 +14,11 @@ from pigeon.brokers.base import create_broker, with_store
 from pigeon.seam import InstrumentedBroker
 from pigeon.seam import InstrumentedBroker as Broker
 
-BROKERS = ("memory", "sqlite", "postgres", "redis", "amqp+sqlite", "amqp+postgres")
-SERVER_BROKERS = ("postgres", "redis", "amqp+sqlite", "amqp+postgres")
+# "pgbouncer" is the PostgreSQL broker through PgBouncer in transaction pooling mode;
+# "redis_cluster" the Redis broker on a Redis Cluster of three masters; "amqp+X" RabbitMQ
+# carrying the jobs with broker X as its companion store.
+SERVER_BROKERS = ("postgres", "pgbouncer", "redis", "redis_cluster", "amqp+sqlite", "amqp+postgres")
+BROKERS = ("memory", "sqlite", *SERVER_BROKERS)
 
 
 def with_namespace(url: str, namespace: str) -> str:

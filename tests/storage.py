@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import pickle
 import sqlite3
+from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
@@ -90,8 +91,15 @@ async def _redis_overwrite(url: str, job_id: str, data: bytes) -> None:
     import redis.asyncio as aioredis
 
     server, namespace = _split_namespace(url)
-    client = aioredis.Redis.from_url(server)
+    client: Any
+    if urlsplit(server).scheme.endswith("+cluster"):  # keys are hash-tagged: {namespace}:...
+        from redis.asyncio.cluster import RedisCluster
+
+        host, port = urlsplit(server).netloc.split(",")[0].rsplit(":", 1)
+        client, prefix = RedisCluster(host=host, port=int(port)), f"{{{namespace}}}:"
+    else:
+        client, prefix = aioredis.Redis.from_url(server), f"{namespace}:"
     try:
-        assert await client.hset(f"{namespace}:job:{job_id}", "env", data) == 0  # replaced, not added
+        assert await client.hset(f"{prefix}job:{job_id}", "env", data) == 0  # replaced, not added
     finally:
         await client.aclose()

@@ -141,6 +141,26 @@ def wait_for(driver: Any, condition: Any, timeout: float = 15) -> Any:
     return wait.until(condition)
 
 
+def click(driver: Any, css: str) -> None:
+    """Click the element ``css`` finds; found again if a live refresh replaced it meanwhile."""
+    from selenium.webdriver.common.by import By
+
+    def clicked(d: Any) -> bool:
+        d.find_element(By.CSS_SELECTOR, css).click()
+        return True
+
+    wait_for(driver, clicked)
+
+
+def attribute(driver: Any, css: str, name: str) -> str:
+    """An attribute of the element ``css`` finds, read again if a live refresh replaced it."""
+    from selenium.webdriver.common.by import By
+
+    return str(
+        wait_for(driver, lambda d: [d.find_element(By.CSS_SELECTOR, css).get_attribute(name) or ""])[0]
+    )
+
+
 def screenshot(driver: Any, name: str) -> None:
     """Saves the page to $PIGEON_SCREENSHOTS/name.png when that is set (`make screenshots`)."""
     folder = os.environ.get("PIGEON_SCREENSHOTS")

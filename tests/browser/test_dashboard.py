@@ -9,7 +9,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from pigeon import JobState
-from tests.browser.conftest import Dashboard, run_worker, screenshot, sign_in, wait_for
+from tests.browser.conftest import Dashboard, attribute, click, run_worker, screenshot, sign_in, wait_for
 
 
 def seed(shop: Any, env: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -69,7 +69,7 @@ def test_filter_bulk_retry_and_job_page(
     # A job's page: arguments, every attempt's error with its traceback.
     run_worker(env, until=lambda: all(shop.app.job(i).status is JobState.FAILED for i in failed))
     browser.get(dashboard.url + "/jobs?task=refund&q=order_id%3D41")
-    browser.find_element(By.CSS_SELECTOR, "#jobs a.job-link").click()
+    click(browser, "#jobs a.job-link")
     wait_for(browser, lambda d: d.find_element(By.ID, "job-state"))
     assert browser.find_element(By.ID, "job-id").text == failed[1]
     assert browser.find_element(By.ID, "job-state").text == "failed"
@@ -87,15 +87,14 @@ def test_overview_refreshes_itself_and_toggles_a_pause(
     shop.charge.options(queue="mail").send(1, "ann")
     sign_in(browser, dashboard.url)
     browser.get_log("browser")  # drains the sign-in page's 401, which is expected
-    row = browser.find_element(By.CSS_SELECTOR, 'tr[data-queue="default"]')
-    assert "paused" not in row.get_attribute("class")
+    assert "paused" not in attribute(browser, 'tr[data-queue="default"]', "class")
     # The live script (a static file the CSP allows) replaces the fragment: its counter rises.
     wait_for(
         browser,
         lambda d: int(d.find_element(By.ID, "live-overview").get_attribute("data-refreshed") or 0) >= 1,
     )
     screenshot(browser, "overview")
-    browser.find_element(By.CSS_SELECTOR, 'tr[data-queue="mail"] button.pause').click()
+    click(browser, 'tr[data-queue="mail"] button.pause')
     wait_for(
         browser,
         lambda d: (

@@ -252,7 +252,7 @@ async def test_notice_between_two_waits_is_not_lost(broker: PostgresBroker) -> N
 
 
 async def _has_notice(broker: PostgresBroker) -> bool:
-    return "default" in broker._pending
+    return "default" in broker._listener.pending
 
 
 async def test_release_retry_and_requeue_wake_waiters(broker: PostgresBroker) -> None:
@@ -367,3 +367,54 @@ async def test_a_claim_that_waited_for_a_connection_gets_its_full_lease(base_url
         record = await broker.get(claimed.job.id)
     assert record is not None and record.lease_until is not None
     assert record.lease_until >= landed + lease * 0.9, (record.lease_until - landed, lease)
+
+
+# -- a table that churns -------------------------------------------------------
+
+
+async def test_jobs_table_is_vacuumed_after_a_fixed_count_of_dead_rows(
+    broker: PostgresBroker, base_url: str, tag: str
+) -> None:
+    """Claims step over the dead entries at the head of the ready index until VACUUM removes
+    them; autovacuum's default (20% of the table dead) lets a large table pile up hundreds of
+    thousands, so the migration makes the jobs table's trigger a count, not a share."""
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT reloptions FROM pg_class WHERE oid = %s::regclass", [f"{tag}.jobs"]
+        ).fetchone()
+    options = dict(o.split("=", 1) for o in (row[0] if row and row[0] else []))
+    assert options.get("autovacuum_vacuum_scale_factor") == "0"
+    assert int(options.get("autovacuum_vacuum_threshold", "0")) > 0
+    assert options.get("autovacuum_vacuum_cost_delay") == "0"
+
+
+async def _expired(broker: PostgresBroker, n: int) -> list[str]:
+    jobs = [make_job() for _ in range(n)]
+    await broker.enqueue(jobs)
+    claims = await broker.claim("w", Q, n, 30)
+    past = time.time() - 1
+    await broker.settle(
+        [Outcome(job_id=c.job.id, token=c.token, kind=OutcomeKind.COMPLETE, expires_at=past) for c in claims]
+    )
+    return [j.id for j in jobs]
+
+
+async def test_prune_deletes_in_batches_until_none_is_left(broker: PostgresBroker) -> None:
+    await _expired(broker, 7)
+    broker.prune_batch = 3
+    assert await broker.prune() == 7
+    assert await broker.stats() == []
+
+
+async def test_prune_passes_over_a_row_another_transaction_holds(
+    broker: PostgresBroker, base_url: str, tag: str
+) -> None:
+    """A prune is maintenance: it must not queue behind an operator's or a requeue's lock
+    (nor hold its own locks for long); the held job goes at the next prune."""
+    held, *rest = await _expired(broker, 4)
+    async with await psycopg.AsyncConnection.connect(base_url) as other:
+        await other.execute(f"SELECT 1 FROM {tag}.jobs WHERE id = %s FOR UPDATE", [held])
+        async with asyncio.timeout(10):
+            assert await broker.prune() == len(rest)
+        await other.rollback()
+    assert await broker.prune() == 1

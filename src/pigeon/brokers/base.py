@@ -267,6 +267,8 @@ _BUILTIN = {
     "postgres": "pigeon.brokers.postgres:PostgresBroker",
     "redis": "pigeon.brokers.redis:RedisBroker",
     "rediss": "pigeon.brokers.redis:RedisBroker",
+    "redis+cluster": "pigeon.brokers.redis:RedisBroker",
+    "rediss+cluster": "pigeon.brokers.redis:RedisBroker",
     "amqp": "pigeon.brokers.rabbitmq:RabbitBroker",
     "amqps": "pigeon.brokers.rabbitmq:RabbitBroker",
 }
@@ -275,6 +277,8 @@ _EXTRAS = {
     "postgres": "postgres",
     "redis": "redis",
     "rediss": "redis",
+    "redis+cluster": "redis",
+    "rediss+cluster": "redis",
     "amqp": "rabbitmq",
     "amqps": "rabbitmq",
 }

@@ -9,7 +9,14 @@ connection, so an idle worker starts a job a millisecond or so after its commit.
 Concurrency limits count RUNNING jobs per key in a table kept by triggers.
 
 The URL's ``namespace`` parameter names the schema that holds the tables
-(default ``pigeon``), so apps and test runs can share a server. The schema is
+(default ``pigeon``), so apps and test runs can share a server.
+
+Behind a pooler in transaction mode (PgBouncer) every statement works, as none is
+prepared on the server (``prepare_threshold=None``), but LISTEN does not: the
+listener checks at start that a notice of its own reaches it, and when none does
+it says so once and idle workers poll (every 0.25 s; see :mod:`pigeon.brokers.postgres_listen`). The
+URL's ``listen_url`` parameter (percent-encoded) names a direct connection for
+LISTEN alone, which keeps wake-ups instant. The schema is
 created and upgraded by :meth:`PostgresBroker.migrate` (``pigeon migrate``);
 :meth:`PostgresBroker.open` refuses a schema that is behind.
 
@@ -38,6 +45,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from pigeon.brokers.base import BrokerBase, Capabilities
 from pigeon.brokers.inspection import JobFilter
+from pigeon.brokers.postgres_listen import Listener
 from pigeon.brokers.postgres_rows import SETTLE_COLUMNS, EnqueueBatch, columns, settle_row
 from pigeon.brokers.postgres_schema import MigrationPlan, check_not_newer
 from pigeon.brokers.sql import SqlReads, filter_clause, find_sql, migrations, queries, record_from_row
@@ -60,6 +68,8 @@ _CLAIM_PASSES = 4
 _CHUNK = 1000
 """Outcomes per settle statement: a worker that fell behind flushes a long outbox in steps,
 each holding its row locks briefly."""
+_PRUNE_BATCH = 10_000
+"""Jobs one prune statement deletes, each its own short transaction."""
 
 AnyConnection = psycopg.AsyncConnection[Any] | psycopg.Connection[Any]
 
@@ -70,7 +80,13 @@ class PostgresBroker(SqlReads, BrokerBase):
     capabilities = Capabilities()
 
     def __init__(
-        self, conninfo: str, *, namespace: str = "pigeon", url: str = "", max_connections: int = 10
+        self,
+        conninfo: str,
+        *,
+        namespace: str = "pigeon",
+        url: str = "",
+        max_connections: int = 10,
+        listen_conninfo: str | None = None,
     ) -> None:
         if not _NAMESPACE.fullmatch(namespace):
             raise ConfigurationError(
@@ -79,30 +95,45 @@ class PostgresBroker(SqlReads, BrokerBase):
         params = conninfo_to_dict(conninfo)
         params.setdefault("application_name", "pigeon")
         self._conninfo = conninfo
-        self._kwargs: dict[str, Any] = {"application_name": params["application_name"]}
+        self._listen_conninfo = listen_conninfo or conninfo
+        # No statement prepared on the server: a transaction-mode pooler would hand the next
+        # execution a server connection that never saw it.
+        self._kwargs: dict[str, Any] = {
+            "application_name": params["application_name"],
+            "prepare_threshold": None,
+        }
         self.namespace = namespace
         self.url = url or conninfo
         self._where = (
             f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
         )
         self._max = max_connections
+        self.prune_batch = _PRUNE_BATCH
+        """Jobs one prune statement deletes; a prune runs as many as it needs."""
         self._q = {
             name: text.replace("{ns}", namespace).encode() for name, text in queries("postgres").items()
         }
         self._channel = f"pigeon:{namespace}"
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
-        self._listener: asyncio.Task[None] | None = None
-        self._waiters: dict[asyncio.Event, frozenset[str]] = {}
-        self._pending: set[str] = set()
+        self._listener = Listener(
+            self._channel,
+            self._where,
+            lambda: self._connect(listen=True),
+            self._connection,
+            self._q["queued_in"],
+        )
 
     @classmethod
     def from_url(cls, url: str, shared: dict[str, Any]) -> Self:
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
         namespace = next((v for k, v in query if k == "namespace"), "pigeon")
-        rest = urlencode([(k, v) for k, v in query if k != "namespace"])
+        listen = next((v for k, v in query if k == "listen_url"), None)
+        rest = urlencode([(k, v) for k, v in query if k not in ("namespace", "listen_url")])
         conninfo = urlunsplit(parts._replace(scheme="postgresql", query=rest))
-        return cls(conninfo, namespace=namespace, url=url)
+        if listen is not None and urlsplit(listen).scheme not in ("postgres", "postgresql"):
+            raise ConfigurationError(f"listen_url {listen!r}: give a postgresql:// URL (percent-encoded)")
+        return cls(conninfo, namespace=namespace, url=url, listen_conninfo=listen)
 
     # -- plumbing ------------------------------------------------------------
 
@@ -115,8 +146,9 @@ class PostgresBroker(SqlReads, BrokerBase):
             return BrokerConnectionError(text)
         return BrokerError(text)
 
-    async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True, **self._kwargs)
+    async def _connect(self, *, listen: bool = False) -> psycopg.AsyncConnection[Any]:
+        conninfo = self._listen_conninfo if listen else self._conninfo
+        return await psycopg.AsyncConnection.connect(conninfo, autocommit=True, **self._kwargs)
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -211,11 +243,7 @@ class PostgresBroker(SqlReads, BrokerBase):
         return int(row[0]) if row else 0
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        await self._listener.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -326,54 +354,9 @@ class PostgresBroker(SqlReads, BrokerBase):
         return [jid for jid, _ in leases if jid not in kept]
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
-        wanted = frozenset(queues)
-        if self._pending & wanted:
-            self._pending -= wanted
-            return
         if self._pool is None:
             raise BrokerConnectionError("the PostgreSQL broker is not open (use `async with broker:`)")
-        if self._listener is None or self._listener.done():
-            # The broker owns this task and close() ends it: one listener serves every waiter.
-            self._listener = asyncio.create_task(self._listen(), name=f"pigeon-listen-{self.namespace}")
-        event = asyncio.Event()
-        self._waiters[event] = wanted
-        try:
-            async with asyncio.timeout(timeout):
-                await event.wait()
-        except TimeoutError:
-            pass
-        finally:
-            del self._waiters[event]
-
-    def _wake(self, queue: str) -> None:
-        woken = False
-        for event, wanted in self._waiters.items():
-            if queue in wanted:
-                event.set()
-                woken = True
-        if not woken:
-            self._pending.add(queue)  # for the next wait(), so a notice between two waits is not lost
-
-    async def _listen(self) -> None:
-        """Keep a LISTEN connection, reconnecting with back-off, and wake the waiters it concerns."""
-        pause = 0.05
-        listen = sql.SQL("LISTEN {}").format(sql.Identifier(self._channel))
-        while True:
-            try:
-                async with await self._connect() as conn:
-                    await conn.execute(listen)
-                    # Jobs queued before LISTEN took effect notified nobody; look for them once.
-                    wanted = sorted(set().union(*self._waiters.values()))
-                    if wanted:
-                        cur = await conn.execute(self._q["queued_in"], {"queues": wanted})
-                        for (queue,) in await cur.fetchall():
-                            self._wake(queue)
-                    pause = 0.05
-                    async for note in conn.notifies():
-                        self._wake(note.payload)
-            except psycopg.Error:
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 5.0)
+        await self._listener.wait(queues, timeout)
 
     async def recover(self, dead_after: float, expires_at: float | None = None) -> int:
         now = time.time()
@@ -388,7 +371,12 @@ class PostgresBroker(SqlReads, BrokerBase):
         return int(rows[0][0])
 
     async def prune(self) -> int:
-        return await self._execute("prune", {"now": time.time()})
+        now, total = time.time(), 0
+        while (n := await self._execute("prune", {"now": now, "limit": self.prune_batch})) > 0:
+            total += n
+            if n < self.prune_batch:
+                break
+        return total
 
     # -- inspecting ----------------------------------------------------------
 

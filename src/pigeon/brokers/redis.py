@@ -20,7 +20,13 @@ leased to nobody until the lease expires: delivery stays at-least-once.
 
 The query parameter ``namespace`` (default ``pigeon``) prefixes every key, so
 several apps can share one database: ``redis://host:6379/0?namespace=shop``.
-The scripts build key names themselves, so Redis Cluster is not supported.
+
+Redis Cluster: ``redis+cluster://host1:7000,host2:7001/?namespace=shop`` (any
+reachable masters; ``rediss+cluster`` for TLS). The scripts build key names
+themselves from the prefix, so on a cluster the prefix is a hash tag,
+``{shop}:``: every key of a namespace lives in one hash slot, and every script
+runs on the master that owns it. One namespace is therefore served by one
+master; several namespaces spread over the cluster.
 
 Durability: the at-least-once promise holds only for what Redis keeps. Run
 the server with ``appendonly yes`` and ``appendfsync everysec`` (a crash can
@@ -39,7 +45,6 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-import logging
 import os
 import time
 from collections import defaultdict
@@ -50,13 +55,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pigeon.brokers.base import BrokerBase, Capabilities
+from pigeon.brokers.redis_connect import check_eviction, cluster_nodes, new_client
 from pigeon.brokers.redis_data import (
     FIELDS,
     record,
@@ -79,8 +83,6 @@ from pigeon.job import (
     stored_claim,
 )
 from pigeon.transitions import LOST_ERROR, settled
-
-log = logging.getLogger("pigeon.broker.redis")
 
 _SCRIPTS = (
     "enqueue",
@@ -112,13 +114,23 @@ class RedisBroker(RedisInspection, BrokerBase):
 
     capabilities = Capabilities()
 
-    def __init__(self, url: str, *, namespace: str = "pigeon", retries: int = 8) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "pigeon",
+        retries: int = 8,
+        cluster: Sequence[tuple[str, int]] = (),
+    ) -> None:
         self.url = url
         self._server = url
-        self._prefix = f"{namespace}:"
+        self._cluster = list(cluster)
+        # On a cluster the prefix is a hash tag: all of a namespace's keys share one slot.
+        self._prefix = f"{{{namespace}}}:" if cluster else f"{namespace}:"
+        self._slot_key = f"{self._prefix}seq"  # names the slot a script runs on
         self._retries = retries
         self._client: aioredis.Redis | None = None
-        self._leasing: aioredis.Redis | None = None
+        self._leasing: Any = None  # aioredis.Redis, or RedisCluster
         self._scripts: dict[str, Any] = {}
         self._pubsub: PubSub | None = None
         self._subscribed: set[bytes] = set()
@@ -134,7 +146,10 @@ class RedisBroker(RedisInspection, BrokerBase):
         if not namespace or any(c in namespace for c in " *?[]{}"):
             raise ConfigurationError(f"{url!r}: namespace must be a non-empty plain word")
         rest = urlencode([(k, v) for k, v in query if k != "namespace"])
-        broker = cls(urlunsplit(parts._replace(query=rest)), namespace=namespace)
+        if parts.scheme.endswith("+cluster"):
+            broker = cls(url, namespace=namespace, cluster=cluster_nodes(url))
+        else:
+            broker = cls(urlunsplit(parts._replace(query=rest)), namespace=namespace)
         broker.url = url
         return broker
 
@@ -146,7 +161,7 @@ class RedisBroker(RedisInspection, BrokerBase):
             yield
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise BrokerConnectionError(f"Redis ({self._where}): {exc}") from exc
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:
             raise BrokerError(f"Redis ({self._where}): {exc}") from exc
         except (TimeoutError, OSError) as exc:  # our own deadlines, and sockets redis-py did not wrap
             raise BrokerConnectionError(f"Redis ({self._where}): {type(exc).__name__}: {exc}") from exc
@@ -154,16 +169,18 @@ class RedisBroker(RedisInspection, BrokerBase):
     @property
     def _where(self) -> str:
         parts = urlsplit(self._server)
+        if self._cluster:
+            return f"cluster {parts.netloc}, namespace {self._prefix[:-1]!r}"
         return f"{parts.hostname}:{parts.port or 6379}{parts.path}, namespace {self._prefix[:-1]!r}"
 
     @property
-    def _redis(self) -> aioredis.Redis:
+    def _redis(self) -> Any:  # aioredis.Redis, or RedisCluster: the same commands
         if self._client is None:
             raise BrokerConnectionError("the Redis broker is not open (use `async with broker:`)")
         return self._client
 
     async def _script(self, name: str, *args: Any, client: Any = None) -> Any:
-        return await self._scripts[name](args=[self._prefix, *args], client=client)
+        return await self._scripts[name](keys=[self._slot_key], args=[self._prefix, *args], client=client)
 
     async def open(self) -> None:
         """Connect, and check the server will not evict jobs.
@@ -175,7 +192,9 @@ class RedisBroker(RedisInspection, BrokerBase):
         client = self._new_client(self._retries)
         try:
             with self._translated():
-                await self._check_eviction(client)
+                if self._cluster:
+                    await client.initialize()
+                await check_eviction(client, self._where)
         except BaseException:
             await client.aclose()
             raise
@@ -186,33 +205,11 @@ class RedisBroker(RedisInspection, BrokerBase):
         self._leasing = self._new_client(0)
         self._scripts = {name: client.register_script(script_source(name)) for name in _SCRIPTS}
 
-    def _new_client(self, retries: int) -> aioredis.Redis:
+    def _new_client(self, retries: int) -> Any:
         try:
-            return aioredis.Redis.from_url(
-                self._server,
-                retry=Retry(ExponentialBackoff(cap=1.0, base=0.02), retries),
-                socket_connect_timeout=5.0,
-                socket_timeout=30.0,
-                socket_keepalive=True,
-                client_name=f"pigeon:{self._prefix[:-1]}",  # CLIENT LIST tells whose connections these are
-            )
+            return new_client(self._server, self._cluster, retries, f"pigeon:{self._prefix[:-1]}")
         except ValueError as exc:
             raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from exc
-
-    async def _check_eviction(self, client: aioredis.Redis) -> None:
-        try:
-            found = await client.config_get("maxmemory-policy")
-        except ResponseError as exc:  # CONFIG renamed or disabled, as on some hosted services
-            log.warning("cannot read maxmemory-policy (%s); make sure it is noeviction", exc)
-            return
-        # redis-py has decoded this reply to str in some versions and not in others
-        decoded = {text(k): text(v) for k, v in dict[Any, Any](found).items()}
-        policy = decoded.get("maxmemory-policy", "noeviction")
-        if policy != "noeviction":
-            raise ConfigurationError(
-                f"Redis ({self._where}) has maxmemory-policy {policy!r}: it may evict jobs under memory "
-                "pressure. Set `maxmemory-policy noeviction` (with CONFIG SET, and in redis.conf)."
-            )
 
     async def close(self) -> None:
         await self._drop_subscription()
@@ -248,12 +245,18 @@ class RedisBroker(RedisInspection, BrokerBase):
         if not chunks:
             return []
         with self._translated():
-            if len(chunks) == 1:  # a pipeline with scripts costs an extra SCRIPT EXISTS round trip
-                return list(await self._script(name, *chunks[0]))
-            pipe = self._redis.pipeline(transaction=False)
-            for args in chunks:
-                await self._script(name, *args, client=pipe)
-            return [x for reply in await pipe.execute() for x in reply]
+            return [x for reply in await self._script_each(name, chunks) for x in reply]
+
+    async def _script_each(self, name: str, calls: Sequence[Sequence[Any]]) -> list[Any]:
+        """One reply per call of a script: pipelined when there are several."""
+        if len(calls) == 1 or self._cluster:
+            # A pipeline with scripts costs an extra SCRIPT EXISTS round trip, and a
+            # cluster client refuses scripts in a pipeline: one call after another.
+            return [await self._script(name, *args) for args in calls]
+        pipe = self._redis.pipeline(transaction=False)
+        for args in calls:
+            await self._script(name, *args, client=pipe)
+        return list(await pipe.execute())
 
     # -- consuming -----------------------------------------------------------
 

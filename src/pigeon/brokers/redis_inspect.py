@@ -39,6 +39,9 @@ class RedisInspection:
     async def _script(self, name: str, *args: Any, client: Any = None) -> Any:
         raise NotImplementedError
 
+    async def _script_each(self, name: str, calls: Sequence[Sequence[Any]]) -> list[Any]:
+        raise NotImplementedError
+
     async def _records(self, ids: Sequence[bytes | str]) -> list[JobRecord | None]:
         raise NotImplementedError
 
@@ -140,11 +143,8 @@ class RedisInspection:
                 return
             high = int(max(heads)) + 1
             low = max(0, high - span)
-            pipe = self._redis.pipeline(transaction=False)
-            for key in keys:
-                args = (key[prefix:], f"({high}", low, where.task or "", mode, *needles)
-                await self._script("find", *args, client=pipe)
-            yield await pipe.execute()
+            calls = [(key[prefix:], f"({high}", low, where.task or "", mode, *needles) for key in keys]
+            yield await self._script_each("find", calls)
             high = low
             span = min(span * 2, _SCAN_SPAN)
 
@@ -185,11 +185,10 @@ class RedisInspection:
 
     async def resume_queue(self, queue: str) -> None:
         with self._translated():
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.srem(f"{self._prefix}paused", queue)
+            await self._redis.srem(f"{self._prefix}paused", queue)
             # Idle workers wait on the wake channel: a resumed queue with jobs wakes them.
-            pipe.publish(f"{self._prefix}wake:{queue}", "")
-            await pipe.execute()
+            # (Two calls: a cluster client refuses PUBLISH in a pipeline.)
+            await self._redis.publish(f"{self._prefix}wake:{queue}", "")
 
     async def paused_queues(self) -> list[str]:
         with self._translated():

@@ -43,6 +43,8 @@ from pigeon.transitions import Transition, arriving, settled
 
 T = TypeVar("T")
 
+_PRUNE_BATCH = 5000
+"""Jobs one prune statement deletes, each its own short write transaction."""
 _WATCH_EVERY = 0.004
 # Errors are stored as text: SQLite's json() refuses a BLOB (or, from 3.45, reads it as JSONB).
 
@@ -273,7 +275,14 @@ class SqliteBroker(SqlReads, BrokerBase):
         return await self._run(self._write, recover)
 
     async def prune(self) -> int:
-        return await self._run(self._write, lambda db: db.execute(self._q["prune"], (time.time(),)).rowcount)
+        now, total = time.time(), 0
+        while True:
+            n: int = await self._run(
+                self._write, lambda db: db.execute(self._q["prune"], (now, _PRUNE_BATCH)).rowcount
+            )
+            total += n
+            if n < _PRUNE_BATCH:
+                return total
 
     # -- inspecting ----------------------------------------------------------
 

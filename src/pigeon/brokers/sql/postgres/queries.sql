@@ -178,8 +178,16 @@ WITH lost AS (
 SELECT count(*) FROM done WHERE (SELECT count(*) FROM woke) >= 0
 
 -- name: prune
-DELETE FROM {ns}.jobs
-WHERE expires_at <= %(now)s AND state IN ('succeeded', 'failed', 'cancelled')
+-- In batches, each a short transaction: one DELETE of a day's expired jobs would hold back
+-- VACUUM's horizon (and every claim behind the dead entries it cannot remove) for its length.
+-- SKIP LOCKED passes over rows a racing prune or a requeue holds.
+WITH doomed AS (
+    SELECT id FROM {ns}.jobs
+    WHERE expires_at <= %(now)s AND state IN ('succeeded', 'failed', 'cancelled')
+    ORDER BY expires_at LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {ns}.jobs WHERE id IN (SELECT id FROM doomed)
 
 -- name: get
 SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress, id

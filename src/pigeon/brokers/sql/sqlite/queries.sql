@@ -82,8 +82,14 @@ WHERE j.state = 'running' AND (j.lease_until < ? OR (w.id IS NOT NULL AND w.last
 DELETE FROM pigeon_workers WHERE last_seen < ?
 
 -- name: prune
-DELETE FROM pigeon_jobs
-WHERE expires_at <= ? AND state IN ('succeeded', 'failed', 'cancelled')
+-- Found by the expiry index, never by state (hence +state): by state, a prune read every
+-- finished job kept, a whole retention period's, holding the write lock all along. In
+-- batches, so claims and settles get the lock in between.
+DELETE FROM pigeon_jobs WHERE seq IN (
+    SELECT seq FROM pigeon_jobs
+    WHERE expires_at <= ? AND +state IN ('succeeded', 'failed', 'cancelled')
+    ORDER BY expires_at LIMIT ?
+)
 
 -- name: get
 SELECT envelope, state, attempts, result, error, errors, worker_id, started_at, finished_at, lease_until, progress, id
