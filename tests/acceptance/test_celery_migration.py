@@ -8,6 +8,7 @@ follow it. ``python``, ``pigeon`` and ``celery`` are this environment's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -15,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -115,12 +117,27 @@ def test_the_worked_migration_runs_as_written(tmp_path: Path) -> None:
         finally:
             for proc in started:
                 os.killpg(proc.pid, signal.SIGTERM)
-            for proc in started:
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(10)
+            for proc in started:  # the whole group, not only its shell: a step's bridge is gone
+                _wait_group_gone(proc)
+
+
+def _wait_group_gone(proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    proc.wait(20)
+    while _group_alive(proc.pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+        time.sleep(0.05)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _logs(where: Path) -> str:

@@ -130,7 +130,10 @@ class RedisPending:
 
     def __init__(self, client: aioredis.Redis, queues: list[str]) -> None:
         self.client: Any = client
-        self.key = f"pigeon.bridge.pending.{','.join(queues)}"  # one per bridge, by its queues
+        # One hash for every bridge on this Redis, whatever its queues: a job tracked by a bridge
+        # that stopped (or restarted with other -Q) is finished by whichever bridge runs next.
+        # Finishing twice is harmless: results are set, chain steps have derived ids.
+        self.key = "pigeon.bridge.pending"
 
     async def add_many(self, items: dict[str, bytes]) -> None:
         await self.client.hset(self.key, mapping=items)
