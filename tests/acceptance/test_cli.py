@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import subprocess
@@ -19,19 +18,6 @@ from tests.storage import overwrite_envelope
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PIGEON_URL": f"sqlite:///{tmp_path}/jobs.db",
-        "PYTHONPATH": str(ROOT),
-        "PIGEON_POLL": "0.05",
-        "PIGEON_HEARTBEAT": "0.2",
-        "PIGEON_DEAD_AFTER": "1",
-        "PIGEON_RECOVER_EVERY": "0.3",
-    }
 
 
 @pytest.fixture

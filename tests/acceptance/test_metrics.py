@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import base64
-import os
 import re
 import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -19,27 +16,6 @@ from tests.acceptance.test_cli import ROOT
 from tests.helpers import wait_until
 
 APP = "tests.acceptance.jobs_app:app"
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PIGEON_URL": f"sqlite:///{tmp_path}/jobs.db",
-        "PYTHONPATH": str(ROOT),
-        "PIGEON_POLL": "0.05",
-        "PIGEON_HEARTBEAT": "0.2",
-    }
-
-
-@pytest.fixture
-def app(env: dict[str, str]) -> Iterator[App]:
-    from tests.acceptance import jobs_app
-
-    jobs_app.app.url = env["PIGEON_URL"]
-    jobs_app.app.migrate()
-    yield jobs_app.app
-    jobs_app.app.close()
 
 
 def scrape(url: str, auth: str | None = None) -> str:

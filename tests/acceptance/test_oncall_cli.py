@@ -3,39 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from pigeon import App, JobState
 from tests.acceptance.test_cli import ROOT, pigeon
 from tests.helpers import wait_until
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PIGEON_URL": f"sqlite:///{tmp_path}/jobs.db",
-        "PYTHONPATH": str(ROOT),
-        "PIGEON_POLL": "0.05",
-        "PIGEON_HEARTBEAT": "0.2",
-    }
-
-
-@pytest.fixture
-def app(env: dict[str, str]) -> Iterator[App]:
-    from tests.acceptance import jobs_app
-
-    jobs_app.app.url = env["PIGEON_URL"]
-    jobs_app.app.migrate()  # the inspection verbs never create the database
-    yield jobs_app.app
-    jobs_app.app.close()
-
 
 APP = "tests.acceptance.jobs_app:app"
 
