@@ -12,8 +12,10 @@ so a wrong path still fails the strict build.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +73,12 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
             out.append(line)
             continue
         spans = [m.span() for m in CODE_SPAN.finditer(line)]
-
-        def outside_code(m: re.Match[str]) -> str:  # a link written inside `code` stays as it is
-            inside = any(a <= m.start() < b for a, b in spans)
-            return m.group(0) if inside else rewrite(m)
-
-        out.append(LINK.sub(outside_code, line))
+        out.append(LINK.sub(functools.partial(_outside_code, spans, rewrite), line))
     return "".join(out)
+
+
+def _outside_code(
+    spans: list[tuple[int, int]], rewrite: Callable[[re.Match[str]], str], m: re.Match[str]
+) -> str:
+    """A link written inside `code` stays as it is."""
+    return m.group(0) if any(a <= m.start() < b for a, b in spans) else rewrite(m)
