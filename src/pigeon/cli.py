@@ -53,7 +53,11 @@ def main() -> None:
 )
 @click.option("--concurrency", "-c", type=int, default=None, help="Jobs in flight per process.")
 @click.option("--processes", "-p", type=int, default=1, show_default=True, help="Worker processes.")
-@click.option("--burst", is_flag=True, help="Exit when nothing is left to do.")
+@click.option(
+    "--burst/--no-burst",
+    default=None,
+    help="Exit when nothing is left to do (default: PIGEON_BURST, else off).",
+)
 @click.option("--grace", type=float, default=None, help="Seconds running jobs get at shutdown.")
 @click.option("--log-level", "-l", default="info", show_default=True)
 @click.option(
@@ -73,7 +77,7 @@ def worker(
     queues: str | None,
     concurrency: int | None,
     processes: int,
-    burst: bool,
+    burst: bool | None,
     grace: float | None,
     log_level: str,
     log_format: str,
@@ -91,7 +95,9 @@ def worker(
         metrics = None if metrics_port is None else (load_app(app_path), metrics_host, metrics_port)
         sys.exit(supervise(argv, processes, metrics=metrics))
     app = load_app(app_path)
-    changes: dict[str, Any] = {"burst": burst}
+    changes: dict[str, Any] = {}
+    if burst is not None:
+        changes["burst"] = burst
     if queues:
         changes["queues"] = queues
     if concurrency:

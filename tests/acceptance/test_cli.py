@@ -166,6 +166,21 @@ def test_enqueue_status_and_jobs_commands(app: App, env: dict[str, str]) -> None
     assert "purged 1 jobs" in pigeon(env, "jobs", "purge", env["PIGEON_URL"], "--yes").stdout
 
 
+def test_pigeon_burst_in_the_environment_makes_the_worker_exit(app: App, env: dict[str, str]) -> None:
+    job_id = pigeon(env, "enqueue", "tests.acceptance.jobs_app:app", "add", "--args", "[2, 3]").stdout.strip()
+    # Without PIGEON_BURST honoured the worker would wait for work until the 60 s timeout.
+    pigeon({**env, "PIGEON_BURST": "1"}, "worker", "tests.acceptance.jobs_app:app")
+    assert app.job(job_id).status is JobState.SUCCEEDED
+    with pytest.raises(subprocess.TimeoutExpired):  # --no-burst wins over the environment
+        subprocess.run(
+            [sys.executable, "-m", "pigeon", "worker", "tests.acceptance.jobs_app:app", "--no-burst"],
+            env={**env, "PIGEON_BURST": "1"},
+            cwd=ROOT,
+            capture_output=True,
+            timeout=3,
+        )
+
+
 def test_jobs_show_lists_every_failed_attempt(app: App, env: dict[str, str]) -> None:
     sent = pigeon(env, "enqueue", "tests.acceptance.jobs_app:app", "broken", "--args", '["cake"]')
     job_id = sent.stdout.strip()

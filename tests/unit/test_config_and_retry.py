@@ -10,6 +10,20 @@ def test_from_env() -> None:
     assert cfg.queues == ("a", "b") and cfg.concurrency == 64 and cfg.burst
 
 
+def test_queue_limits_from_env() -> None:
+    cfg = WorkerConfig.from_env({"PIGEON_QUEUES": "default,images", "PIGEON_QUEUE_LIMITS": "images=2"})
+    assert cfg.queue_limits == (("images", 2),)
+    with pytest.raises(ConfigurationError, match="PIGEON_QUEUE_LIMITS"):
+        WorkerConfig.from_env({"PIGEON_QUEUES": "default,images", "PIGEON_QUEUE_LIMITS": "images"})
+
+
+@pytest.mark.parametrize("raw", ["ture", "2", "enabled"])
+def test_a_mistyped_flag_is_an_error_not_off(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="PIGEON_BURST"):
+        WorkerConfig.from_env({"PIGEON_BURST": raw})
+    assert not WorkerConfig.from_env({"PIGEON_BURST": "off"}).burst
+
+
 def test_bad_config() -> None:
     with pytest.raises(ConfigurationError):
         WorkerConfig.from_env({"PIGEON_CONCURRENCY": "lots"})

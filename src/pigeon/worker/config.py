@@ -97,8 +97,10 @@ class WorkerConfig:
             try:
                 if f.name == "queues":
                     changes[f.name] = raw
+                elif f.name == "queue_limits":
+                    changes[f.name] = _parse_limits(raw)
                 elif f.name in ("burst", "services"):
-                    changes[f.name] = raw.lower() in ("1", "true", "yes", "on")
+                    changes[f.name] = _parse_flag(raw)
                 elif f.name in ("concurrency", "threads", "processes", "batch"):
                     changes[f.name] = int(raw)
                 else:
@@ -106,6 +108,27 @@ class WorkerConfig:
             except ValueError:
                 raise ConfigurationError(f"PIGEON_{f.name.upper()}={raw!r} is not a valid value") from None
         return (base or cls()).replace(**changes)
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _parse_flag(raw: str) -> bool:
+    # A typo must not silently mean "off": the variable was set for a reason.
+    if raw.strip().lower() in _TRUE:
+        return True
+    if raw.strip().lower() in _FALSE:
+        return False
+    raise ValueError(raw)
+
+
+def _parse_limits(raw: str) -> tuple[tuple[str, int], ...]:
+    """``"images=2,video=1"`` → the per-worker caps (``PIGEON_QUEUE_LIMITS``)."""
+    queues, limits = _parse_queues(raw)
+    if len(limits) != len(queues):
+        raise ValueError(raw)
+    return limits
 
 
 def _parse_queues(text: str) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
