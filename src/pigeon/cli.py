@@ -6,13 +6,15 @@ inspection commands, a broker URL. Errors print one line and exit 1.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import msgspec
@@ -34,6 +36,9 @@ from pigeon.contrib.celery import cli as celery_cli
 from pigeon.events import UNROUTED
 from pigeon.filters import task_name_in
 from pigeon.job import JobState
+
+if TYPE_CHECKING:
+    from pigeon.worker.loop import Worker
 
 
 @click.group()
@@ -117,10 +122,37 @@ def worker(
             if metrics_port is not None:
                 port = metrics.serve_worker(app, counters, metrics_host, metrics_port)
                 click.echo(f"metrics on http://{metrics_host}:{port}/metrics")
-        await the_worker.run()
+        if os.environ.get("PIGEON_SUPERVISED"):
+            _obey_the_supervisor(the_worker)
+            await the_worker.run(install_signals=False)
+        else:
+            await the_worker.run()
 
     run_on(app, run)
     _exit_past_stuck_threads(the_worker.busy_threads)
+
+
+def _obey_the_supervisor(the_worker: Worker) -> None:
+    """Under ``--processes``: any number of SIGTERMs is one graceful stop; SIGUSR1 is "at once".
+
+    systemd's default ``KillMode=control-group`` signals every process of the unit, so a child
+    gets SIGTERM from systemd and again from its supervisor: counted as two, it would skip the
+    grace. The supervisor says "now" with SIGUSR1 instead.
+    """
+    loop = asyncio.get_running_loop()
+    log = logging.getLogger("pigeon.worker")
+
+    heard: list[int] = []
+
+    def graceful(signum: int) -> None:
+        if not heard:  # a second stop() would be a hard one
+            log.info("%s: finishing running jobs, then stopping", signal.Signals(signum).name)
+            the_worker.stop()
+        heard.append(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, graceful, sig)
+    loop.add_signal_handler(signal.SIGUSR1, lambda: the_worker.stop(hard=True))
 
 
 def _exit_past_stuck_threads(busy: int) -> None:

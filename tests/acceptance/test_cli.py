@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import subprocess
@@ -135,6 +136,47 @@ def test_processes_and_burst(app: App, env: dict[str, str], tmp_path: Path) -> N
     assert all(h.status is JobState.SUCCEEDED for h in handles)
     assert len(lines(record)) == 40
     assert len(set(lines(record))) == 2  # two worker processes shared the work
+
+
+def _children(workers: Workers, supervisor: subprocess.Popen[bytes]) -> list[int]:
+    found = re.search(r"supervising \d+ worker processes: ([\d, ]+)", workers.output(supervisor))
+    return [int(pid) for pid in found.group(1).split(",")] if found else []
+
+
+def test_processes_under_systemd_finish_jobs_when_every_process_gets_sigterm(
+    app: App, workers: Workers, tmp_path: Path
+) -> None:
+    """systemd's KillMode=control-group signals the supervisor and each child at once."""
+    from tests.acceptance.jobs_app import mark
+
+    record = tmp_path / "ran"
+    supervisor = workers.start("--processes", "2", "-c", "2", "--grace", "30")
+    handles = mark.send_many([(str(record), 2.0)] * 2)
+    wait_until(lambda: len(lines(record)) == 2, what="both jobs started")
+    children = _children(workers, supervisor)
+    assert len(children) == 2, workers.output(supervisor)
+    for pid in [supervisor.pid, *children]:
+        os.kill(pid, signal.SIGTERM)
+    assert supervisor.wait(30) == 0, workers.output(supervisor)
+    # Two SIGTERMs per child (systemd's and the supervisor's) are still one graceful stop.
+    assert [h.status for h in handles] == [JobState.SUCCEEDED] * 2, workers.output(supervisor)
+
+
+def test_a_second_signal_to_the_supervisor_stops_its_children_at_once(
+    app: App, workers: Workers, tmp_path: Path
+) -> None:
+    from tests.acceptance.jobs_app import mark
+
+    record = tmp_path / "ran"
+    supervisor = workers.start("--processes", "2", "-c", "1", "--grace", "60")
+    h = mark.send(str(record), 60.0)
+    wait_until(lambda: lines(record), what="the job started")
+    supervisor.send_signal(signal.SIGTERM)
+    wait_until(lambda: "finishing running jobs" in workers.output(supervisor), what="the children heard it")
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(30) == 0, workers.output(supervisor)
+    rec = h.record()
+    assert rec.state is JobState.QUEUED and rec.attempts == 0, workers.output(supervisor)
 
 
 def test_process_executor_and_timeout_kill(app: App, workers: Workers) -> None:

@@ -1,11 +1,12 @@
 """Several worker processes under one supervisor (``pigeon worker --processes N``).
 
 Each child is a full ``pigeon worker`` with its own event loop. Children run
-in their own session so a terminal's Ctrl-C reaches only the supervisor, which
-forwards one SIGTERM per signal it gets: the first asks for a graceful stop,
-the second for an immediate one. A child that dies while the supervisor is
-running is restarted with exponential back-off; one that exits 0 (``--burst``)
-is not.
+in their own session so a terminal's Ctrl-C reaches only the supervisor. Its
+first signal sends the children SIGTERM (a graceful stop), its second SIGUSR1
+(stop at once). A child counts SIGTERMs from anyone as one graceful stop, since
+systemd's ``KillMode=control-group`` sends its own beside the supervisor's.
+A child that dies while the supervisor is running is restarted with
+exponential back-off; one that exits 0 (``--burst``) is not.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def supervise(argv: list[str], processes: int, metrics: tuple[App, str, int] | N
     Prometheus directory and this process serves their sum.
     """
     child_argv = [*_without_metrics(argv), "--processes", "1"]
-    env = dict(os.environ)
+    env = {**os.environ, "PIGEON_SUPERVISED": "1"}
     directory = None
     if metrics is not None:
         from pigeon.metrics import serve_supervisor
@@ -104,9 +105,10 @@ def _watch(children: list[_Child], processes: int) -> int:
         while True:
             while len(signals) > forwarded:
                 forwarded += 1
+                how = signal.SIGTERM if forwarded == 1 else signal.SIGUSR1
                 for c in children:
                     if c.proc.poll() is None:
-                        c.proc.send_signal(signal.SIGTERM)
+                        c.proc.send_signal(how)
             stopping = forwarded > 0
             alive = False
             for c in children:
