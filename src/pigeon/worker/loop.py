@@ -1,7 +1,7 @@
 """The worker: claim → run → settle, on one event loop, under one task group.
 
 One :class:`asyncio.TaskGroup` owns the worker's loops (heartbeat, lifeline,
-settler, watcher) and a second one owns the running jobs. Shutdown stops
+settler (``settler.py``), watcher) and a second one owns the running jobs. Shutdown stops
 claiming, gives running jobs ``grace`` seconds, cancels the rest and hands
 them back without spending an attempt, flushes every settle, then cancels the
 loops.
@@ -34,13 +34,10 @@ from pigeon.worker.config import WorkerConfig
 from pigeon.worker.executors import Executors
 from pigeon.worker.identity import new_worker_id, worker_info
 from pigeon.worker.progress import ProgressReporter
+from pigeon.worker.settler import Settler
 from pigeon.worker.ticker import run_schedules
 
 log = logging.getLogger("pigeon.worker")
-
-_FINAL = frozenset({OutcomeKind.COMPLETE, OutcomeKind.FAIL})
-"""Outcomes that end a job: its result waiters in this process are woken."""
-LAST_SETTLE = 1.5  # seconds a stopping worker gives its last outcomes (of the 2 s promised past grace)
 
 
 class Worker:
@@ -68,10 +65,7 @@ class Worker:
         # while an answer about the old one is still on its way.
         self._running: dict[tuple[str, str], tuple[Claim, asyncio.Task[None]]] = {}
         self._lost: set[tuple[str, str]] = set()
-        self._outbox: list[Outcome] = []
-        self._settling: list[Outcome] = []  # the batch the broker is taking now
-        self._settled = 0  # times the settler has emptied the outbox
-        self._outbox_ready = asyncio.Event()
+        self._settler = Settler(client, self._wake.set)
         self._executors = Executors(config.thread_count, config.process_count)
         self._limited_queues = frozenset(q for q, _ in config.queue_limits)
         self._broker: InstrumentedBroker | None = None
@@ -150,7 +144,9 @@ class Worker:
                 services = None
                 if cfg.services and registered and not cfg.burst:
                     services = loops.create_task(supervise(registered, self.services), name="pigeon-services")
-                settler = loops.create_task(self._settler(), name="pigeon-settler")
+                stopping, busy = (lambda: self._stopping), (lambda: bool(self._running))
+                settling = self._settler.run(self._broker, stopping, busy, self._hard)
+                settler = loops.create_task(settling, name="pigeon-settler")
                 self.started.set()
                 async with asyncio.TaskGroup() as jobs:
                     await self._claim_loop(jobs)
@@ -158,24 +154,29 @@ class Worker:
                         services.cancel()
                         await asyncio.wait([services])
                     await self._drain()
-                await self._last_settle(settler)
+                self._stopping = True
+                await self._settler.last(settler)
                 for t in background:
                     t.cancel()
         finally:
-            self.client.notifier.unsubscribe(self._loop, wake)
-            if self.observer is not None:
-                self._broker.unobserve(self.observer)
-            if install_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    self._loop.remove_signal_handler(sig)
-            await self._executors.close()
-            try:
-                if self._broker.capabilities.inspect:  # else recover() forgets it once silent
-                    await self._broker.unregister_worker(self.id)
-            except BrokerError as exc:
-                log.warning("could not unregister worker %s: %s", self.id, exc)
-            log.info("worker %s stopped after %d jobs", self.id, self.processed)
-            self.stopped.set()
+            await self._close(wake, install_signals)
+
+    async def _close(self, wake: asyncio.Event, install_signals: bool) -> None:
+        assert self._loop is not None and self._broker is not None
+        self.client.notifier.unsubscribe(self._loop, wake)
+        if self.observer is not None:
+            self._broker.unobserve(self.observer)
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._loop.remove_signal_handler(sig)
+        await self._executors.close()
+        try:
+            if self._broker.capabilities.inspect:  # else recover() forgets it once silent
+                await self._broker.unregister_worker(self.id)
+        except BrokerError as exc:
+            log.warning("could not unregister worker %s: %s", self.id, exc)
+        log.info("worker %s stopped after %d jobs", self.id, self.processed)
+        self.stopped.set()
 
     async def _register(self) -> None:
         """A first heartbeat, without leases, registers the worker; the loop's next ones would too."""
@@ -192,7 +193,7 @@ class Worker:
             self._wake.clear()
             free = cfg.concurrency - len(self._running)
             if free > 0:
-                settled = self._settled
+                settled = self._settler.rounds
                 try:
                     claims, want = await self._claim(free)
                 except BrokerError as exc:
@@ -212,15 +213,11 @@ class Worker:
                 # An outcome may make a job due again (an immediate retry): a burst worker is
                 # idle only when nothing waits to be settled and nothing was settled during the
                 # claim that just came back empty.
-                if cfg.burst and not self._running and self._settled_idle(settled):
+                if cfg.burst and not self._running and self._settler.idle_since(settled):
                     return
             else:
                 self._starved = False
             await self._wake.wait()
-
-    def _settled_idle(self, settled: int) -> bool:
-        """Whether no outcome is waiting and none landed since the settler count was ``settled``."""
-        return not self._outbox and not self._settling and self._settled == settled
 
     async def _claim(self, free: int) -> tuple[list[Claim], int]:
         """Claim up to ``free`` jobs, within per-queue limits; return them and how many were sought."""
@@ -274,8 +271,7 @@ class Worker:
             return
         del self._running[key]
         if key not in self._lost:
-            self._outbox.append(Outcome(job_id=claim.job.id, token=claim.token, kind=OutcomeKind.RELEASE))
-            self._outbox_ready.set()
+            self._settler.put(Outcome(job_id=claim.job.id, token=claim.token, kind=OutcomeKind.RELEASE))
         self._lost.discard(key)
         self._wake.set()
 
@@ -300,8 +296,7 @@ class Worker:
             self._lost.discard(key)
             self.processed += 1
             if outcome is not None:
-                self._outbox.append(outcome)
-                self._outbox_ready.set()
+                self._settler.put(outcome)
             limited = job.queue in self._limited_queues
             if not self._starved or limited or self.config.burst or self._stopping:
                 self._wake.set()
@@ -396,49 +391,6 @@ class Worker:
                 pause = min(pause * 2, 5.0)
             await self._nudge()
 
-    async def _last_settle(self, settler: asyncio.Task[None]) -> None:
-        """Flush the outbox within the stop's margin; what cannot land comes back as leases expire."""
-        self._outbox_ready.set()
-        self._stopping = True
-        try:
-            await asyncio.wait_for(settler, LAST_SETTLE)
-        except TimeoutError:
-            log.error("stopping with %d outcomes unsettled", len(self._outbox) + len(self._settling))
-
-    async def _settler(self) -> None:
-        """Flush outcomes in batches; keep them until the broker takes them."""
-        assert self._broker is not None
-        pause = 0.05
-        while True:
-            await self._outbox_ready.wait()
-            self._outbox_ready.clear()
-            while self._outbox:
-                batch, self._outbox = self._outbox, []
-                self._settling = batch
-                try:
-                    accepted = await self._broker.settle(batch)
-                except BrokerError as exc:
-                    log.error("settle failed, will retry: %s", exc)
-                    self._outbox = batch + self._outbox
-                    self._settling = []
-                    if self._hard.is_set() and self._stopping:
-                        log.error("stopping with %d unsettled outcomes; their leases will expire", len(batch))
-                        return
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, 5.0)
-                    continue
-                self._settling = []
-                pause = 0.05
-                self.client.result_waiters.done(
-                    o.job_id for o, ok in zip(batch, accepted, strict=True) if ok and o.kind in _FINAL
-                )
-                for o in (o for o, ok in zip(batch, accepted, strict=True) if not ok):
-                    log.warning("job %s no longer ours to %s (cancelled, or lease lost)", o.job_id, o.kind)
-            self._settled += 1
-            self._wake.set()  # a burst worker waits for its outcomes before deciding it is idle
-            if self._stopping and not self._running:
-                return
-
     async def _heartbeat(self) -> None:
         assert self._broker is not None
         while True:
@@ -468,7 +420,7 @@ class Worker:
         too, or a slow settle would let the job be recovered and run again. A job claimed
         again holds no lease under its old token: only the new claim's is renewed.
         """
-        leases = {o.job_id: o.token for o in (*self._settling, *self._outbox)}
+        leases = self._settler.tokens()
         leases.update({jid: token for jid, token in self._running})
         return leases
 
