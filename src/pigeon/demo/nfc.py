@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import os
 import random
@@ -76,7 +77,7 @@ _local = threading.local()
 @app.service(restart="on-failure", backoff=(0.5, 5.0))
 async def reader(station: str, mean_interval: float) -> None:
     """A reader loop: a tag every ``mean_interval`` seconds on average."""
-    uids = _known_uids()
+    uids = _known_uids(BADGES)
     while hw.reading:
         await asyncio.sleep(random.expovariate(1 / mean_interval))
         if not hw.reading:
@@ -117,8 +118,10 @@ async def light_led(event: Access) -> None:
         hw.all_answered.set()
 
 
-def _known_uids() -> list[str]:
-    with sqlite3.connect(BADGES) as db:
+@functools.cache
+def _known_uids(path: Path) -> list[str]:
+    """The badges on file, read once for all readers (2,000 reads would stall the loop at start)."""
+    with sqlite3.connect(path) as db:
         return [uid for (uid,) in db.execute("SELECT uid FROM badges")]
 
 
