@@ -16,6 +16,7 @@ import asyncio
 import functools
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -54,10 +55,13 @@ class SqliteBroker(SqlReads, BrokerBase):
 
     capabilities = Capabilities()
 
-    def __init__(self, path: str, *, busy_timeout: float = 10.0) -> None:
+    def __init__(
+        self, path: str, *, busy_timeout: float = 10.0, write_lock: threading.Lock | None = None
+    ) -> None:
         self.path = path
         self.url = f"sqlite:///{path}"
         self._busy_timeout = busy_timeout
+        self._write_lock = write_lock or threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._open = False
@@ -72,7 +76,11 @@ class SqliteBroker(SqlReads, BrokerBase):
             raise ConfigurationError(
                 f"{url!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db"
             )
-        return cls(path)
+        # One lock per file for the brokers of one client (its workers' loops, the portal):
+        # they queue for the write lock here, in turn, rather than in SQLite's busy handler,
+        # which sleeps 1, 2, 5, 10 … 100 ms between tries and lets a busy writer starve them.
+        lock = shared.setdefault(f"sqlite-write:{os.path.abspath(path)}", threading.Lock())
+        return cls(path, write_lock=lock)
 
     # -- plumbing ------------------------------------------------------------
 
@@ -92,14 +100,15 @@ class SqliteBroker(SqlReads, BrokerBase):
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         db = self._db
         assert db is not None
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            out = fn(db)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        return out
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return out
 
     def _connect(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
