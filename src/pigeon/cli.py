@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -335,19 +336,62 @@ main.add_command(celery_cli.celery_bridge)
 @click.option("--tour", is_flag=True, help="A tour of the task API instead.")
 @click.option("--url", default=None, help="Another broker (redis://…, amqp://…); default: a new SQLite file.")
 @click.option("--store", default=None, help="RabbitMQ's store; default: $PIGEON_STORE, else a SQLite file.")
+@click.option(
+    "--role",
+    type=click.Choice(["readers", "workers"]),
+    default=None,
+    help="Run only this box's readers (and its LEDs), or only the look-up workers (needs --url).",
+)
+@click.option("--box", default="box-0", show_default=True, help="The readers' box name (--role readers).")
+@click.option("--readers", "readers_n", type=int, default=0, help="Reader processes to start here (--url).")
+@click.option("--workers", "workers_n", type=int, default=1, show_default=True, help="With --readers.")
+@click.option("--journal", type=click.Path(path_type=Path), default=None, help="Log read ids here.")
+@click.option("--report", type=click.Path(path_type=Path), default=None, help="Write a JSON report here.")
 @one_line_errors
-def demo(
-    stations: int, seconds: float, interval: float, tour: bool, url: str | None, store: str | None
-) -> None:
-    """The NFC station demo on the embedded SQLite default, everything in this process."""
-    if tour:
+def demo(**opts: Any) -> None:
+    """The NFC station demo: on the embedded SQLite default, everything in this process;
+    with --url, across processes (--role, or --readers N --workers M)."""
+    if opts["tour"]:
         from pigeon.demo import tour as tour_module
 
         tour_module.main()
         return
+    if opts["role"] or opts["readers_n"]:
+        _demo_roles(opts)
+        return
     from pigeon.demo import nfc
 
-    if not nfc.main(stations, seconds, interval, url=url, store=store):
+    stations, seconds, interval = opts["stations"], opts["seconds"], opts["interval"]
+    if not nfc.main(stations, seconds, interval, url=opts["url"], store=opts["store"]):
+        sys.exit(1)
+
+
+def _demo_roles(opts: dict[str, Any]) -> None:
+    from pigeon.demo import nfc_roles
+
+    url, store = opts["url"], opts["store"]
+    if not url:
+        raise click.UsageError("--role and --readers need --url: the processes meet at a server broker")
+    if opts["role"] == "workers":
+        nfc_roles.workers(url, store=store)
+        return
+    timing = (opts["stations"], opts["seconds"], opts["interval"])
+    if opts["role"] == "readers":
+        ok = nfc_roles.readers(
+            url, opts["box"], *timing, store=store, journal=opts["journal"], report=opts["report"]
+        )
+    else:
+        stations, seconds, interval = timing
+        ok = nfc_roles.launch(
+            url,
+            readers_n=opts["readers_n"],
+            workers_n=opts["workers_n"],
+            stations=stations,
+            seconds=seconds,
+            interval=interval,
+            store=store,
+        )
+    if not ok:
         sys.exit(1)
 
 
