@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -54,6 +55,7 @@ async def _door_idle(box: str) -> bool:
 
 
 async def _readers(box: str, stations: int, seconds: float, interval: float, console: Console) -> None:
+    await nfc.app.amigrate()  # a new PostgreSQL schema or namespace: the first box creates it
     nfc.app.service_group(nfc.reader, [(f"{box}-{i}", interval, box) for i in range(stations)])
     config = {**LIVELY, "queues": (nfc.door_queue(box),), "concurrency": 500}
     async with nfc.observed_worker(**config) as worker:
@@ -107,6 +109,7 @@ def workers(url: str, *, store: str | None = None, concurrency: int = 1000) -> N
         worker.observer = nfc.hw.clock
 
         async def run() -> None:
+            await nfc.app.amigrate()
             nfc.hw.clock.seam = await nfc.app.client.connection()
             ready = asyncio.create_task(_say_ready(worker.started))
             await worker.run()
@@ -140,6 +143,7 @@ def launch(
         f"[bold]{stations} stations in {readers_n} reader processes, {workers_n} worker processes, "
         f"{seconds:.0f} s, a read every {interval} s per station"
     )
+    cpu: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="pigeon-nfc-") as tmp:
         pool = [
             subprocess.Popen([*base, "--role", "workers"], stdout=subprocess.PIPE, text=True)
@@ -163,15 +167,24 @@ def launch(
                 )
                 for i, n in enumerate(share)
             ]
-            for box in boxes:
-                box.wait()
+            cpu["readers"] = sum(_reap(box) for box in boxes)
         finally:
             for proc in pool:
                 proc.send_signal(signal.SIGTERM)
-            for proc in pool:
-                proc.wait(30)
+            cpu["workers"] = sum(_reap(proc) for proc in pool)
         reports = [json.loads(p.read_text()) for p in sorted(Path(tmp).glob("box-*.json"))]
-    return _print_reports(console, reports, readers_n)
+    ok = _print_reports(console, reports, readers_n)
+    reads = sum(int(r["reads"]) for r in reports)
+    per_read = " + ".join(f"{role} {spent / max(reads, 1) * 1000:.2f}" for role, spent in cpu.items())
+    console.print(f"CPU per read (ms, this machine's processes, not the broker's server): {per_read}")
+    return ok
+
+
+def _reap(proc: subprocess.Popen[Any]) -> float:
+    """Wait for ``proc``; the CPU seconds (user + system) it spent."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _print_reports(console: Console, reports: list[dict[str, object]], expected: int) -> bool:
