@@ -362,7 +362,7 @@ def demo(**opts: Any) -> None:
     from pigeon.demo import nfc
 
     stations, seconds, interval = opts["stations"], opts["seconds"], opts["interval"]
-    if not nfc.main(stations, seconds, interval, url=opts["url"], store=opts["store"]):
+    if not nfc.main(stations, seconds, interval, url=opts["url"], store=opts["store"], report=opts["report"]):
         sys.exit(1)
 
 
@@ -390,6 +390,7 @@ def _demo_roles(opts: dict[str, Any]) -> None:
             seconds=seconds,
             interval=interval,
             store=store,
+            report=opts["report"],
         )
     if not ok:
         sys.exit(1)

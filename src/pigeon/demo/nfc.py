@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import math
 import os
 import random
+import resource
 import sqlite3
 import statistics
 import tempfile
@@ -50,6 +52,7 @@ BADGES = Path(os.environ.get("PIGEON_DEMO_BADGES", "badges.db"))
 LDAP_LATENCY = 0.005
 LED_SECONDS = 2.0
 LOCAL_BOX = "local"
+QUANTILES = (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
 _TONE = bytes(int(127 + 100 * math.sin(2 * math.pi * 880 * i / 8000)) for i in range(320))
 
 
@@ -246,7 +249,9 @@ async def read_for(seconds: float, title: str, stations: int, console: Console, 
         live.update(_view(title, stations, started, len(worker._running)))
 
 
-async def run(stations: int, seconds: float, mean_interval: float, console: Console) -> bool:
+async def run(
+    stations: int, seconds: float, mean_interval: float, console: Console, report: Path | None = None
+) -> bool:
     """Run the stations for ``seconds``, then wait for every read to be answered."""
     app.service_group(reader, [(f"door-{i}", mean_interval) for i in range(stations)])
     queues = ("default", door_queue(LOCAL_BOX))
@@ -254,20 +259,37 @@ async def run(stations: int, seconds: float, mean_interval: float, console: Cons
         title = "pigeon NFC station — one process, one SQLite file"
         await read_for(seconds, title, stations, console, worker)
     await app.aclose()
-    return summary(console)
+    return summary(console, report)
 
 
-def summary(console: Console) -> bool:
+def figures() -> dict[str, float]:
+    """This process's reads, answers, tag→LED percentiles (ms) and CPU per read (ms)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    with hw.lock:
+        reads, answered = len(hw.reads), len(hw.reads & hw.answered)
+    lat = hw.latencies
+    return {
+        "reads": reads,
+        "answered": answered,
+        **{k: percentile(lat, q) * 1000 for k, q in QUANTILES},
+        "cpu_per_read": (usage.ru_utime + usage.ru_stime) / max(reads, 1) * 1000,
+    }
+
+
+def summary(console: Console, report: Path | None = None) -> bool:
     """Print the reads, their latencies and where the time went; True when every read was answered."""
     lat = hw.latencies
     with hw.lock:
         reads, missing = len(hw.reads), len(hw.reads - hw.answered)
+    if report is not None:
+        report.write_text(json.dumps(figures()))
     console.print()
     console.print(
         f"reads {reads}, answered {reads - missing}"
         + (f", tag→LED p50 {statistics.median(lat) * 1000:.1f} ms" if lat else "")
         + (f", p99 {percentile(lat, 0.99) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms" if lat else "")
         + (f"; publishes retried {hw.retries} times" if hw.retries else "")
+        + f"; CPU per read {figures()['cpu_per_read']:.2f} ms"
     )
     hw.breakdown.print(console)
     if missing == 0 and reads > 0:
@@ -284,11 +306,13 @@ def main(
     *,
     url: str | None = None,
     store: str | None = None,
+    report: Path | None = None,
 ) -> bool:
     """Run the demo in a fresh directory; True when every read was answered.
 
     ``url`` picks another broker (default a fresh SQLite file); RabbitMQ keeps its record in
-    ``store``, else ``$PIGEON_STORE``, else a fresh SQLite file.
+    ``store``, else ``$PIGEON_STORE``, else a fresh SQLite file. ``report``: a JSON file
+    for the figures (:func:`figures`).
     """
     console = Console()
     with tempfile.TemporaryDirectory(prefix="pigeon-nfc-") as tmp:
@@ -300,7 +324,7 @@ def main(
             f"[bold]{stations} stations, {seconds:.0f} s, a read every {mean_interval} s per station"
         )
         try:
-            return asyncio.run(run(stations, seconds, mean_interval, console))
+            return asyncio.run(run(stations, seconds, mean_interval, console, report))
         finally:
             app.close()
 

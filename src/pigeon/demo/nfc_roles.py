@@ -135,6 +135,7 @@ def launch(
     seconds: float,
     interval: float,
     store: str | None = None,
+    report: Path | None = None,
 ) -> bool:
     """Start ``workers_n`` worker and ``readers_n`` reader processes here; sum their reports."""
     console = Console()
@@ -175,8 +176,24 @@ def launch(
         reports = [json.loads(p.read_text()) for p in sorted(Path(tmp).glob("box-*.json"))]
     ok = _print_reports(console, reports, readers_n)
     reads = sum(int(r["reads"]) for r in reports)
-    per_read = " + ".join(f"{role} {spent / max(reads, 1) * 1000:.2f}" for role, spent in cpu.items())
-    console.print(f"CPU per read (ms, this machine's processes, not the broker's server): {per_read}")
+    per_read = {role: spent / max(reads, 1) * 1000 for role, spent in cpu.items()}
+    shares = " + ".join(f"{role} {ms:.2f}" for role, ms in per_read.items())
+    console.print(f"CPU per read (ms, this machine's processes, not the broker's server): {shares}")
+    if report is not None:
+        lat = [t / 1000 for r in reports for t, _ in r["rows"]]
+        report.write_text(
+            json.dumps(
+                {
+                    "reads": reads,
+                    "answered": sum(int(r["answered"]) for r in reports),
+                    **{
+                        k: nfc.percentile(lat, q) * 1000
+                        for k, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
+                    },
+                    "cpu_per_read": sum(per_read.values()),
+                }
+            )
+        )
     return ok
 
 
