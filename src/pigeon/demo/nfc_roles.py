@@ -175,26 +175,25 @@ def launch(
             cpu["workers"] = sum(_reap(proc) for proc in pool)
         reports = [json.loads(p.read_text()) for p in sorted(Path(tmp).glob("box-*.json"))]
     ok = _print_reports(console, reports, readers_n)
+    _total(console, reports, cpu, report)
+    return ok
+
+
+def _total(console: Console, reports: list[Any], cpu: dict[str, float], report: Path | None) -> None:
+    """Print CPU per read by role; write the boxes' figures together to ``report``."""
     reads = sum(int(r["reads"]) for r in reports)
     per_read = {role: spent / max(reads, 1) * 1000 for role, spent in cpu.items()}
     shares = " + ".join(f"{role} {ms:.2f}" for role, ms in per_read.items())
     console.print(f"CPU per read (ms, this machine's processes, not the broker's server): {shares}")
     if report is not None:
         lat = [t / 1000 for r in reports for t, _ in r["rows"]]
-        report.write_text(
-            json.dumps(
-                {
-                    "reads": reads,
-                    "answered": sum(int(r["answered"]) for r in reports),
-                    **{
-                        k: nfc.percentile(lat, q) * 1000
-                        for k, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
-                    },
-                    "cpu_per_read": sum(per_read.values()),
-                }
-            )
-        )
-    return ok
+        figures = {
+            "reads": reads,
+            "answered": sum(int(r["answered"]) for r in reports),
+            **{k: nfc.percentile(lat, q) * 1000 for k, q in nfc.QUANTILES},
+            "cpu_per_read": sum(per_read.values()),
+        }
+        report.write_text(json.dumps(figures))
 
 
 def _reap(proc: subprocess.Popen[Any]) -> float:
