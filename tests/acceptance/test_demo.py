@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -17,9 +18,13 @@ def test_nfc_demo_answers_every_read(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "every read was answered by a light" in done.stdout
+    # Where a slow read's time went: a row for all reads and one for the slowest, by leg.
+    assert "where a read's time went" in done.stdout
+    assert "slowest 1%" in done.stdout and "CPU per read" in done.stdout
 
 
 def test_nfc_demo_runs_on_rabbitmq(tmp_path: Path) -> None:
