@@ -34,7 +34,7 @@ from pigeon.demo.nfc_clock import Breakdown
 from pigeon.job import JobState
 
 # A demo box is declared lost after 5 s of silence (not 10): a restarted reader's LEDs come sooner.
-LIVELY: dict[str, Any] = {"heartbeat": 0.5, "dead_after": 5.0, "recover_every": 1.0, "poll": 0.05}
+LIVELY: dict[str, Any] = {"heartbeat": 0.5, "dead_after": 5.0, "recover_every": 1.0}
 _PENDING = (JobState.QUEUED.value, JobState.SCHEDULED.value, JobState.RUNNING.value)
 
 
