@@ -91,20 +91,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-# Cycles known and owned elsewhere, to be removed, never added to: the Celery compatibility
-# layer's Celery-shaped objects refer to each other as Celery's do.
-KNOWN_CYCLES = [
-    [
-        "pigeon.contrib.celery._app",
-        "pigeon.contrib.celery._canvas",
-        "pigeon.contrib.celery._result",
-        "pigeon.contrib.celery._task",
-    ],
-]
-
-
 def test_no_import_cycle_among_the_package_modules() -> None:
-    found = [c for c in cycles(import_graph()) if c not in KNOWN_CYCLES]
+    found = cycles(import_graph())
     assert found == [], "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
 
 

@@ -9,10 +9,11 @@ See ``docs/migrating-from-celery.md``.
 """
 
 from pigeon.contrib.celery._app import Celery, current_app, shared_task
-from pigeon.contrib.celery._canvas import Signature, chain, chord, group, signature
+from pigeon.contrib.celery._canvas import chord, group, signature
 from pigeon.contrib.celery._options import IGNORED_TASK_OPTIONS, MaxRetriesExceededError, Unsupported
 from pigeon.contrib.celery._result import AsyncResult, GroupResult, celery_state
-from pigeon.contrib.celery._task import BoundTask, CeleryTask, Request
+from pigeon.contrib.celery._run import BoundTask, Request
+from pigeon.contrib.celery._task import CeleryTask, Signature, chain
 
 __all__ = [
     "IGNORED_TASK_OPTIONS",

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import importlib
 import os
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any, overload
 
 from pigeon.app import App
-from pigeon.contrib.celery import _result
+from pigeon.contrib.celery import _current, _result
 from pigeon.contrib.celery._options import Unsupported, parse_task_options
-from pigeon.contrib.celery._task import CeleryTask, make_runner, registration_error
+from pigeon.contrib.celery._task import CeleryTask
 from pigeon.errors import ConfigurationError
 from pigeon.task import Task
 
-_lock = threading.Lock()
-_current: list[Celery] = []
 _shared: dict[str, CeleryTask] = {}
-"""Shared tasks by name: a module imported again (a reload) replaces its tasks."""
+"""Shared tasks by name (guarded by ``_current.lock``): a module imported again (a reload)
+replaces its tasks."""
 
 _REFUSED_SETTINGS = {
     "task_always_eager": "send and run pigeon.testing.drain(app) in tests (or call the task directly)",
@@ -95,8 +93,8 @@ class Celery:
         self._finalized = False
         self._tasks: dict[str, CeleryTask] = {}
         if set_as_current:
-            with _lock:
-                _current[:] = [self]
+            with _current.lock:
+                _current.set_current(self)
                 pending = list(_shared.values())
             for task in pending:
                 self._adopt(task)
@@ -177,18 +175,8 @@ class Celery:
 
     def register(self, task: CeleryTask) -> Task[Any, Any]:
         """Register a compatible task's runner on the pigeon App."""
-        o = task.options
         self._tasks[task.name] = task
-        return self.pigeon.task(
-            name=task.name,
-            queue=o.queue,
-            priority=o.priority,
-            max_attempts=o.max_attempts,
-            timeout=o.timeout,
-            backoff=o.backoff,
-            retry_on=o.autoretry_for,
-            rate=o.rate,
-        )(make_runner(task))
+        return task.pigeon_on(self)
 
     def AsyncResult(self, task_id: str) -> _result.AsyncResult:  # noqa: N802 - Celery's name
         """A result handle on any job by id."""
@@ -214,10 +202,10 @@ class Celery:
 
 def current_app() -> Celery:
     """The current Celery-compatible app (the last one made)."""
-    with _lock:
-        if not _current:
-            raise registration_error("(shared)")
-        return _current[0]
+    app = _current.current()
+    if not isinstance(app, Celery):  # only Celery() sets the pointer
+        raise _current.registration_error("(shared)")
+    return app
 
 
 @overload
@@ -241,10 +229,10 @@ def shared_task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
 
     def declare(f: Callable[..., Any]) -> CeleryTask:
         task = CeleryTask(f, parse_task_options(f.__qualname__, options), None)
-        with _lock:
+        with _current.lock:
             _shared[task.name] = task
-            app = _current[0] if _current else None
-        if app is not None:
+            app = _current.current_or_none()
+        if isinstance(app, Celery):
             app._adopt(task)
         return task
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pigeon.errors import ConfigurationError, PigeonError
@@ -168,3 +169,51 @@ def check_serializer(where: str, serializer: str | None) -> None:
             f"{where}: serializer={serializer!r}: pigeon sends JSON only; pass ids and plain data "
             "(or msgspec Structs / frozen dataclasses) instead of pickled objects"
         )
+
+
+_PICKLE_HINT = (
+    " — Celery's pickle serializer let objects through; pigeon sends JSON. Pass an id "
+    "(e.g. obj.pk) and load the object in the task, or plain data / a msgspec Struct / a "
+    "frozen dataclass."
+)
+
+_IGNORED_SEND_OPTIONS = frozenset({"retry", "retry_policy", "ignore_result", "add_to_parent"})
+
+
+def check_send_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse send options pigeon cannot honour; options that mean nothing pass."""
+    refused = sorted(set(options) - _IGNORED_SEND_OPTIONS)
+    if not refused:
+        return
+    hints = {
+        "link": "chain(task.s(...), callback.s())",
+        "link_error": "catch the error in the task, or `pigeon jobs list --state failed`",
+        "headers": "pass what you need as an argument",
+        "routing_key": "queue=",
+        "exchange": "queue=",
+    }
+    hint = "; ".join(f"{k}: use {hints[k]}" for k in refused if k in hints)
+    raise Unsupported(
+        f"{name}: send option(s) {', '.join(refused)} not supported" + (f" ({hint})" if hint else "")
+    )
+
+
+def with_pickle_hint(exc: TypeError) -> TypeError:
+    message = str(exc)
+    if "cannot be encoded" in message or "Encoding objects of type" in message:
+        return TypeError(message + _PICKLE_HINT)
+    return exc
+
+
+def aware(moment: datetime) -> datetime:
+    # Celery reads a naive eta as UTC (enable_utc, its default).
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def expires_in(expires: float | datetime | timedelta | None) -> float | datetime | None:
+    """Celery's ``expires`` (seconds, a moment or a timedelta) as pigeon's."""
+    if isinstance(expires, datetime):
+        return aware(expires)
+    if isinstance(expires, timedelta):
+        return expires.total_seconds()
+    return expires

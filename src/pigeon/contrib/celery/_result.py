@@ -10,7 +10,7 @@ from pigeon.handle import JobHandle
 from pigeon.job import JobRecord, JobState
 
 if TYPE_CHECKING:
-    from pigeon.contrib.celery._app import Celery
+    from pigeon.contrib.celery._current import CeleryApp
 
 PENDING, RECEIVED, STARTED, SUCCESS, FAILURE, RETRY, REVOKED = (
     "PENDING",
@@ -43,7 +43,7 @@ def celery_state(rec: JobRecord | None) -> str:
 class AsyncResult:
     """One job by id: ``.status``, ``.get()``, ``.ready()``, ``.successful()``, ``.revoke()``."""
 
-    def __init__(self, id: str, *, app: Celery, task_name: str | None = None) -> None:
+    def __init__(self, id: str, *, app: CeleryApp, task_name: str | None = None) -> None:
         self.id = id
         self.app = app
         self.task_name = task_name

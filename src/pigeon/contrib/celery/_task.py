@@ -1,127 +1,61 @@
-"""A Celery-shaped task over a pigeon task: ``delay``, ``apply_async``, ``bind=True``, ``self.retry``."""
+"""A Celery-shaped task over a pigeon task (``delay``, ``apply_async``, ``bind=True``), and
+its signatures and chains: ``task.s()`` makes a :class:`Signature`, ``sig | sig`` a
+:class:`chain`, so the three live together (groups and chords: ``_canvas``).
+
+Celery passes a chain's previous result as the *first* argument of the next step;
+``task.s(10)`` in a chain means ``task(previous, 10)``. Pigeon fills the first unbound
+parameter, so a step's own arguments are bound from the second parameter on. An
+immutable signature (``.si()``) binds all its parameters, and the previous result lands
+in a hidden parameter that is dropped.
+"""
 
 from __future__ import annotations
 
 import functools
 import inspect
 import threading
-import time
 import typing
 import weakref
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
 
 import msgspec
 
+from pigeon import task as pigeon_task
+from pigeon import workflows
+from pigeon.contrib.celery import _current
+from pigeon.contrib.celery._current import CeleryApp
 from pigeon.contrib.celery._options import (
     CompatOptions,
-    MaxRetriesExceededError,
     Unsupported,
+    aware,
+    check_send_options,
     check_serializer,
+    expires_in,
     map_priority,
+    with_pickle_hint,
 )
-from pigeon.errors import ConfigurationError, Retry
+from pigeon.contrib.celery._result import AsyncResult
+from pigeon.contrib.celery._run import BoundTask, Request, make_runner
+from pigeon.errors import JobCancelled, JobFailed
 from pigeon.job import Job
-from pigeon.task import JobContext, Task, default_name
+from pigeon.task import Task, default_name
 
-if TYPE_CHECKING:
-    from pigeon.contrib.celery._app import Celery
-    from pigeon.contrib.celery._canvas import Signature
-    from pigeon.contrib.celery._result import AsyncResult
-
-PARENT = "celery_parent_result"
-"""A hidden keyword-only parameter of every compatible task: in a chain, the previous
-result lands here when the step's own parameters are all bound (``.si()``), and is dropped."""
-
-_PICKLE_HINT = (
-    " — Celery's pickle serializer let objects through; pigeon sends JSON. Pass an id "
-    "(e.g. obj.pk) and load the object in the task, or plain data / a msgspec Struct / a "
-    "frozen dataclass."
-)
-
-_IGNORED_SEND_OPTIONS = frozenset({"retry", "retry_policy", "ignore_result", "add_to_parent"})
-
-
-@dataclass(frozen=True)
-class Request:
-    """What ``self.request`` holds in a ``bind=True`` task."""
-
-    id: str | None
-    task: str
-    retries: int = 0
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    hostname: str | None = None
-    delivery_info: dict[str, Any] = field(default_factory=dict)
-    called_directly: bool = False
-    is_eager: bool = False
-    eta: str | None = None
-    expires: str | None = None
-
-
-class BoundTask:
-    """``self`` in a ``bind=True`` task: the task, with the running job's request."""
-
-    def __init__(self, task: CeleryTask, request: Request, ctx: JobContext | None) -> None:
-        self._task = task
-        self.request = request
-        self._ctx = ctx
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._task, name)
-
-    def retry(
-        self,
-        exc: BaseException | None = None,
-        countdown: float | None = None,
-        eta: datetime | None = None,
-        max_retries: int | None = None,
-        throw: bool = True,
-        **options: Any,
-    ) -> typing.NoReturn:
-        """Run the task again later; raise ``exc`` (or ``MaxRetriesExceededError``) when out of retries.
-
-        A per-call ``max_retries`` can lower the task's limit, not raise it: the job's
-        attempts were fixed when it was sent.
-        """
-        limit = self._task.options.max_retries if max_retries is None else max_retries
-        if limit is not None and self.request.retries >= limit:
-            if exc is not None:
-                raise exc
-            raise MaxRetriesExceededError(f"{self._task.name}: no retries left after {limit}")
-        if eta is not None:
-            delay = max(0.0, _aware(eta).timestamp() - time.time())
-        else:
-            delay = self._task.options.default_retry_delay if countdown is None else float(countdown)
-        raise Retry(delay=delay, reason=f"retry requested: {exc!r}" if exc is not None else "")
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        """Report how far the job is (pigeon's equivalent of ``update_state(state="PROGRESS")``)."""
-        if self._ctx is not None:
-            self._ctx.progress(fraction, message)
-
-    def update_state(self, task_id: str | None = None, state: str | None = None, meta: Any = None) -> None:
-        """Refused: pigeon's states are its own; report progress with ``self.progress(fraction, message)``."""
-        raise Unsupported(
-            "update_state() with custom states is not supported: report progress with "
-            "self.progress(fraction, message), visible on the handle, in `pigeon jobs show` "
-            "and as a pigeon.progress event"
-        )
+_STEP_OPTIONS = frozenset({"queue", "priority"})
 
 
 class CeleryTask:
     """A task declared the Celery way, run by pigeon. See ``pigeon.contrib.celery``."""
 
-    def __init__(self, fn: Callable[..., Any], options: CompatOptions, app: Celery | None) -> None:
+    def __init__(self, fn: Callable[..., Any], options: CompatOptions, app: CeleryApp | None) -> None:
         self.fn = fn
         self.options = options
         self.name = options.name or default_name(fn)
         self.max_retries = options.max_retries
         self.default_retry_delay = options.default_retry_delay
         self._app = app
-        self._pigeon: weakref.WeakKeyDictionary[Celery, Task[Any, Any]] = weakref.WeakKeyDictionary()
+        self._pigeon: weakref.WeakKeyDictionary[CeleryApp, Task[Any, Any]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         functools.update_wrapper(self, fn)
 
@@ -129,25 +63,31 @@ class CeleryTask:
         return f"<@task: {self.name}>"
 
     @property
-    def app(self) -> Celery:
+    def app(self) -> CeleryApp:
         """The app this task was declared on, or for a shared task the current app."""
-        if self._app is None:
-            from pigeon.contrib.celery._app import current_app
-
-            return current_app()
-        return self._app
+        return _current.current() if self._app is None else self._app
 
     @property
     def pigeon(self) -> Task[Any, Any]:
         """The pigeon task behind this one on :attr:`app` (registered there on first use)."""
         return self.pigeon_on(self.app)
 
-    def pigeon_on(self, app: Celery) -> Task[Any, Any]:
-        """The pigeon task behind this one on ``app``."""
+    def pigeon_on(self, app: CeleryApp) -> Task[Any, Any]:
+        """The pigeon task behind this one on ``app`` (registered on its pigeon App once)."""
         with self._lock:
             found = self._pigeon.get(app)
             if found is None:
-                found = self._pigeon[app] = app.register(self)
+                o = self.options
+                found = self._pigeon[app] = app.pigeon.task(
+                    name=self.name,
+                    queue=o.queue,
+                    priority=o.priority,
+                    max_attempts=o.max_attempts,
+                    timeout=o.timeout,
+                    backoff=o.backoff,
+                    retry_on=o.autoretry_for,
+                    rate=o.rate,
+                )(make_runner(self))
             return found
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -156,24 +96,6 @@ class CeleryTask:
             request = Request(None, self.name, args=args, kwargs=kwargs, called_directly=True)
             return self.fn(BoundTask(self, request, None), *args, **kwargs)
         return self.fn(*args, **kwargs)
-
-    def run_job(self, ctx: JobContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Run one attempt for a worker."""
-        if not self.options.bind:
-            return self.fn(*args, **kwargs)
-        request = Request(
-            ctx.job_id,
-            self.name,
-            retries=ctx.attempt - 1,
-            args=args,
-            kwargs=kwargs,
-            hostname=ctx.worker_id,
-            delivery_info={"routing_key": ctx.queue, "queue": ctx.queue},
-        )
-        return self.fn(BoundTask(self, request, ctx), *args, **kwargs)
-
-    async def arun_job(self, ctx: JobContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return await self.run_job(ctx, args, kwargs)
 
     # -- sending ---------------------------------------------------------------
 
@@ -200,8 +122,6 @@ class CeleryTask:
             TypeError: the arguments do not fit the function, or cannot be sent as JSON.
             Unsupported: an option pigeon cannot honour (``link``, ``pickle``, ...).
         """
-        from pigeon.contrib.celery._result import AsyncResult
-
         job = self.make_job(
             tuple(args or ()),
             dict(kwargs or {}),
@@ -242,9 +162,9 @@ class CeleryTask:
             queue=queue,
             priority=None if priority is None else map_priority(priority),
             delay=countdown,
-            run_at=None if eta is None else _aware(eta),
+            run_at=None if eta is None else aware(eta),
             timeout=min(limits) if limits else None,
-            expires=_expires(expires if expires is not None else self.options.expires),
+            expires=expires_in(expires if expires is not None else self.options.expires),
         )
         try:
             job = task.make_job(args, kwargs)
@@ -254,29 +174,21 @@ class CeleryTask:
 
     def s(self, *args: Any, **kwargs: Any) -> Signature:
         """A signature: this task with some arguments; in a chain the previous result comes first."""
-        from pigeon.contrib.celery._canvas import Signature
-
         return Signature(self, args, kwargs)
 
     def si(self, *args: Any, **kwargs: Any) -> Signature:
         """An immutable signature: in a chain it ignores the previous result."""
-        from pigeon.contrib.celery._canvas import Signature
-
         return Signature(self, args, kwargs, immutable=True)
 
     def signature(
         self, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **opts: Any
     ) -> Signature:
         """``task.signature(args, kwargs, immutable=..., queue=...)``."""
-        from pigeon.contrib.celery._canvas import Signature
-
         immutable = bool(opts.pop("immutable", False))
         return Signature(self, tuple(args), dict(kwargs or {}), immutable=immutable, options=opts)
 
     def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
         """A result handle on a job of this task by id."""
-        from pigeon.contrib.celery._result import AsyncResult
-
         return AsyncResult(task_id, app=self.app, task_name=self.name)
 
     def apply(self, *args: Any, **kwargs: Any) -> typing.NoReturn:
@@ -292,83 +204,177 @@ class CeleryTask:
         raise AssertionError("unreachable")
 
 
-def check_send_options(name: str, options: dict[str, Any]) -> None:
-    """Refuse send options pigeon cannot honour; options that mean nothing pass."""
-    refused = sorted(set(options) - _IGNORED_SEND_OPTIONS)
-    if not refused:
-        return
-    hints = {
-        "link": "chain(task.s(...), callback.s())",
-        "link_error": "catch the error in the task, or `pigeon jobs list --state failed`",
-        "headers": "pass what you need as an argument",
-        "routing_key": "queue=",
-        "exchange": "queue=",
+class Signature:
+    """A task with arguments and options; ``|`` chains signatures."""
+
+    def __init__(
+        self,
+        task: CeleryTask,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        immutable: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.task = task
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs or {})
+        self.immutable = immutable
+        self.options = dict(options or {})
+
+    def __repr__(self) -> str:
+        return f"{self.task.name}{'si' if self.immutable else 's'}{self.args!r}"
+
+    def set(self, **options: Any) -> Signature:
+        """Add send options (``queue``, ``priority``, ``countdown``, ...); returns self, as in Celery."""
+        self.options.update(options)
+        return self
+
+    def clone(self, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Signature:
+        return Signature(
+            self.task,
+            self.args + tuple(args),
+            {**self.kwargs, **(kwargs or {})},
+            immutable=self.immutable,
+            options=self.options,
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the task here, now, with these arguments added."""
+        return self.task(*self.args, *args, **{**self.kwargs, **kwargs})
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> AsyncResult:
+        return self.task.apply_async(
+            self.args + tuple(args), {**self.kwargs, **(kwargs or {})}, **{**self.options, **options}
+        )
+
+    def __or__(self, other: Signature | chain) -> chain:
+        return chain(self, *(other.tasks if isinstance(other, chain) else (other,)))
+
+    # -- as a pigeon workflow step -------------------------------------------
+
+    def pigeon_signature(self, receives_previous: bool) -> pigeon_task.Signature:
+        """This step for pigeon's workflows; ``receives_previous``: a result comes in first."""
+        extra = sorted(set(self.options) - _STEP_OPTIONS)
+        if extra and receives_previous:
+            raise Unsupported(
+                f"{self.task.name}: {', '.join(extra)} on a step after the first is not supported; "
+                "put it on the first step, or send the step from the task before it"
+            )
+        task = self.task.pigeon.options(
+            queue=self.options.get("queue"), priority=self.options.get("priority")
+        )
+        args, kwargs = self.args, self.kwargs
+        if receives_previous and not self.immutable:
+            args, kwargs = (), {**_shift(self.task, args), **kwargs}
+        elif receives_previous:
+            kwargs = {**_defaults(self.task, args, kwargs), **kwargs}
+        try:
+            return task.s(*args, **kwargs)
+        except TypeError as exc:
+            raise with_pickle_hint(exc) from None
+
+
+def _params(task: CeleryTask) -> list[inspect.Parameter]:
+    params = list(inspect.signature(task.fn).parameters.values())
+    return params[1:] if task.options.bind else params
+
+
+def _shift(task: CeleryTask, args: tuple[Any, ...]) -> dict[str, Any]:
+    """Positional arguments bound from the second parameter on (the first takes the result)."""
+    named = [p for p in _params(task) if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if len(args) > max(0, len(named) - 1):
+        raise TypeError(f"{task.name}: too many arguments for a chained step ({len(args)} after the result)")
+    return {p.name: a for p, a in zip(named[1:], args, strict=False)}
+
+
+def _defaults(task: CeleryTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The defaults an immutable step leaves unbound, bound, so no result can take their place."""
+    params = _params(task)
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return {}
+    bound = inspect.signature(task.fn).bind_partial(*((None,) if task.options.bind else ()), *args, **kwargs)
+    return {
+        p.name: p.default
+        for p in params
+        if p.name not in bound.arguments and p.default is not p.empty and p.kind is not p.VAR_KEYWORD
     }
-    hint = "; ".join(f"{k}: use {hints[k]}" for k in refused if k in hints)
-    raise Unsupported(
-        f"{name}: send option(s) {', '.join(refused)} not supported" + (f" ({hint})" if hint else "")
-    )
 
 
-def with_pickle_hint(exc: TypeError) -> TypeError:
-    message = str(exc)
-    if "cannot be encoded" in message or "Encoding objects of type" in message:
-        return TypeError(message + _PICKLE_HINT)
-    return exc
+def app_of(sigs: Iterable[Signature]) -> CeleryApp:
+    for s in sigs:
+        return s.task.app
+    raise ValueError("an empty workflow")
 
 
-def _aware(moment: datetime) -> datetime:
-    # Celery reads a naive eta as UTC (enable_utc, its default).
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+class WorkflowResult(AsyncResult):
+    """The last job's result, failing as soon as any job of the workflow fails."""
+
+    def __init__(self, id: str, *, app: CeleryApp, handle: Any) -> None:
+        super().__init__(id, app=app)
+        self._workflow = handle
+
+    def get(
+        self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5, **_: Any
+    ) -> Any:
+        try:
+            return self._workflow.result(timeout=timeout)
+        except (JobFailed, JobCancelled) as exc:
+            if propagate:
+                raise
+            return exc
+
+    def revoke(self, terminate: bool = False, **_: Any) -> None:
+        self._workflow.cancel()
 
 
-def _expires(expires: float | datetime | timedelta | None) -> float | datetime | None:
-    if isinstance(expires, datetime):
-        return _aware(expires)
-    if isinstance(expires, timedelta):
-        return expires.total_seconds()
-    return expires
+class chain:  # noqa: N801 - Celery's name
+    """Steps run one after another, each result the first argument of the next."""
+
+    def __init__(self, *tasks: Signature | Iterable[Signature]) -> None:
+        flat: list[Signature] = []
+        for t in tasks:
+            flat.extend([t] if isinstance(t, Signature) else t)
+        if not flat:
+            raise ValueError("a chain needs at least one step")
+        self.tasks = tuple(flat)
+
+    def __or__(self, other: Signature | chain) -> chain:
+        return chain(*self.tasks, *(other.tasks if isinstance(other, chain) else (other,)))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        return self.apply_async(args, kwargs)
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> AsyncResult:
+        """Send the chain; the result is the last step's, failing when any step fails."""
+        first = self.tasks[0].clone(tuple(args), kwargs)
+        first.options.update(options)
+        head = first.task.make_job(first.args, first.kwargs, **first.options)
+        steps = [s.pigeon_signature(receives_previous=True) for s in self.tasks[1:]]
+        flow = workflows.chain(_Prebuilt(first, head), *steps)
+        app = app_of(self.tasks)
+        handle = flow.send()
+        return WorkflowResult(handle.ids[-1], app=app, handle=handle)
 
 
-def make_runner(task: CeleryTask) -> Callable[..., Any]:
-    """The function pigeon runs: the Celery function's signature (without ``self``), a
-    ``JobContext`` first and the hidden chain parameter last."""
-    fn = task.fn
-    sig = inspect.signature(fn)
-    params = list(sig.parameters.values())[1 if task.options.bind else 0 :]
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # noqa: BLE001 - unresolvable annotations: the arguments go as plain JSON
-        hints = {}
-    params = [p.replace(annotation=hints.get(p.name, Any)) for p in params]
-    ctx = inspect.Parameter("celery_ctx", inspect.Parameter.POSITIONAL_ONLY, annotation=JobContext)
-    parent = inspect.Parameter(PARENT, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Any)
-    var_kw = [p for p in params if p.kind is p.VAR_KEYWORD]
-    params = [ctx, *(p for p in params if p.kind is not p.VAR_KEYWORD), parent, *var_kw]
-    runner: Callable[..., Any]
-    if inspect.iscoroutinefunction(fn):
+class _Prebuilt(pigeon_task.Signature):
+    """The chain's first step, its job already built with the send options (countdown, eta, ...)."""
 
-        async def run_async(celery_ctx: JobContext, /, *args: Any, **kwargs: Any) -> Any:
-            kwargs.pop(PARENT, None)
-            return await task.arun_job(celery_ctx, args, kwargs)
+    def __init__(self, sig: Signature, job: Any) -> None:
+        super().__init__(sig.task.pigeon, sig.args, sig.kwargs)
+        object.__setattr__(self, "_job", job)
 
-        runner = run_async
-    else:
+    def job(self, job_id: str, then: Any = None, payload: bytes | None = None) -> Any:
+        import msgspec
 
-        def run_sync(celery_ctx: JobContext, /, *args: Any, **kwargs: Any) -> Any:
-            kwargs.pop(PARENT, None)
-            return task.run_job(celery_ctx, args, kwargs)
-
-        runner = run_sync
-    functools.update_wrapper(runner, fn, assigned=("__module__", "__qualname__", "__doc__", "__name__"))
-    ret = hints.get("return", Any)
-    runner.__signature__ = sig.replace(parameters=params, return_annotation=ret)  # type: ignore[union-attr]
-    runner.__annotations__ = {p.name: p.annotation for p in params} | {"return": ret}
-    return runner
-
-
-def registration_error(name: str) -> ConfigurationError:
-    return ConfigurationError(
-        f"task {name!r} is not bound to an app: create pigeon.contrib.celery.Celery(...) "
-        "before sending (as Celery's shared_task needs a current app)"
-    )
+        return msgspec.structs.replace(self._job, id=job_id, then=then)  # type: ignore[attr-defined]
