@@ -275,3 +275,31 @@ def test_get_result_keeps_args_and_kwargs_as_enqueued(alias: str, worker: Any) -
     assert (done.args, done.kwargs, done.return_value) == ([0], {"label": "x"}, "x")
     done = finished(t, skipped.id)
     assert (done.args, done.kwargs, done.return_value) == ([], {"label": "y"}, "y")
+
+
+def test_keywords_ride_in_a_header_not_in_the_arguments(alias: str) -> None:
+    import msgspec
+
+    from pigeon.contrib.django.results import KEYWORDS, KEYWORDS_HEADER
+    from pigeon.testing import jobs
+
+    t = on(alias, tasks.wait_for)
+    sent = t.enqueue(0, label="x")
+    (job,) = [r.job for r in jobs(get_app(alias)) if r.job.id == sent.id]
+    assert msgspec.json.decode(bytes(job.payload)) == {"seconds": 0, "label": "x"}
+    assert KEYWORDS not in msgspec.json.decode(bytes(job.payload))
+    assert (KEYWORDS_HEADER, "label") in job.headers
+    assert (t.get_result(sent.id).args, t.get_result(sent.id).kwargs) == ([0], {"label": "x"})
+
+
+def test_a_job_stored_with_the_keywords_argument_still_runs_and_reads(alias: str, worker: Any) -> None:
+    from pigeon.contrib.django.results import KEYWORDS
+
+    t = on(alias, tasks.wait_for)
+    app = get_app(alias)
+    # As producers stored it before the header: the names as a hidden argument.
+    job = app.register(t).make_job((), {"seconds": 0, "label": "old", KEYWORDS: ("seconds", "label")})
+    assert not job.headers
+    (handle,) = app.enqueue([job])
+    done = finished(t, handle.id)
+    assert (done.args, done.kwargs, done.return_value) == ([], {"seconds": 0, "label": "old"}, "old")

@@ -133,10 +133,8 @@ class PigeonBackend(BaseTaskBackend):
             delay=delay if task.run_after is None else None,
             run_at=None if task.run_after is None else _aware(task.run_after),
         )
-        keywords = results.keyword_names(task, kwargs)
-        return sender.make_job(
-            tuple(args), {**kwargs, results.KEYWORDS: keywords} if keywords else dict(kwargs)
-        )
+        job = sender.make_job(tuple(args), dict(kwargs))
+        return results.with_keywords(job, results.keyword_names(task, kwargs))
 
     def enqueue(
         self, task: DjangoTask[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]

@@ -8,6 +8,7 @@ import inspect
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from django.conf import settings
 from django.tasks import Task as DjangoTask
 from django.tasks import TaskResult, TaskResultStatus
@@ -18,7 +19,7 @@ from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
 from pigeon import codec
-from pigeon.job import JobRecord, JobState
+from pigeon.job import Job, JobRecord, JobState
 
 STATUS = {
     JobState.QUEUED: TaskResultStatus.READY,
@@ -30,8 +31,12 @@ STATUS = {
 }
 
 
+KEYWORDS_HEADER = "pigeon-keywords"
+"""A job header naming the parameters enqueued by keyword (comma-separated), so
+``get_result`` shows them so."""
 KEYWORDS = "_pigeon_keywords"
-"""A job argument naming the parameters enqueued by keyword, so ``get_result`` shows them so."""
+"""Where jobs stored before :data:`KEYWORDS_HEADER` carried those names: a hidden argument.
+Still read, and still accepted by the task's wrapper, so such jobs run and read as before."""
 
 
 def to_datetime(ts: float | None) -> datetime | None:
@@ -74,10 +79,18 @@ def keyword_names(task: DjangoTask[Any, Any], kwargs: dict[str, Any]) -> tuple[s
     return tuple(p.name for p in _params(task) if p.kind is p.POSITIONAL_OR_KEYWORD and p.name in kwargs)
 
 
-def split_arguments(task: DjangoTask[Any, Any], payload: bytes) -> tuple[list[Any], dict[str, Any]]:
+def with_keywords(job: Job, keywords: tuple[str, ...]) -> Job:
+    """``job`` carrying the names of the parameters enqueued by keyword (none: as it is)."""
+    if not keywords:
+        return job
+    return msgspec.structs.replace(job, headers=(*job.headers, (KEYWORDS_HEADER, ",".join(keywords))))
+
+
+def split_arguments(task: DjangoTask[Any, Any], job: Job) -> tuple[list[Any], dict[str, Any]]:
     """A job's payload (arguments by parameter name) as the ``args`` and ``kwargs`` enqueued."""
-    values = dict(codec.decode_any(payload))
+    values = dict(codec.decode_any(bytes(job.payload)))
     keywords = set(values.pop(KEYWORDS, ()))
+    keywords.update(n for k, v in job.headers if k == KEYWORDS_HEADER for n in v.split(",") if n)
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
     for p in _params(task):
@@ -119,7 +132,7 @@ def to_task_result(record: JobRecord, alias: str) -> TaskResult[Any, Any]:
     if changes:
         with contextlib.suppress(InvalidTask):  # e.g. a queue since removed from QUEUES: as declared
             task = dataclasses.replace(task, **changes)
-    args, kwargs = split_arguments(task, bytes(job.payload))
+    args, kwargs = split_arguments(task, job)
     history = record.errors or ((record.error,) if record.error is not None else ())
     errors = [TaskError(exception_class_path=e.type, traceback=e.traceback) for e in history]
     if record.state is JobState.CANCELLED:
