@@ -185,7 +185,7 @@ WORKER_LOST = ErrorInfo("pigeon.WorkerLost", "the worker running this job was lo
 """The error recorded for an attempt whose worker was lost (its lease expired, or it went silent)."""
 
 
-class Claim(msgspec.Struct, frozen=True):
+class Claim(msgspec.Struct, frozen=True, gc=False):
     """A job handed to a worker: valid while the lease under ``token`` holds."""
 
     job: Job
@@ -209,7 +209,7 @@ class OutcomeKind(enum.StrEnum):
     DEFER = "defer"
 
 
-class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+class Outcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """How one claimed job ended; brokers apply a batch of these in one round trip.
 
     - COMPLETE: SUCCEEDED with ``result``.
@@ -217,6 +217,10 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     - FAIL: FAILED with ``error``.
     - RELEASE: QUEUED again and the attempt given back (graceful shutdown).
     - DEFER: SCHEDULED at ``run_at`` with the attempt given back (a rate limit said wait).
+
+    One is made per job, so it is not tracked by the garbage collector (``gc=False``: it
+    holds only strings, bytes, numbers and an ErrorInfo, and can be in no reference cycle);
+    so are :class:`Claim`, the policy's endings and the transitions.
     """
 
     job_id: str

@@ -1,10 +1,12 @@
 """Retry policy: what the end of one attempt means for its job, decided in one place.
 
 :func:`decide` is a pure function of the claim, the task's options, how the
-attempt ended and the time; it returns the :class:`~pigeon.job.Outcome` a
-broker applies. The endings are frozen msgspec Structs, which build several times faster than
-frozen dataclasses: one is made per job. The worker calls it for every attempt, and for the jobs of a
-worker that was lost (:class:`Lost`), so a lost attempt is judged as a failed one:
+attempt ended and the time; it returns the :class:`~pigeon.job.Outcome` a broker
+applies. The endings are frozen msgspec Structs, which build several times faster than
+frozen dataclasses: one is made per job; those that hold no exception are not tracked by
+the garbage collector (``gc=False``), cheaper still. The worker calls it for every
+attempt, and for the jobs of a worker that was lost (:class:`Lost`), so a lost attempt
+is judged as a failed one:
 
 =====================================  ==============================================
 the attempt ended                      the job
@@ -33,14 +35,14 @@ from pigeon.job import WORKER_LOST, Claim, ErrorInfo, Outcome, OutcomeKind
 from pigeon.task import TaskOptions
 
 
-class Retention(msgspec.Struct, frozen=True):
+class Retention(msgspec.Struct, frozen=True, gc=False):
     """How long finished jobs are kept: seconds after success, after failure or cancel."""
 
     result_ttl: float
     failed_ttl: float
 
 
-class Completed(msgspec.Struct, frozen=True):
+class Completed(msgspec.Struct, frozen=True, gc=False):
     """The task returned ``result`` (encoded)."""
 
     result: bytes
@@ -61,17 +63,17 @@ class Unrunnable(msgspec.Struct, frozen=True):
     """The exception, where one was raised (job hooks report it)."""
 
 
-class Deferred(msgspec.Struct, frozen=True):
+class Deferred(msgspec.Struct, frozen=True, gc=False):
     """The job waits ``delay`` seconds without spending its attempt (a rate limit)."""
 
     delay: float
 
 
-class Released(msgspec.Struct, frozen=True):
+class Released(msgspec.Struct, frozen=True, gc=False):
     """The attempt was handed back unfinished (the worker is stopping)."""
 
 
-class Lost(msgspec.Struct, frozen=True):
+class Lost(msgspec.Struct, frozen=True, gc=False):
     """The attempt's worker was lost (its lease expired, or it went silent)."""
 
 

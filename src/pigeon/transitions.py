@@ -30,7 +30,7 @@ LOST_ERROR = msgspec.json.encode(WORKER_LOST)
 """The encoded error a recovered attempt records (``pigeon.WorkerLost``)."""
 
 
-class Transition(msgspec.Struct, frozen=True, kw_only=True):
+class Transition(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What settling one outcome writes to its job (the job must be RUNNING under ``token``).
 
     Attributes:

@@ -121,10 +121,12 @@ class MemoryBroker(BrokerBase):
         if row.state is JobState.RUNNING and key is not None:
             self._s.running[key] -= 1
 
-    def _finish(self, row: _Row, state: JobState, expires_at: float | None) -> None:
+    def _finish(
+        self, row: _Row, state: JobState, finished_at: float | None, expires_at: float | None
+    ) -> None:
         self._leave_running(row)
         row.state = state
-        row.finished_at = time.time()
+        row.finished_at = time.time() if finished_at is None else finished_at
         row.expires_at = expires_at
         row.token = None
         row.lease_until = None
@@ -221,14 +223,17 @@ class MemoryBroker(BrokerBase):
 
     def _apply(self, row: _Row, t: Transition, error: ErrorInfo | None) -> None:
         """A transition's fields on a row (the error kept as the outcome's ErrorInfo, not encoded)."""
+        if t.state is JobState.SUCCEEDED:  # the hot path, first
+            row.error = None
+            row.result = t.result
+            self._finish(row, t.state, t.finished_at, t.expires_at)
+            return
         if not t.keep_error:
             row.failed_with(error)
         if t.release:
             row.attempts -= 1
-        if t.state is JobState.SUCCEEDED:
-            row.result = t.result
         if t.finished_at is not None:
-            self._finish(row, t.state, t.expires_at)
+            self._finish(row, t.state, t.finished_at, t.expires_at)
             return
         row.token = None
         row.lease_until = None
@@ -326,7 +331,7 @@ class MemoryBroker(BrokerBase):
             row = self._s.rows.get(job_id)
             if row is None or row.state.is_final:
                 return False
-            self._finish(row, JobState.CANCELLED, expires_at)
+            self._finish(row, JobState.CANCELLED, None, expires_at)
             return True
 
     async def requeue(self, job_id: str) -> bool:

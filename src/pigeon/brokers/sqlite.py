@@ -231,13 +231,18 @@ class SqliteBroker(SqlReads, BrokerBase):
         return chosen
 
     async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        q = self._q
+        succeed, general = self._q["succeed"], self._q["settle"]
 
         def settle(db: sqlite3.Connection) -> list[bool]:
             now = time.time()
             done = []
             for o in outcomes:
-                done.append(db.execute(q["settle"], _settle_params(settled(o, now))).rowcount == 1)
+                t = settled(o, now)
+                if t.state is JobState.SUCCEEDED:
+                    args: tuple[Any, ...] = (t.result, t.finished_at, t.expires_at, t.job_id, t.token)
+                    done.append(db.execute(succeed, args).rowcount == 1)
+                else:
+                    done.append(db.execute(general, _settle_params(t)).rowcount == 1)
             return done
 
         return await self._run(self._write, settle)
@@ -387,7 +392,7 @@ def _settle_params(t: Transition) -> tuple[Any, ...]:
     keep_errors = t.keep_error or error is None
     result = (t.state is JobState.SUCCEEDED, t.result, t.keep_error, error, keep_errors, error)
     times = (int(t.release), t.run_at, t.finished_at, t.finished_at is None, t.expires_at)
-    return (t.state.value, *result, *times, t.job_id, t.token)
+    return (str(t.state), *result, *times, t.job_id, t.token)
 
 
 def _arrival(j: Job, now: float) -> tuple[Any, ...]:

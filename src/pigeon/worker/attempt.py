@@ -45,14 +45,14 @@ class AttemptRunner:
         self._executors = executors
         self._progress = progress
 
-    async def run(self, claim: Claim, task: Task[Any, Any] | None, extra: dict[str, Any]) -> Ending:
+    async def run(self, claim: Claim, task: Task[Any, Any] | None) -> Ending:
         """Run the claimed job; return how it ended (the policy decides what that means)."""
         job = claim.job
         if claim.malformed is not None:  # never retried: the same bytes would fail the same way
-            log.error("malformed job: %s", claim.malformed, extra=extra)
+            log.error("malformed job: %s", claim.malformed, extra=log_extra(claim))
             return Unrunnable(ErrorInfo("pigeon.MalformedJob", claim.malformed))
         if task is None:
-            log.error("unknown task %r", job.task, extra=extra)
+            log.error("unknown task %r", job.task, extra=log_extra(claim))
             exc = UnknownTask(f"no task named {job.task!r} is registered with this worker's app")
             return Unrunnable(error_info(exc))
         if task.defaults.rate is not None:
@@ -72,7 +72,7 @@ class AttemptRunner:
                 raise  # the worker is stopping or lost the lease
             return _raised(asyncio.CancelledError("the task cancelled itself"))
         except DecodeError as exc:
-            log.error("undecodable job: %s", exc, extra=extra)
+            log.error("undecodable job: %s", exc, extra=log_extra(claim))
             return Unrunnable(error_info(exc), exc)
         except TimeoutError as exc:
             error: BaseException = exc
@@ -82,22 +82,22 @@ class AttemptRunner:
         except BaseException as exc:  # noqa: BLE001 - a bad job must never kill the worker
             return _raised(exc)
         if job.then is not None:
-            broken = await self._continue_chain(claim, result, extra)
+            broken = await self._continue_chain(claim, result)
             if broken is not None:
                 return broken
         if log.isEnabledFor(logging.INFO):  # the hot path: no dict when nobody listens
             took = time.perf_counter() - started
-            log.info("job succeeded in %.3f s", took, extra={**extra, "duration": round(took, 6)})
+            log.info("job succeeded in %.3f s", took, extra={**log_extra(claim), "duration": round(took, 6)})
         return Completed(result)
 
-    async def _continue_chain(self, claim: Claim, result: bytes, extra: dict[str, Any]) -> Ending | None:
+    async def _continue_chain(self, claim: Claim, result: bytes) -> Ending | None:
         """Enqueue a chain's next step before this one settles (its id makes a re-run harmless)."""
         try:
             following = next_job(self._registry.resolve_task, claim.job, result)
             if following is not None:
                 await self._client.aenqueue([following])
         except (TypeError, KeyError) as exc:
-            log.error("the chain cannot go on: %s", exc, extra=extra)
+            log.error("the chain cannot go on: %s", exc, extra=log_extra(claim))
             return Unrunnable(error_info(exc))
         except BrokerError as exc:
             return _raised(exc)
@@ -113,6 +113,11 @@ class AttemptRunner:
             log.warning("rate limit check failed (%s); trying again shortly", exc)
             wait = 1.0
         return Deferred(wait * random.uniform(1.0, 2.0)) if wait > 0 else None
+
+
+def log_extra(claim: Claim) -> dict[str, Any]:
+    """A job's fields on a log record, built only when one is logged (not per job)."""
+    return {"job_id": claim.job.id, "task": claim.job.task, "attempt": claim.attempt}
 
 
 def _raised(exc: BaseException) -> Raised:

@@ -29,7 +29,7 @@ from pigeon.registry import Registry
 from pigeon.seam import InstrumentedBroker, SeamObserver
 from pigeon.services import ServiceState, supervise
 from pigeon.task import TaskOptions
-from pigeon.worker.attempt import AttemptRunner
+from pigeon.worker.attempt import AttemptRunner, log_extra
 from pigeon.worker.config import WorkerConfig
 from pigeon.worker.executors import Executors
 from pigeon.worker.identity import new_worker_id, worker_info
@@ -278,14 +278,13 @@ class Worker:
     async def _run_job(self, claim: Claim) -> None:
         job = claim.job
         key = (job.id, claim.token)
-        extra = {"job_id": job.id, "task": job.task, "attempt": claim.attempt}
         outcome: Outcome | None = None
         try:
-            outcome = await self._attempt(claim, extra)
+            outcome = await self._attempt(claim)
         except asyncio.CancelledError:
             if key not in self._lost:
                 outcome = decide(claim, None, Released(), time.time(), self._retention)
-                log.info("job handed back unfinished", extra=extra)
+                log.info("job handed back unfinished", extra=log_extra(claim))
         else:
             # A last report must land before the settle; when stopping, the known outcome wins.
             if self._progress.reporting(job.id):
@@ -301,37 +300,36 @@ class Worker:
             if not self._starved or limited or self.config.burst or self._stopping:
                 self._wake.set()
 
-    async def _attempt(self, claim: Claim, extra: dict[str, Any]) -> Outcome | None:
+    async def _attempt(self, claim: Claim) -> Outcome | None:
         """Run one attempt; the retry policy (pigeon.policy) turns its ending into the outcome.
 
         None: the job expired before it started, and was cancelled instead.
         """
         if claim.job.expires_at is not None and time.time() >= claim.job.expires_at:
-            await self._expire(claim, extra)
+            await self._expire(claim)
             return None
         task = self.registry.resolve_task(claim.job.task)
         options = None if task is None else task.defaults
         assert self._attempts is not None
         hooks = self.registry.job_hooks
         if not hooks:
-            return self._outcome(claim, options, await self._attempts.run(claim, task, extra), extra)
+            return self._outcome(claim, options, await self._attempts.run(claim, task))
         with attempt_hooks(hooks, claim.job, claim.attempt) as ending:
-            ended = await self._attempts.run(claim, task, extra)
-            outcome = self._outcome(claim, options, ended, extra)
+            ended = await self._attempts.run(claim, task)
+            outcome = self._outcome(claim, options, ended)
             ending.report(outcome, ended.error if isinstance(ended, Raised | Unrunnable) else None)
             return outcome
 
-    def _outcome(
-        self, claim: Claim, options: TaskOptions | None, ending: Ending, extra: dict[str, Any]
-    ) -> Outcome:
+    def _outcome(self, claim: Claim, options: TaskOptions | None, ending: Ending) -> Outcome:
         """The retry policy's outcome for an attempt's ending, reported (logs, an early wake)."""
         outcome = decide(claim, options, ending, time.time(), self._retention)
         if outcome.kind is not OutcomeKind.COMPLETE:  # the hot path has nothing to report
-            self._report(outcome, ending, extra)
+            self._report(outcome, ending, log_extra(claim))
         return outcome
 
-    async def _expire(self, claim: Claim, extra: dict[str, Any]) -> None:
+    async def _expire(self, claim: Claim) -> None:
         """Cancel a job claimed past its expiry instead of running it; the cancel settles it."""
+        extra = log_extra(claim)
         assert self._broker is not None
         log.warning("job expired before it started; cancelled, not run", extra=extra)
         try:

@@ -47,6 +47,14 @@ SET state = ?,
     token = NULL, lease_until = NULL
 WHERE id = ? AND token = ? AND state = 'running'
 
+-- name: succeed
+-- `settle` for a SUCCEEDED transition, the hot path: the same fields written, 5 parameters
+-- bound instead of 15 and no CASE to evaluate (a tenth of a no-op job's CPU on this broker).
+UPDATE pigeon_jobs
+SET state = 'succeeded', result = ?, error = NULL, finished_at = ?, expires_at = ?,
+    token = NULL, lease_until = NULL
+WHERE id = ? AND token = ? AND state = 'running'
+
 -- name: progress
 UPDATE pigeon_jobs SET progress = ?
 WHERE id = ? AND token = ? AND state = 'running'
