@@ -248,3 +248,8 @@ def as_inspection(broker: object) -> Inspecting:
 def default_expiry(ttl: float) -> float:
     """When a job finished now with retention ``ttl`` seconds is pruned."""
     return time.time() + ttl
+
+
+def purged(states: Sequence[JobState]) -> list[JobState]:
+    """The states a purge deletes: ``states``, or every final state when none are given."""
+    return list(states) or [s for s in JobState if s.is_final]

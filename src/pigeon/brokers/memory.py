@@ -19,8 +19,9 @@ from typing import Any, Self
 
 import msgspec
 
+from pigeon import bucket
 from pigeon.brokers.base import BrokerBase, Capabilities
-from pigeon.brokers.inspection import JobFilter
+from pigeon.brokers.inspection import JobFilter, purged
 from pigeon.job import (
     PENDING_STATES,
     Claim,
@@ -85,7 +86,7 @@ class _Store:
     workers: dict[str, WorkerInfo] = field(default_factory=dict)
     seq: itertools.count[int] = field(default_factory=itertools.count)
     running: dict[str, int] = field(default_factory=dict)
-    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    buckets: dict[str, bucket.Bucket] = field(default_factory=dict)
     paused: set[str] = field(default_factory=set)
 
 
@@ -352,7 +353,7 @@ class MemoryBroker(BrokerBase):
             return True
 
     async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
-        wanted = set(states) or {s for s in JobState if s.is_final}
+        wanted = set(purged(states))
         with self._s.lock:
             dead = [
                 jid
@@ -376,13 +377,8 @@ class MemoryBroker(BrokerBase):
     async def take(self, key: str, rate: float, burst: float) -> float:
         now = time.time()
         with self._s.lock:
-            tokens, at = self._s.buckets.get(key, (burst, now))
-            tokens = min(burst, tokens + (now - at) * rate)
-            if tokens >= 1:
-                self._s.buckets[key] = (tokens - 1, now)
-                return 0.0
-            self._s.buckets[key] = (tokens, now)
-            return (1 - tokens) / rate
+            self._s.buckets[key], wait = bucket.take(self._s.buckets.get(key), now, rate, burst)
+            return wait
 
     async def unregister_worker(self, worker_id: str) -> None:
         with self._s.lock:

@@ -43,6 +43,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
+from pigeon import bucket
 from pigeon.brokers.base import BrokerBase, Capabilities
 from pigeon.brokers.inspection import JobFilter
 from pigeon.brokers.postgres_listen import Listener
@@ -54,7 +55,6 @@ from pigeon.job import (
     Claim,
     Job,
     JobRecord,
-    JobState,
     Outcome,
     WorkerInfo,
     stored_claim,
@@ -394,9 +394,8 @@ class PostgresBroker(SqlReads, BrokerBase):
             raise
         return bool(rows[0][0] == 1)
 
-    async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
-        wanted = [s.value for s in (states or [s for s in JobState if s.is_final])]
-        return await self._execute("purge", {"states": wanted, "queue": queue})
+    async def _change(self, name: str, params: dict[str, Any]) -> int:
+        return await self._execute(name, params)
 
     async def progress(self, job_id: str, token: str, data: bytes) -> bool:
         return await self._execute("progress", {"id": job_id, "token": token, "data": data}) == 1
@@ -404,7 +403,7 @@ class PostgresBroker(SqlReads, BrokerBase):
     async def take(self, key: str, rate: float, burst: float) -> float:
         params = {"key": key, "rate": float(rate), "burst": float(burst), "now": time.time()}
         ((granted, tokens),) = await self._fetch("take", params)
-        return 0.0 if granted else (1 - tokens) / rate
+        return 0.0 if granted else bucket.wait(tokens, rate)
 
     async def unregister_worker(self, worker_id: str) -> None:
         await self._execute("delete_worker", {"worker_id": worker_id})

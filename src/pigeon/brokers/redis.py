@@ -60,6 +60,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pigeon.brokers.base import BrokerBase, Capabilities
+from pigeon.brokers.inspection import purged
 from pigeon.brokers.redis_connect import check_eviction, cluster_nodes, new_client
 from pigeon.brokers.redis_data import (
     FIELDS,
@@ -462,7 +463,7 @@ class RedisBroker(RedisInspection, BrokerBase):
             return bool(await self._script("requeue", repr(time.time()), job_id))
 
     async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
-        wanted = [s.value for s in (states or [s for s in JobState if s.is_final])]
+        wanted = [s.value for s in purged(states)]
         total = 0
         with self._translated():
             while True:

@@ -26,9 +26,11 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from pigeon import bucket
 from pigeon.brokers.base import BrokerBase, Capabilities
 from pigeon.brokers.inspection import JobFilter
 from pigeon.brokers.sql import SqlReads, filter_clause, find_sql, migrations, queries, record_from_row
+from pigeon.bucket import Bucket
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
@@ -322,10 +324,9 @@ class SqliteBroker(SqlReads, BrokerBase):
 
         return await self._run(self._write, requeue)
 
-    async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
-        wanted = [s.value for s in (states or [s for s in JobState if s.is_final])]
-        sql = self._q["purge"].replace("{states}", ",".join(f"'{s}'" for s in wanted))
-        return await self._run(self._write, lambda db: db.execute(sql, {"queue": queue}).rowcount)
+    async def _change(self, name: str, params: dict[str, Any]) -> int:
+        sql = self._q[name]
+        return await self._run(self._write, lambda db: db.execute(sql, params).rowcount)
 
     async def progress(self, job_id: str, token: str, data: bytes) -> bool:
         def report(db: sqlite3.Connection) -> bool:
@@ -335,11 +336,9 @@ class SqliteBroker(SqlReads, BrokerBase):
 
     async def take(self, key: str, rate: float, burst: float) -> float:
         def take(db: sqlite3.Connection) -> float:
-            now = time.time()
             row = db.execute(self._q["bucket"], (key,)).fetchone()
-            tokens = burst if row is None else min(burst, row[0] + (now - row[1]) * rate)
-            wait = 0.0 if tokens >= 1 else (1 - tokens) / rate
-            db.execute(self._q["bucket_put"], (key, tokens - 1 if wait == 0 else tokens, now))
+            stored, wait = bucket.take(None if row is None else Bucket(*row), time.time(), rate, burst)
+            db.execute(self._q["bucket_put"], (key, *stored))
             return wait
 
         return await self._run(self._write, take)

@@ -8,11 +8,13 @@ local tokens, at = burst, now
 if v[1] then
   tokens, at = tonumber(v[1]), tonumber(v[2])
 end
+-- pigeon/bucket.py's take, in the script so that it is atomic across workers.
 -- Workers' clocks differ a little: never refill backwards, never move the clock back.
 if now > at then
-  tokens = math.min(burst, tokens + (now - at) * rate)
+  tokens = tokens + (now - at) * rate
   at = now
 end
+tokens = math.min(burst, tokens)
 local wait = 0
 if tokens >= 1 then
   tokens = tokens - 1

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any
 
 import msgspec
 
-from pigeon.brokers.inspection import JobFilter
+from pigeon.brokers.inspection import JobFilter, purged
 from pigeon.job import ErrorInfo, JobRecord, JobState, QueueStats, WorkerInfo, decode_stored
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -66,13 +67,18 @@ def record_from_row(row: tuple[Any, ...]) -> JobRecord:
 
 
 class SqlReads:
-    """The reads both SQL brokers share: ``get``, ``list_jobs``, ``stats``, ``workers``.
+    """The reads both SQL brokers share: ``get``, ``list_jobs``, ``stats``, ``workers``, and ``purge``.
 
     Each dialect's ``queries.sql`` names them alike and takes named parameters;
-    a broker supplies :meth:`_select`, which runs one and returns its rows.
+    a broker supplies :meth:`_select`, which runs one and returns its rows, and
+    :meth:`_change`, which runs a write and counts the rows it changed.
     """
 
     async def _select(self, name: str, params: dict[str, Any]) -> list[Any]:
+        raise NotImplementedError
+
+    async def _change(self, name: str, params: dict[str, Any]) -> int:
+        """Run a named write; return how many rows it changed."""
         raise NotImplementedError
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -96,6 +102,11 @@ class SqlReads:
         for queue, state, n in await self._select("stats", {}):
             counts.setdefault(queue, {})[state] = n
         return [QueueStats(q, c) for q, c in counts.items()]
+
+    async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
+        # The states go as one JSON array, which both dialects read as a set of rows.
+        wanted = msgspec.json.encode([s.value for s in purged(states)]).decode()
+        return await self._change("purge", {"states": wanted, "queue": queue})
 
     async def workers(self) -> list[WorkerInfo]:
         rows = await self._select("workers", {})

@@ -221,7 +221,9 @@ WITH done AS (
 SELECT count(*) FROM done WHERE (SELECT count(*) FROM woke) >= 0
 
 -- name: purge
-DELETE FROM {ns}.jobs WHERE state = ANY(%(states)s) AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+DELETE FROM {ns}.jobs
+WHERE state IN (SELECT jsonb_array_elements_text(%(states)s::jsonb))
+    AND (%(queue)s::text IS NULL OR queue = %(queue)s)
 
 -- name: progress
 -- The token stands for the state (see settle).
@@ -229,14 +231,16 @@ UPDATE {ns}.jobs SET progress = %(data)s
 WHERE id = %(id)s AND token = %(token)s
 
 -- name: take
--- The refill and the take are computed from the old row (SET sees it), atomically.
+-- pigeon/bucket.py's take, in one statement so that it is atomic across workers: the refill
+-- and the take are computed from the old row (SET sees it); never refilled backwards, and
+-- the bucket's clock never moves back.
 INSERT INTO {ns}.buckets AS b (key, tokens, at, granted)
 VALUES (%(key)s, %(burst)s - (%(burst)s >= 1)::int, %(now)s, %(burst)s >= 1)
 ON CONFLICT (key) DO UPDATE SET
-    granted = least(%(burst)s, b.tokens + (%(now)s - b.at) * %(rate)s) >= 1,
-    tokens = least(%(burst)s, b.tokens + (%(now)s - b.at) * %(rate)s)
-        - (least(%(burst)s, b.tokens + (%(now)s - b.at) * %(rate)s) >= 1)::int,
-    at = %(now)s
+    granted = least(%(burst)s, b.tokens + greatest(%(now)s - b.at, 0) * %(rate)s) >= 1,
+    tokens = least(%(burst)s, b.tokens + greatest(%(now)s - b.at, 0) * %(rate)s)
+        - (least(%(burst)s, b.tokens + greatest(%(now)s - b.at, 0) * %(rate)s) >= 1)::int,
+    at = greatest(%(now)s, b.at)
 RETURNING granted, tokens
 
 -- name: queued_in

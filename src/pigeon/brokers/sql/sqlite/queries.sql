@@ -123,7 +123,8 @@ SET state = 'queued', attempts = 0, run_at = ?, finished_at = NULL, expires_at =
 WHERE id = ? AND state IN ('failed', 'cancelled')
 
 -- name: purge
-DELETE FROM pigeon_jobs WHERE state IN ({states}) AND (:queue IS NULL OR queue = :queue)
+DELETE FROM pigeon_jobs
+WHERE state IN (SELECT value FROM json_each(:states)) AND (:queue IS NULL OR queue = :queue)
 
 -- name: find_any_state
 -- A page of every state walks the table itself (seq is the rowid) backwards: sequential,
