@@ -59,10 +59,12 @@ class AttemptRunner:
             throttled = await self._throttle(task.name, task.defaults.rate)
             if throttled is not None:
                 return throttled
-        report = self._progress.reporter(claim)
-        ctx = JobContext(
-            job.id, job.task, job.queue, claim.attempt, job.max_attempts, self._worker_id, report
-        )
+        ctx = None
+        if task.takes_context:  # building one costs a tenth of a no-op job: only when it is read
+            report = self._progress.reporter(claim)
+            ctx = JobContext(
+                job.id, job.task, job.queue, claim.attempt, job.max_attempts, self._worker_id, report
+            )
         started = time.perf_counter()
         try:
             result = await self._executors.run(task, ctx, bytes(job.payload), job.timeout)

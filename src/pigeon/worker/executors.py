@@ -75,9 +75,12 @@ class Executors:
                 self._busy -= 1
 
     async def run(
-        self, task: Task[Any, Any], ctx: JobContext, payload: bytes, timeout: float | None
+        self, task: Task[Any, Any], ctx: JobContext | None, payload: bytes, timeout: float | None
     ) -> bytes:
-        """Run one attempt; return the encoded result or raise what the task raised."""
+        """Run one attempt; return the encoded result or raise what the task raised.
+
+        ``ctx`` is None when the task takes no context.
+        """
         kind = task.defaults.executor
         if kind == "process":
             return await self._processes.run(task, ctx, payload, timeout)
@@ -135,7 +138,7 @@ class _ProcessPool:
         self._free: asyncio.Semaphore | None = None
 
     async def run(
-        self, task: Task[Any, Any], ctx: JobContext, payload: bytes, timeout: float | None
+        self, task: Task[Any, Any], ctx: JobContext | None, payload: bytes, timeout: float | None
     ) -> bytes:
         if self._free is None:
             self._free = asyncio.Semaphore(self._size)
@@ -163,7 +166,9 @@ class _ProcessPool:
         self._idle.clear()
 
 
-def _ctx_tuple(ctx: JobContext) -> tuple[Any, ...]:
+def _ctx_tuple(ctx: JobContext | None) -> tuple[Any, ...] | None:
+    if ctx is None:
+        return None
     return (ctx.job_id, ctx.task, ctx.queue, ctx.attempt, ctx.max_attempts, ctx.worker_id)
 
 
