@@ -13,7 +13,8 @@ Still, compare figures taken in one run, not across runs.
 
 ``--against COMMIT`` measures that commit's ``src/`` too (``git archive`` into a
 temporary directory, put first on the children's ``PYTHONPATH``), alternating the
-two trees round by round, and prints each broker's ratio (this tree / that one).
+two trees round by round, and prints each broker's ratio (this tree / that one, the median
+of each round's ratio, so a neighbour's burst of load weighs on both sides of a pair).
 """
 
 from __future__ import annotations
@@ -119,7 +120,10 @@ def run(
     for broker in BROKERS:
         line = f"  {broker:6} " + ", ".join(f"{t}: {m[broker]:.1f} CPU µs/job" for t, m in medians.items())
         if against:
-            line += f"; ratio {medians['this tree'][broker] / medians[against][broker]:.3f}"
+            paired = [
+                a / b for a, b in zip(samples["this tree"][broker], samples[against][broker], strict=True)
+            ]
+            line += f"; ratio {statistics.median(paired):.3f} (median of the rounds' ratios)"
         say(line)
     say(f"  1-min load {os.getloadavg()[0]:.2f}")
     return medians
