@@ -418,3 +418,21 @@ async def test_prune_passes_over_a_row_another_transaction_holds(
             assert await broker.prune() == len(rest)
         await other.rollback()
     assert await broker.prune() == 1
+
+
+async def test_a_take_from_a_clock_behind_the_buckets_does_not_refill_backwards(
+    broker: PostgresBroker,
+) -> None:
+    # pigeon/bucket.py's rule: a worker whose clock is 10 s behind waits for one token (0.1 s at
+    # 10/s), not for the 10 s its clock is behind; the bucket's clock stays where it was.
+    async def take(now: float) -> tuple[bool, float]:
+        ((granted, tokens),) = await broker._fetch(
+            "take", {"key": "k", "rate": 10.0, "burst": 1.0, "now": now}
+        )
+        return granted, tokens
+
+    assert await take(1000.0) == (True, 0.0)
+    assert await take(990.0) == (False, 0.0)
+    async with broker._connection() as conn:
+        cur = await conn.execute(f"SELECT at FROM {broker.namespace}.buckets WHERE key = 'k'")
+        assert await cur.fetchall() == [(1000.0,)]
