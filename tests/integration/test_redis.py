@@ -383,3 +383,14 @@ async def test_a_rate_limit_bucket_expires_once_full(shared_url: str, admin: aio
             timeout=5,
             what="bucket expired",
         )
+
+
+async def test_a_bucket_holds_at_most_its_burst_even_on_a_clock_behind(shared_url: str) -> None:
+    # pigeon/bucket.py's rule: a take with a lower burst caps the bucket at it, whatever the
+    # caller's clock; the bucket's clock never moves back.
+    async with redis_broker(shared_url, {}) as broker:
+        assert float(await broker._script("take", "1000", "k", "10", "5")) == 0.0  # 4 tokens left
+        assert float(await broker._script("take", "999", "k", "10", "1")) == 0.0  # capped to 1, taken
+        assert float(await broker._script("take", "999", "k", "10", "1")) == pytest.approx(0.1)
+        tokens, at = await broker._redis.hmget(f"{broker._prefix}bucket:k", "tokens", "at")
+        assert (float(tokens), float(at)) == (0.0, 1000.0)
