@@ -341,10 +341,14 @@ async def test_unique_key_and_delay_through_the_api(app: App) -> None:
     async def once(n: int) -> int:
         return n
 
+    sent = time.monotonic()
     h1 = await once.options(unique_key="k", delay=0.3).asend(1)
     h2 = await once.options(unique_key="k").asend(2)
     assert h1 == h2
-    assert (await h1.arecord()).state is JobState.SCHEDULED
+    state = (await h1.arecord()).state
+    # Under load the 0.3 s may be over by the time the record is read: then it may be due.
+    due = time.monotonic() - sent >= 0.3
+    assert state is JobState.SCHEDULED or (due and state is JobState.QUEUED), state
     async with app.worker(**FAST):
         assert await h1.aresult(timeout=10) == 1
 
