@@ -10,6 +10,8 @@ from pigeon import App, ConfigurationError, UnsupportedFeature
 from pigeon.brokers import base
 from pigeon.brokers.base import Inspecting, Limiting, Reporting, create_broker, with_store
 from pigeon.brokers.rabbitmq import RabbitBroker
+from pigeon.brokers.rabbitmq._alone import AloneBroker
+from pigeon.job import Job
 from pigeon.seam import InstrumentedBroker
 
 
@@ -38,9 +40,30 @@ def test_a_store_is_refused_where_the_broker_keeps_its_own_record() -> None:
         App("amqp://127.0.0.1/", store="jobs.db")
 
 
-def test_rabbitmq_without_a_store_says_what_it_needs() -> None:
-    with pytest.raises(ConfigurationError, match=r"RabbitMQ needs a companion store.*PIGEON_STORE"):
-        create_broker("amqp://127.0.0.1/", {})
+def test_rabbitmq_without_a_store_is_rabbitmq_alone() -> None:
+    broker = create_broker("amqp://127.0.0.1/?queue_type=classic&delivery_limit=5", {})
+    assert isinstance(broker, AloneBroker)
+    caps = InstrumentedBroker(broker).capabilities
+    assert caps.priority and not caps.get_result  # classic queues have priorities; no record, no results
+    assert not (caps.inspect or caps.limits or caps.progress or caps.transactional_enqueue)
+    assert not InstrumentedBroker(create_broker("amqp://127.0.0.1/", {})).capabilities.priority  # quorum
+
+
+async def test_what_rabbitmq_alone_cannot_do_names_the_store() -> None:
+    broker = InstrumentedBroker(create_broker("amqp://127.0.0.1/", {}))
+    needs_store = r"without a store cannot .*: RabbitMQ alone keeps no record.*PIGEON_STORE"
+    with pytest.raises(UnsupportedFeature, match=needs_store):
+        await broker.get("0" * 32)
+    with pytest.raises(UnsupportedFeature, match=needs_store):
+        await broker.cancel("0" * 32, 0)
+    with pytest.raises(
+        UnsupportedFeature, match=r"cannot keep a unique key .*RabbitMQ alone keeps no record"
+    ):
+        await broker.enqueue([Job(id="1" * 32, task="t", unique_key="k")])  # refused before connecting
+    with pytest.raises(UnsupportedFeature, match="limit concurrency"):
+        await broker.enqueue([Job(id="1" * 32, task="t", limit_key="k", limit=1)])
+    with pytest.raises(UnsupportedFeature, match="the amqp broker cannot list"):
+        await broker.stats()
 
 
 @pytest.mark.parametrize(
@@ -50,11 +73,18 @@ def test_rabbitmq_without_a_store_says_what_it_needs() -> None:
         ("prefetch=0", "prefetch must be a whole number"),
         ("prefetch=lots", "prefetch must be a whole number"),
         ("namespace=a%20b", "namespace must be a plain word"),
+        ("delivery_limit=0", "delivery_limit must be a whole number"),
     ],
 )
 def test_bad_rabbitmq_parameters_fail_before_connecting(query: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
-        create_broker(f"amqp://127.0.0.1/?store=memory%3A%2F%2F&{query}", {})
+        create_broker(f"amqp://127.0.0.1/?{query}", {})  # RabbitMQ alone
+    if not query.startswith("delivery_limit"):  # a quorum queue's guard, for RabbitMQ alone only
+        with pytest.raises(ConfigurationError, match=message):
+            create_broker(f"amqp://127.0.0.1/?store=memory%3A%2F%2F&{query}", {})
+    else:
+        with pytest.raises(ConfigurationError, match=message):
+            create_broker(f"amqp://127.0.0.1/?{query}", {})
 
 
 def test_the_optional_protocols_are_those_of_the_store(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -81,18 +81,18 @@ class RabbitBroker(BrokerBase):
     def from_url(cls, url: str, shared: dict[str, Any]) -> Self:
         """The broker for ``amqp://…?store=…&namespace=…&queue_type=…&prefetch=…``.
 
+        Without a store, an :class:`~pigeon.brokers.rabbitmq._alone.AloneBroker`: RabbitMQ alone.
+
         Raises:
-            ConfigurationError: no store, or a bad parameter.
+            ConfigurationError: a bad parameter.
         """
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         store_url = query.pop("store", "")
-        if not store_url:
-            raise ConfigurationError(
-                f"{url!r}: RabbitMQ needs a companion store for the jobs' record (results, lookup, "
-                "cancel, unique keys, limits): App('amqp://…', store='postgresql://…'), $PIGEON_STORE, "
-                "or OPTIONS['store'] in Django"
-            )
+        if not store_url:  # RabbitMQ alone: no record of a job (see _alone.py)
+            from pigeon.brokers.rabbitmq._alone import AloneBroker
+
+            return cast("Self", AloneBroker.from_url(url, shared))
         namespace = query.pop("namespace", "pigeon")
         if not re.fullmatch(r"[\w.-]+", namespace):
             raise ConfigurationError(f"{url!r}: namespace must be a plain word")

@@ -1,0 +1,550 @@
+"""RabbitMQ alone (``amqp://…`` without a store): RabbitMQ is the queue and the lease, nothing records jobs.
+
+- **send**: one persistent message per job, its envelope as the JSON body,
+  published with confirms and ``mandatory``; a delayed job goes through the
+  delay topology (``_topology.py``).
+- **claim**: deliveries held by this consumer become claims; the unacknowledged
+  delivery is the lease, so a worker that dies (or loses its connection) hands
+  its jobs back to RabbitMQ, which delivers them again. A delivery's attempt is
+  the attempts spent before it was published (``x-pigeon-attempts``) plus the
+  times RabbitMQ delivered it again (a quorum queue's ``x-delivery-count``, a
+  classic queue's ``redelivered``); one past its ``max_attempts`` goes to the
+  dead-letter queue with a ``pigeon.WorkerLost`` error.
+- **settle**: a success is acknowledged; a retry, a deferral and a release are
+  published again (into the delay topology when not due) and then
+  acknowledged; a failure is published to the queue's dead-letter queue and
+  then acknowledged. A worker that dies in between runs the job again
+  (at least once), never loses it.
+
+Nothing records a job, so ``get`` and ``cancel`` (except of a job this broker
+holds) raise :class:`UnsupportedFeature`, as do unique keys and concurrency
+limits; the optional protocols (inspection, rate limits, progress) are not
+implemented, so the seam refuses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Self, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.connection import make_url
+
+from pigeon.brokers.base import BrokerBase, Capabilities
+from pigeon.brokers.rabbitmq import _topology as topo
+from pigeon.brokers.rabbitmq._inbox import Arrival, Inbox
+from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError, UnsupportedFeature
+from pigeon.job import (
+    WORKER_LOST,
+    Claim,
+    ErrorInfo,
+    Job,
+    JobRecord,
+    Outcome,
+    OutcomeKind,
+    WorkerInfo,
+    decode_stored,
+)
+
+_CALL = 10.0
+"""Seconds any one call to RabbitMQ may take: a stuck server is an error, not a hang."""
+_AGAIN = (0.0, 0.1, 0.3, 0.9)
+"""Pauses before publishing nacked or returned messages again."""
+_EARLY = 0.002
+"""Seconds early a delayed delivery may be run rather than sent round again."""
+_FIRST = 2.0
+"""Seconds a claim waits, on a queue it starts consuming, for the messages already there."""
+ATTEMPTS = "x-pigeon-attempts"
+DUE = "x-pigeon-due"
+ERROR = "x-pigeon-error"
+NO_RECORD = (
+    "RabbitMQ alone keeps no record of a job; give it a companion store for this: "
+    "App('amqp://…', store='postgresql://…'), $PIGEON_STORE or OPTIONS['store'] in Django"
+)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
+
+
+def unsupported(what: str) -> UnsupportedFeature:
+    return UnsupportedFeature(f"the amqp broker without a store cannot {what}: {NO_RECORD}")
+
+
+@dataclass(slots=True)
+class Running:
+    """A claimed delivery: unacknowledged while its job runs."""
+
+    message: AbstractIncomingMessage
+    job: Job
+    attempt: int
+
+
+class AloneBroker(BrokerBase):
+    """Jobs carried by RabbitMQ alone: at least once, with delays, retries and dead letters.
+
+    Args:
+        url: the RabbitMQ server (``amqp://user:pass@host:5672/vhost``), as given.
+        namespace: the prefix of the queue names.
+        queue_type: ``quorum`` (replicated) or ``classic`` (priorities).
+        prefetch: unacknowledged deliveries one consumer may hold (running jobs included).
+        delivery_limit: deliveries of one message a quorum queue allows before dead-lettering it.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "pigeon",
+        queue_type: str = "quorum",
+        prefetch: int = 64,
+        delivery_limit: int = 10,
+    ) -> None:
+        self.url = url
+        parts = urlsplit(url)
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k not in _OURS]
+        self._server = urlunsplit(parts._replace(query=urlencode(query)))
+        self._namespace = namespace
+        self._queue_type = queue_type
+        self._prefetch = prefetch
+        self._delivery_limit = delivery_limit
+        # Priorities only where the queue type has them (quorum queues: none on 3.x).
+        self.capabilities = Capabilities(priority=queue_type == "classic", get_result=False)
+        self._connection: AbstractRobustConnection | None = None
+        self._publisher: AbstractRobustChannel | None = None
+        self._consumer: AbstractRobustChannel | None = None
+        self._declared: set[str] = set()
+        self._delays = False
+        self._consumers: dict[str, str] = {}
+        self._declaring = asyncio.Lock()
+        self._inbox = Inbox()
+        self._running: dict[str, Running] = {}
+        self.server_version: tuple[int, ...] = ()
+
+    @classmethod
+    def from_url(cls, url: str, shared: dict[str, Any]) -> Self:
+        """The broker for ``amqp://…?namespace=…&queue_type=…&prefetch=…&delivery_limit=…``.
+
+        Raises:
+            ConfigurationError: a bad parameter.
+        """
+        query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+        namespace = query.get("namespace", "pigeon")
+        if not re.fullmatch(r"[\w.-]+", namespace):
+            raise ConfigurationError(f"{url!r}: namespace must be a plain word")
+        queue_type = query.get("queue_type", "quorum")
+        if queue_type not in ("quorum", "classic"):
+            raise ConfigurationError(f"{url!r}: queue_type must be one of quorum, classic")
+        numbers = {}
+        for name, default, top in (("prefetch", 64, 65535), ("delivery_limit", 10, 1_000_000)):
+            try:
+                numbers[name] = int(query.get(name, str(default)))
+            except ValueError:
+                numbers[name] = 0
+            if not 1 <= numbers[name] <= top:
+                raise ConfigurationError(f"{url!r}: {name} must be a whole number from 1 to {top}")
+        return cls(url, namespace=namespace, queue_type=queue_type, **numbers)
+
+    # -- plumbing ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            raise ConfigurationError(
+                f"RabbitMQ ({self._where}) refused a declaration: {exc}. A queue of that name exists "
+                "with other arguments (quorum vs classic, or declared by RabbitMQ with a store?): "
+                "delete it, or set ?queue_type= to match"
+            ) from exc
+        except TimeoutError as exc:
+            raise BrokerConnectionError(
+                f"RabbitMQ ({self._where}) did not answer within {_CALL:.0f} s"
+            ) from exc
+        except (aiormq.exceptions.AMQPConnectionError, ConnectionError, OSError) as exc:
+            raise BrokerConnectionError(f"RabbitMQ ({self._where}): {exc}") from exc
+        except aiormq.exceptions.AMQPError as exc:
+            raise BrokerError(f"RabbitMQ ({self._where}): {exc}") from exc
+
+    @property
+    def _where(self) -> str:
+        parts = urlsplit(self._server)
+        return f"{parts.hostname}:{parts.port or 5672}{parts.path or '/'}, namespace {self._namespace!r}"
+
+    def queue_name(self, queue: str) -> str:
+        return f"{self._namespace}.{queue}"
+
+    def dead_name(self, queue: str) -> str:
+        """The dead-letter queue of pigeon queue ``queue``."""
+        return f"{self._namespace}.{queue}.dead"
+
+    async def open(self) -> None:
+        """Connect, and check the server can do what the URL asks.
+
+        Raises:
+            ConfigurationError: the server lacks a needed feature (quorum queues, confirms).
+            BrokerConnectionError: the server cannot be reached.
+        """
+        try:
+            with self._translated():
+                async with asyncio.timeout(_CALL):
+                    self._connection = aio_pika.RobustConnection(
+                        make_url(self._server),
+                        client_properties={"connection_name": f"pigeon:{self._namespace}"},
+                    )
+                    await self._connection.connect(timeout=_CALL)
+                    transport = self._connection.transport
+                    if transport is None:
+                        raise BrokerConnectionError(
+                            f"RabbitMQ ({self._where}): the connection closed at once"
+                        )
+                    self._check_server(transport.connection.server_properties)
+                    self._publisher = await self._connection.channel(
+                        publisher_confirms=True, on_return_raises=True
+                    )
+                    self._consumer = await self._connection.channel(publisher_confirms=False)
+                    await self._consumer.set_qos(prefetch_count=self._prefetch)  # per consumer, never global
+        except BaseException:
+            await self.close()
+            raise
+
+    def _check_server(self, properties: Any) -> None:
+        version = properties.get("version", "0")
+        self.server_version = _version(version.decode() if isinstance(version, bytes) else str(version))
+        if not (properties.get("capabilities") or {}).get("publisher_confirms"):
+            raise ConfigurationError(f"RabbitMQ ({self._where}) has no publisher confirms; pigeon needs them")
+        if self._queue_type == "quorum" and self.server_version < (3, 10):
+            raise ConfigurationError(
+                f"RabbitMQ {'.'.join(map(str, self.server_version))} ({self._where}): quorum queues with "
+                "message TTL and at-least-once dead-lettering need 3.10+; upgrade, or add ?queue_type=classic"
+            )
+
+    async def close(self) -> None:
+        """Close the connection: what this consumer held goes back to RabbitMQ."""
+        connection, self._connection = self._connection, None
+        self._publisher = self._consumer = None
+        self._consumers.clear()
+        self._running.clear()
+        if connection is not None:
+            with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError):
+                async with asyncio.timeout(_CALL):
+                    await connection.close()
+
+    def _channel(self, channel: AbstractRobustChannel | None) -> AbstractRobustChannel:
+        if channel is None:
+            raise BrokerConnectionError("the RabbitMQ broker is not open (use `async with broker:`)")
+        return channel
+
+    async def _declare(self, queues: Sequence[str]) -> None:
+        """Declare the job queues not declared yet, their dead-letter queues and the delay topology.
+
+        On a channel of their own: a refused declaration closes its channel, and
+        must not take the publishing channel with it.
+        """
+        missing = [q for q in dict.fromkeys(queues) if q not in self._declared]
+        if not missing:
+            return
+        async with self._declaring:
+            if self._connection is None:
+                raise BrokerConnectionError("the RabbitMQ broker is not open (use `async with broker:`)")
+            with self._translated():
+                async with asyncio.timeout(_CALL):
+                    channel = await self._connection.channel(publisher_confirms=False)
+            try:
+                with self._translated():
+                    if not self._delays:
+                        await topo.declare_delays(channel, _CALL)
+                        self._delays = True
+                    for q in missing:
+                        if q not in self._declared:
+                            await self._declare_queue(channel, q)
+                            self._declared.add(q)
+            finally:
+                with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError):
+                    async with asyncio.timeout(_CALL):
+                        await channel.close()
+
+    async def _declare_queue(self, channel: Any, queue: str) -> None:
+        dead, name = self.dead_name(queue), self.queue_name(queue)
+        await channel.declare_queue(
+            dead, durable=True, arguments={"x-queue-type": self._queue_type}, timeout=_CALL
+        )
+        args = topo.queue_arguments(self._queue_type, dead, self._delivery_limit)
+        await channel.declare_queue(name, durable=True, arguments=args, timeout=_CALL)
+        await topo.bind_destination(channel, name, _CALL)
+
+    # -- publishing ------------------------------------------------------------
+
+    def _message(
+        self, job: Job, attempts: int, due: float | None, error: ErrorInfo | None
+    ) -> aio_pika.Message:
+        headers: dict[str, Any] = {ATTEMPTS: attempts}
+        if due is not None:
+            headers[DUE] = due
+        if error is not None:
+            headers[ERROR] = json.dumps(
+                {"type": error.type, "message": error.message, "traceback": error.traceback}
+            )
+        return aio_pika.Message(
+            job.encode(),
+            message_id=job.id,
+            type=job.task,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            priority=topo.amqp_priority(job.priority),
+            headers=headers,
+        )
+
+    def _route(self, queue: str, due: float | None, now: float) -> tuple[str, str]:
+        """The exchange and routing key that bring a message to ``queue`` at ``due``."""
+        name = self.queue_name(queue)
+        if due is None or due <= now + _EARLY:
+            return "", name
+        return topo.TOP, topo.delay_key(round((due - now) * 1000), name)
+
+    async def _publish(self, sends: Sequence[tuple[str, str, aio_pika.Message]]) -> None:
+        """Publish messages (exchange, routing key, message) and await their confirms together.
+
+        Raises:
+            BrokerError: RabbitMQ nacked or returned one four times over about 1.3 s.
+        """
+        failed = await self._send(sends)
+        for pause in _AGAIN:
+            if not failed or not all(isinstance(e, aiormq.exceptions.DeliveryError) for _, e in failed):
+                break
+            await asyncio.sleep(pause)
+            failed = await self._send([s for s, _ in failed])
+        if failed:
+            (_, key, message), first = failed[0]
+            raise BrokerError(
+                f"RabbitMQ ({self._where}) did not confirm {len(failed)} of {len(sends)} messages "
+                f"({first}; first {message.message_id} to {key.rsplit('.', 2)[-1]})"
+            ) from first
+
+    async def _send(
+        self, sends: Sequence[tuple[str, str, aio_pika.Message]]
+    ) -> list[tuple[tuple[str, str, aio_pika.Message], Exception]]:
+        channel = self._channel(self._publisher)
+        exchanges = {name: await self._exchange(channel, name) for name in {e for e, _, _ in sends}}
+        with self._translated():
+            sent = await asyncio.gather(
+                *(exchanges[e].publish(m, routing_key=k, mandatory=True, timeout=_CALL) for e, k, m in sends),
+                return_exceptions=True,
+            )
+        failed: list[tuple[tuple[str, str, aio_pika.Message], Exception]] = []
+        for send, result in zip(sends, sent, strict=True):
+            if isinstance(result, Exception):
+                failed.append((send, result))
+            elif isinstance(result, BaseException):
+                raise result  # a cancellation
+        return failed
+
+    async def _exchange(self, channel: AbstractRobustChannel, name: str) -> aio_pika.abc.AbstractExchange:
+        if not name:
+            return channel.default_exchange
+        return await channel.get_exchange(name, ensure=False)
+
+    # -- the hot path --------------------------------------------------------
+
+    async def enqueue(self, jobs: Sequence[Job]) -> list[str]:
+        """Publish one message per job, confirmed; a job not due goes through the delay topology.
+
+        Raises:
+            UnsupportedFeature: a job has a unique key or a concurrency limit (nothing is sent).
+            BrokerError: RabbitMQ nacked or returned a message.
+        """
+        for job in jobs:  # all checked before any is sent
+            if job.unique_key is not None:
+                raise unsupported(f"keep a unique key ({job.task}, unique_key={job.unique_key!r})")
+            if job.limit_key is not None:
+                raise unsupported(f"limit concurrency ({job.task}, limit_key={job.limit_key!r})")
+        if not jobs:
+            return []
+        await self._declare([j.queue for j in jobs])
+        now = time.time()
+        sends = [(*self._route(j.queue, j.run_at, now), self._message(j, 0, None, None)) for j in jobs]
+        await self._publish(sends)
+        return [j.id for j in jobs]
+
+    async def _consume(self, queues: Sequence[str]) -> list[str]:
+        """Consume every queue of ``queues`` without a live consumer; return the ones started.
+
+        A consumer RabbitMQ cancelled, or lost with its connection, is started
+        again on the next claim or wait; what it held is redelivered by RabbitMQ.
+        """
+        connection = self._connection
+        if connection is None or not connection.connected.is_set():
+            return []
+        channel = self._channel(self._consumer)
+        with self._translated():
+            async with asyncio.timeout(_CALL):
+                live = cast(aiormq.Channel, await channel.get_underlay_channel()).consumers
+        missing = [q for q in queues if self._consumers.get(q) not in live]
+        if not missing:
+            return []
+        self._declared -= {q for q in missing if q in self._consumers}
+        await self._declare(missing)
+        for q in missing:
+            self._inbox.forget(q)
+            with self._translated():
+                queue = await channel.get_queue(self.queue_name(q), ensure=False)
+                self._consumers[q] = await queue.consume(self._inbox.receiver(q), timeout=_CALL)
+        return missing
+
+    async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
+        """Claim deliveries held here, highest priority first; a delivery's lease is its being unacknowledged.
+
+        ``lease`` does not apply: a job is leased until this connection acknowledges it or dies.
+        """
+        started = await self._consume(queues)
+        if started:  # let what is already in the queues arrive
+            await self._inbox.until(queues, limit, _FIRST)
+        claims: list[Claim] = []
+        while len(claims) < limit:
+            arrivals = self._inbox.take(queues, limit - len(claims))
+            if not arrivals:
+                break
+            for arrival in arrivals:
+                claim = await self._claimable(arrival)
+                if claim is not None:
+                    claims.append(claim)
+        return claims
+
+    async def _claimable(self, arrival: Arrival) -> Claim | None:
+        """The claim for a delivery, or None once it was sent round again or dead-lettered."""
+        message = arrival.message
+        job, malformed = decode_stored(message.message_id or uuid.uuid4().hex, message.body)
+        headers = message.headers or {}
+        spent = _int(headers.get(ATTEMPTS))
+        returned = _int(headers.get("x-delivery-count")) or int(bool(message.redelivered))
+        attempt = spent + returned + 1
+        now = time.time()
+        due = headers.get(DUE, job.run_at)
+        if malformed is None and isinstance(due, int | float) and due > now + _EARLY:
+            await self._forward(message, job, spent, float(due), None, job.queue)  # not due yet
+            return None
+        if malformed is None and attempt > job.max_attempts:
+            await self._forward(message, job, attempt - 1, None, WORKER_LOST, self.dead_name(job.queue))
+            return None
+        token = uuid.uuid4().hex
+        self._running[token] = Running(message, job, attempt)
+        return Claim(job, token, attempt, malformed)
+
+    async def _forward(
+        self,
+        message: AbstractIncomingMessage,
+        job: Job,
+        attempts: int,
+        due: float | None,
+        error: ErrorInfo | None,
+        to: str,
+    ) -> None:
+        """Publish the job again (to its queue at ``due``, or to a dead-letter queue), then acknowledge."""
+        now = time.time()
+        route = ("", to) if error is not None else self._route(to, due, now)
+        await self._publish([(*route, self._message(job, attempts, due, error))])
+        await _ack(message)
+
+    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+        """Return when a delivery for ``queues`` arrived since the last wait, or after ``timeout``."""
+        await self._consume(queues)
+        await self._inbox.wait(queues, timeout)
+
+    @property
+    def deliveries(self) -> int:
+        """Deliveries this broker received, for diagnostics and tests."""
+        return self._inbox.deliveries
+
+    # -- settles and leases ------------------------------------------------------
+
+    def _owned(self, job_id: str, token: str) -> Running | None:
+        running = self._running.get(token)
+        if running is None or running.job.id != job_id:
+            return None
+        if running.message.channel.is_closed:  # its tag died with the channel: RabbitMQ redelivers it
+            del self._running[token]
+            return None
+        return running
+
+    async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Acknowledge successes; publish retries, deferrals, releases and failures first, confirmed."""
+        done: list[bool] = []
+        sends: list[tuple[str, str, aio_pika.Message]] = []
+        settled: list[tuple[str, Running]] = []
+        now = time.time()
+        for o in outcomes:
+            running = self._owned(o.job_id, o.token)
+            done.append(running is not None)
+            if running is None:
+                continue
+            del self._running[o.token]
+            settled.append((o.token, running))
+            job, attempt = running.job, running.attempt
+            if o.kind is OutcomeKind.FAIL:
+                sends.append(("", self.dead_name(job.queue), self._message(job, attempt, None, o.error)))
+            elif o.kind is not OutcomeKind.COMPLETE:
+                spent = attempt if o.kind is OutcomeKind.RETRY else attempt - 1
+                due = o.run_at if o.kind is not OutcomeKind.RELEASE else None
+                message = self._message(job, spent, due, o.error)
+                sends.append((*self._route(job.queue, due, now), message))
+        try:
+            if sends:
+                await self._publish(sends)
+        except BaseException:
+            self._running.update(settled)  # still held: the worker settles them again
+            raise
+        await asyncio.gather(*(_ack(r.message) for _, r in settled))
+        return done
+
+    async def heartbeat(
+        self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float
+    ) -> list[str]:
+        """The jobs of ``leases`` this connection no longer holds (their deliveries died with a channel)."""
+        return [job_id for job_id, token in leases if self._owned(job_id, token) is None]
+
+    async def recover(self, dead_after: float, expires_at: float | None = None) -> int:
+        """Nothing to do: RabbitMQ delivers a dead consumer's jobs again by itself."""
+        return 0
+
+    async def prune(self) -> int:
+        """Nothing to do: no job is kept after it is acknowledged."""
+        return 0
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """Raises :class:`UnsupportedFeature`: no record of a job exists."""
+        raise unsupported("look a job up")
+
+    async def cancel(self, job_id: str, expires_at: float) -> bool:
+        """Drop a job this broker holds (a claim past its expiry); any other raises UnsupportedFeature."""
+        for token, running in list(self._running.items()):
+            if running.job.id == job_id and self._owned(job_id, token) is not None:
+                del self._running[token]
+                await _ack(running.message)
+                return True
+        raise unsupported("cancel a job by id")
+
+
+_OURS = ("namespace", "queue_type", "prefetch", "delivery_limit")
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+async def _ack(message: AbstractIncomingMessage) -> None:
+    """Acknowledge; one whose channel died since is redelivered by RabbitMQ, which is no error here."""
+    with contextlib.suppress(
+        aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError, RuntimeError
+    ):
+        async with asyncio.timeout(_CALL):
+            await message.ack()
