@@ -16,8 +16,8 @@ from pigeon.seam import InstrumentedBroker as Broker
 
 # "pgbouncer" is the PostgreSQL broker through PgBouncer in transaction pooling mode;
 # "redis_cluster" the Redis broker on a Redis Cluster of three masters; "amqp+X" RabbitMQ
-# carrying the jobs with broker X as its companion store.
-SERVER_BROKERS = ("postgres", "pgbouncer", "redis", "redis_cluster", "amqp+sqlite", "amqp+postgres")
+# carrying the jobs with broker X as its companion store; "amqp" RabbitMQ alone (no record of a job).
+SERVER_BROKERS = ("postgres", "pgbouncer", "redis", "redis_cluster", "amqp+sqlite", "amqp+postgres", "amqp")
 BROKERS = ("memory", "sqlite", *SERVER_BROKERS)
 
 
@@ -43,6 +43,8 @@ def url_for(kind: str, tmp_path: Path) -> str:
     if kind.startswith("amqp+"):  # RabbitMQ carrying the jobs, another broker keeping the record
         store = url_for(kind.removeprefix("amqp+"), tmp_path)
         return with_store(with_namespace(server_url("rabbitmq"), f"t_{uuid.uuid4().hex[:12]}"), store)
+    if kind == "amqp":
+        return with_namespace(server_url("rabbitmq"), f"t_{uuid.uuid4().hex[:12]}")
     if kind == "memory":
         return "memory://"
     if kind == "sqlite":
