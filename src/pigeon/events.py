@@ -119,16 +119,18 @@ async def publish(
 
     An event nobody handles is kept, cancelled, in the ``pigeon.unrouted``
     queue for ``failed_ttl`` seconds (so ``pigeon status`` shows it), and no id
-    is returned.
+    is returned; a broker that keeps no record of a job (RabbitMQ alone) only logs it.
 
     Raises:
         TypeError: the payload is mutable, cannot be encoded, or does not fit a handler.
         ValueError: the topic is malformed.
     """
     jobs = fan_out(handlers, topic, payload)
-    ids = await client.aenqueue(jobs)
     if is_unrouted(jobs):
         broker = await client.connection()
+        if not broker.capabilities.get_result:  # a broker that keeps no record (RabbitMQ alone)
+            return []
+        await client.aenqueue(jobs)
         await broker.cancel(jobs[0].id, time.time() + client.failed_ttl)
         return []
-    return ids
+    return await client.aenqueue(jobs)

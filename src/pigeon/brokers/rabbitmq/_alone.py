@@ -376,39 +376,41 @@ class AloneBroker(BrokerBase):
         await self._publish(sends)
         return [j.id for j in jobs]
 
-    async def _consume(self, queues: Sequence[str]) -> list[str]:
-        """Consume every queue of ``queues`` without a live consumer; return the ones started.
+    async def _consume(self, queues: Sequence[str]) -> int:
+        """Consume every queue of ``queues`` without a live consumer; return how many messages they had.
 
         A consumer RabbitMQ cancelled, or lost with its connection, is started
         again on the next claim or wait; what it held is redelivered by RabbitMQ.
         """
         connection = self._connection
         if connection is None or not connection.connected.is_set():
-            return []
+            return 0
         channel = self._channel(self._consumer)
         with self._translated():
             async with asyncio.timeout(_CALL):
                 live = cast(aiormq.Channel, await channel.get_underlay_channel()).consumers
         missing = [q for q in queues if self._consumers.get(q) not in live]
         if not missing:
-            return []
+            return 0
         self._declared -= {q for q in missing if q in self._consumers}
         await self._declare(missing)
+        waiting = 0
         for q in missing:
             self._inbox.forget(q)
             with self._translated():
-                queue = await channel.get_queue(self.queue_name(q), ensure=False)
+                queue = await channel.declare_queue(self.queue_name(q), passive=True, timeout=_CALL)
+                waiting += queue.declaration_result.message_count or 0
                 self._consumers[q] = await queue.consume(self._inbox.receiver(q), timeout=_CALL)
-        return missing
+        return waiting
 
     async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
         """Claim deliveries held here, highest priority first; a delivery's lease is its being unacknowledged.
 
         ``lease`` does not apply: a job is leased until this connection acknowledges it or dies.
         """
-        started = await self._consume(queues)
-        if started:  # let what is already in the queues arrive
-            await self._inbox.until(queues, limit, _FIRST)
+        waiting = await self._consume(queues)
+        if waiting:  # a consumer just started: let what was in its queues arrive
+            await self._inbox.until(queues, min(limit, waiting), _FIRST)
         claims: list[Claim] = []
         while len(claims) < limit:
             arrivals = self._inbox.take(queues, limit - len(claims))

@@ -1,0 +1,284 @@
+"""RabbitMQ alone (``amqp://`` without a store): what it promises, against the real server.
+
+The unacknowledged delivery is the lease (a killed worker's jobs come back), delays and
+back-off go through the TTL topology (never held unacknowledged, surviving a consumer
+restart), failures land in the queue's dead-letter queue with their error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aio_pika
+import pytest
+
+from pigeon import App
+from pigeon.brokers.base import create_broker
+from pigeon.brokers.rabbitmq._alone import AloneBroker
+from pigeon.errors import ConfigurationError
+from pigeon.job import ErrorInfo, Outcome, OutcomeKind
+from pigeon.retry import Fixed
+from tests.conftest import server_url, with_namespace
+from tests.helpers import eventually, make_job
+
+pytestmark = pytest.mark.server
+Q = ("default",)
+
+
+@pytest.fixture
+def url() -> str:
+    return with_namespace(server_url("rabbitmq"), f"t_{uuid.uuid4().hex[:12]}")
+
+
+async def opened(url: str) -> AloneBroker:
+    broker = create_broker(url, {})
+    assert isinstance(broker, AloneBroker)
+    await broker.open()
+    return broker
+
+
+@pytest.fixture
+async def broker(url: str) -> AsyncIterator[AloneBroker]:
+    b = await opened(url)
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+async def channel() -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    connection = await aio_pika.connect(server_url("rabbitmq"))
+    async with connection:
+        yield await connection.channel()
+
+
+async def depth(channel: aio_pika.abc.AbstractChannel, name: str) -> int:
+    queue = await channel.declare_queue(name, passive=True)
+    count = queue.declaration_result.message_count
+    assert count is not None
+    return count
+
+
+async def dead_letters(channel: aio_pika.abc.AbstractChannel, name: str, count: int) -> list[Any]:
+    queue = await channel.declare_queue(name, passive=True)
+    got: list[Any] = []
+
+    async def one() -> bool:
+        message = await queue.get(fail=False, no_ack=True)
+        if message is not None:
+            got.append(message)
+        return len(got) >= count
+
+    await eventually(one, timeout=30, what=f"{count} dead letters")  # see the retry's deadline
+    return got
+
+
+async def test_a_job_runs_and_is_gone_once_acknowledged(broker: AloneBroker, channel: Any) -> None:
+    jobs = [make_job() for _ in range(3)]
+    assert await broker.enqueue(jobs) == [j.id for j in jobs]
+    claims = await broker.claim("w", Q, 10, 30)
+    assert [(c.job, c.attempt) for c in claims] == [(j, 1) for j in jobs]
+    done = [Outcome(job_id=c.job.id, token=c.token, kind=OutcomeKind.COMPLETE) for c in claims]
+    assert await broker.settle(done) == [True] * 3
+    assert await broker.settle(done) == [False] * 3  # a token settles once
+    assert await depth(channel, broker.queue_name("default")) == 0
+
+
+_HOLDER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pigeon.brokers.base import create_broker
+
+    async def main():
+        broker = create_broker(sys.argv[1], {})
+        await broker.open()
+        claims = []
+        while len(claims) < int(sys.argv[2]):
+            claims += await broker.claim("doomed", ("default",), 10, 30)
+        print("claimed", len(claims), flush=True)
+        await asyncio.sleep(3600)
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_a_killed_workers_jobs_come_back(url: str, broker: AloneBroker) -> None:
+    jobs = [make_job() for _ in range(5)]
+    await broker.enqueue(jobs)
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _HOLDER, url, "5", stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None
+        line = await asyncio.wait_for(holder.stdout.readline(), 30)
+        assert line.strip() == b"claimed 5"
+        assert await broker.claim("w", Q, 10, 30) == []  # held by the other process
+        holder.send_signal(signal.SIGKILL)
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+        await holder.wait()
+    claims: list[Any] = []
+
+    async def back() -> int:
+        claims.extend(await broker.claim("w", Q, 10, 30))
+        return len(claims)
+
+    await eventually(back, lambda n: n == 5, what="the killed worker's jobs back")
+    assert sorted(c.job.id for c in claims) == sorted(j.id for j in jobs)
+    assert {c.attempt for c in claims} == {2}  # the lost attempt counts
+
+
+async def test_a_delay_survives_a_consumer_restart(url: str, channel: Any) -> None:
+    first = await opened(url)
+    job = make_job(run_at=time.time() + 1.5)
+    await first.enqueue([job])
+    assert await first.claim("w", Q, 10, 30) == []
+    await first.close()  # the only consumer goes away while the job waits
+    assert await depth(channel, f"{url.rsplit('=', 1)[1]}.default") == 0  # in the delay topology, not held
+    second = await opened(url)
+    try:
+        (claim,) = await eventually(lambda: second.claim("w", Q, 10, 30), what="the delayed job")
+        assert claim.job.id == job.id and claim.attempt == 1
+        assert time.time() >= job.run_at  # type: ignore[operator]
+    finally:
+        await second.close()
+
+
+async def test_a_retry_backs_off_through_rabbitmq(broker: AloneBroker) -> None:
+    job = make_job(max_attempts=3)
+    await broker.enqueue([job])
+    (c1,) = await broker.claim("w", Q, 1, 30)
+    due = time.time() + 0.5
+    err = ErrorInfo("builtins.ValueError", "boom")
+    retry = Outcome(job_id=job.id, token=c1.token, kind=OutcomeKind.RETRY, error=err, run_at=due)
+    assert await broker.settle([retry]) == [True]
+    # The deadline is wide: a delayed message was seen arriving ~19 s late now and then (docs/rabbitmq.md).
+    (c2,) = await eventually(lambda: broker.claim("w", Q, 1, 30), timeout=30, what="the retry")
+    assert time.time() >= due and c2.attempt == 2 and c2.token != c1.token
+    defer = Outcome(job_id=job.id, token=c2.token, kind=OutcomeKind.DEFER, run_at=time.time() + 0.1)
+    assert await broker.settle([defer]) == [True]
+    (c3,) = await eventually(lambda: broker.claim("w", Q, 1, 30), what="the deferred attempt")
+    assert c3.attempt == 2  # a deferral gives its attempt back
+
+
+async def test_a_failure_is_dead_lettered_with_its_error(broker: AloneBroker, channel: Any) -> None:
+    job = make_job()
+    await broker.enqueue([job])
+    (c,) = await broker.claim("w", Q, 1, 30)
+    err = ErrorInfo("app.Boom", "it broke", "Traceback ...")
+    assert await broker.settle([Outcome(job_id=job.id, token=c.token, kind=OutcomeKind.FAIL, error=err)])
+    (dead,) = await dead_letters(channel, broker.dead_name("default"), 1)
+    assert dead.message_id == job.id and json.loads(dead.body)["id"] == job.id
+    assert json.loads(dead.headers["x-pigeon-error"])["type"] == "app.Boom"
+    assert dead.headers["x-pigeon-attempts"] == 1
+
+
+async def test_a_lost_job_past_its_attempts_is_dead_lettered(url: str, channel: Any) -> None:
+    first = await opened(url)
+    job = make_job(max_attempts=1)
+    await first.enqueue([job])
+    assert len(await first.claim("w", Q, 1, 30)) == 1
+    await first.close()  # lost with its only attempt
+    second = await opened(url)
+    try:
+        await eventually(lambda: second.claim("w", Q, 1, 30), lambda c: c == [], what="a claim")
+        (dead,) = await dead_letters(channel, second.dead_name("default"), 1)
+        assert json.loads(dead.headers["x-pigeon-error"])["type"] == "pigeon.WorkerLost"
+        assert await second.claim("w", Q, 1, 30) == []
+    finally:
+        await second.close()
+
+
+async def test_classic_queues_claim_by_priority(url: str) -> None:
+    broker = await opened(url + "&queue_type=classic")
+    try:
+        low, mid, high = make_job(priority=-5), make_job(), make_job(priority=5)
+        await broker.enqueue([low, mid, high])  # in the queue before anything consumes it
+        claims = await eventually(lambda: broker.claim("w", Q, 3, 30), lambda c: len(c) == 3, what="claims")
+        assert [c.job.id for c in claims] == [high.id, mid.id, low.id]
+    finally:
+        await broker.close()
+
+
+async def test_a_message_that_is_not_ours_fails_alone(broker: AloneBroker, channel: Any) -> None:
+    good = make_job()
+    await broker.enqueue([good])
+    await channel.default_exchange.publish(
+        aio_pika.Message(b"this is not json {", message_id="x" * 32), routing_key=broker.queue_name("default")
+    )
+    claims = await eventually(lambda: broker.claim("w", Q, 10, 30), lambda c: len(c) == 2, what="both")
+    (bad,) = [c for c in claims if c.malformed is not None]
+    assert bad.job.id == "x" * 32 and "does not decode" in bad.malformed  # type: ignore[operator]
+    assert [c.job for c in claims if c.malformed is None] == [good]
+
+
+async def test_declarations_are_idempotent_and_a_clash_is_clear(url: str) -> None:
+    for _ in range(2):
+        broker = await opened(url)
+        await broker.enqueue([make_job()])
+        await broker.close()
+    classic = await opened(url + "&queue_type=classic")
+    try:
+        with pytest.raises(ConfigurationError, match="exists with other arguments"):
+            await classic.enqueue([make_job()])
+    finally:
+        await classic.close()
+
+
+async def test_a_worker_times_out_a_job_and_dead_letters_it(url: str, channel: Any) -> None:
+    app = App(url)
+
+    @app.task(timeout=0.2, max_attempts=2, backoff=Fixed(0.1))
+    async def slow() -> None:
+        await asyncio.sleep(30)
+
+    try:
+        async with app.worker(poll=0.05):
+            started = time.monotonic()
+            await slow.asend()
+            (dead,) = await dead_letters(channel, f"{url.rsplit('=', 1)[1]}.default.dead", 1)
+        assert dead.headers["x-pigeon-attempts"] == 2
+        assert "Timeout" in json.loads(dead.headers["x-pigeon-error"])["type"]
+    finally:
+        await app.aclose()
+
+
+async def test_events_reach_every_handler_and_an_unheard_one_is_no_error(url: str) -> None:
+    app = App(url)
+    got: dict[str, list[Any]] = {"exact": [], "pattern": [], "other": []}
+    every = asyncio.Event()
+
+    def seen(name: str, event: Any) -> None:
+        got[name].append(event)
+        if got["exact"] and got["pattern"]:
+            every.set()
+
+    @app.on("order.paid")
+    async def exact(event: dict[str, int]) -> None:
+        seen("exact", event)
+
+    @app.on("order.*")
+    async def pattern(event: dict[str, int]) -> None:
+        seen("pattern", event)
+
+    @app.on("stock.*")
+    async def other(event: Any) -> None:
+        seen("other", event)
+
+    try:
+        assert len(await app.apublish("order.paid", {"id": 7})) == 2
+        assert await app.apublish("nobody.listens", {"id": 8}) == []  # logged; nothing to record it in
+        async with app.worker(poll=0.05):
+            await asyncio.wait_for(every.wait(), 10)
+        assert got == {"exact": [{"id": 7}], "pattern": [{"id": 7}], "other": []}
+    finally:
+        await app.aclose()
