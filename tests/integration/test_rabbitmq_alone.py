@@ -243,7 +243,6 @@ async def test_a_worker_times_out_a_job_and_dead_letters_it(url: str, channel: A
 
     try:
         async with app.worker(poll=0.05):
-            started = time.monotonic()
             await slow.asend()
             (dead,) = await dead_letters(channel, f"{url.rsplit('=', 1)[1]}.default.dead", 1)
         assert dead.headers["x-pigeon-attempts"] == 2
