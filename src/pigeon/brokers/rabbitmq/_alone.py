@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import time
 import uuid
@@ -43,6 +42,8 @@ from aio_pika.connection import make_url
 from pigeon.brokers.base import BrokerBase, Capabilities
 from pigeon.brokers.rabbitmq import _topology as topo
 from pigeon.brokers.rabbitmq._inbox import Arrival, Inbox
+from pigeon.brokers.rabbitmq._messages import ATTEMPTS, DUE, Send, ack, as_int, send
+from pigeon.brokers.rabbitmq._messages import message as job_message
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError, UnsupportedFeature
 from pigeon.job import (
     WORKER_LOST,
@@ -64,9 +65,6 @@ _EARLY = 0.002
 """Seconds early a delayed delivery may be run rather than sent round again."""
 _FIRST = 2.0
 """Seconds a claim waits, on a queue it starts consuming, for the messages already there."""
-ATTEMPTS = "x-pigeon-attempts"
-DUE = "x-pigeon-due"
-ERROR = "x-pigeon-error"
 NO_RECORD = (
     "RabbitMQ alone keeps no record of a job; give it a companion store for this: "
     "App('amqp://…', store='postgresql://…'), $PIGEON_STORE or OPTIONS['store'] in Django"
@@ -285,26 +283,6 @@ class AloneBroker(BrokerBase):
 
     # -- publishing ------------------------------------------------------------
 
-    def _message(
-        self, job: Job, attempts: int, due: float | None, error: ErrorInfo | None
-    ) -> aio_pika.Message:
-        headers: dict[str, Any] = {ATTEMPTS: attempts}
-        if due is not None:
-            headers[DUE] = due
-        if error is not None:
-            headers[ERROR] = json.dumps(
-                {"type": error.type, "message": error.message, "traceback": error.traceback}
-            )
-        return aio_pika.Message(
-            job.encode(),
-            message_id=job.id,
-            type=job.task,
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            priority=topo.amqp_priority(job.priority),
-            headers=headers,
-        )
-
     def _route(self, queue: str, due: float | None, now: float) -> tuple[str, str]:
         """The exchange and routing key that bring a message to ``queue`` at ``due``."""
         name = self.queue_name(queue)
@@ -312,47 +290,27 @@ class AloneBroker(BrokerBase):
             return "", name
         return topo.TOP, topo.delay_key(round((due - now) * 1000), name)
 
-    async def _publish(self, sends: Sequence[tuple[str, str, aio_pika.Message]]) -> None:
+    async def _publish(self, sends: Sequence[Send]) -> None:
         """Publish messages (exchange, routing key, message) and await their confirms together.
 
         Raises:
             BrokerError: RabbitMQ nacked or returned one four times over about 1.3 s.
         """
-        failed = await self._send(sends)
+        channel = self._channel(self._publisher)
+        with self._translated():
+            failed = await send(channel, sends)
         for pause in _AGAIN:
             if not failed or not all(isinstance(e, aiormq.exceptions.DeliveryError) for _, e in failed):
                 break
             await asyncio.sleep(pause)
-            failed = await self._send([s for s, _ in failed])
+            with self._translated():
+                failed = await send(channel, [s for s, _ in failed])
         if failed:
             (_, key, message), first = failed[0]
             raise BrokerError(
                 f"RabbitMQ ({self._where}) did not confirm {len(failed)} of {len(sends)} messages "
                 f"({first}; first {message.message_id} to {key.rsplit('.', 2)[-1]})"
             ) from first
-
-    async def _send(
-        self, sends: Sequence[tuple[str, str, aio_pika.Message]]
-    ) -> list[tuple[tuple[str, str, aio_pika.Message], Exception]]:
-        channel = self._channel(self._publisher)
-        exchanges = {name: await self._exchange(channel, name) for name in {e for e, _, _ in sends}}
-        with self._translated():
-            sent = await asyncio.gather(
-                *(exchanges[e].publish(m, routing_key=k, mandatory=True, timeout=_CALL) for e, k, m in sends),
-                return_exceptions=True,
-            )
-        failed: list[tuple[tuple[str, str, aio_pika.Message], Exception]] = []
-        for send, result in zip(sends, sent, strict=True):
-            if isinstance(result, Exception):
-                failed.append((send, result))
-            elif isinstance(result, BaseException):
-                raise result  # a cancellation
-        return failed
-
-    async def _exchange(self, channel: AbstractRobustChannel, name: str) -> aio_pika.abc.AbstractExchange:
-        if not name:
-            return channel.default_exchange
-        return await channel.get_exchange(name, ensure=False)
 
     # -- the hot path --------------------------------------------------------
 
@@ -372,7 +330,7 @@ class AloneBroker(BrokerBase):
             return []
         await self._declare([j.queue for j in jobs])
         now = time.time()
-        sends = [(*self._route(j.queue, j.run_at, now), self._message(j, 0, None, None)) for j in jobs]
+        sends = [(*self._route(j.queue, j.run_at, now), job_message(j, 0, None, None)) for j in jobs]
         await self._publish(sends)
         return [j.id for j in jobs]
 
@@ -427,8 +385,8 @@ class AloneBroker(BrokerBase):
         message = arrival.message
         job, malformed = decode_stored(message.message_id or uuid.uuid4().hex, message.body)
         headers = message.headers or {}
-        spent = _int(headers.get(ATTEMPTS))
-        returned = _int(headers.get("x-delivery-count")) or int(bool(message.redelivered))
+        spent = as_int(headers.get(ATTEMPTS))
+        returned = as_int(headers.get("x-delivery-count")) or int(bool(message.redelivered))
         attempt = spent + returned + 1
         now = time.time()
         due = headers.get(DUE, job.run_at)
@@ -454,8 +412,8 @@ class AloneBroker(BrokerBase):
         """Publish the job again (to its queue at ``due``, or to a dead-letter queue), then acknowledge."""
         now = time.time()
         route = ("", to) if error is not None else self._route(to, due, now)
-        await self._publish([(*route, self._message(job, attempts, due, error))])
-        await _ack(message)
+        await self._publish([(*route, job_message(job, attempts, due, error))])
+        await ack(message)
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
         """Return when a delivery for ``queues`` arrived since the last wait, or after ``timeout``."""
@@ -481,7 +439,7 @@ class AloneBroker(BrokerBase):
     async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Acknowledge successes; publish retries, deferrals, releases and failures first, confirmed."""
         done: list[bool] = []
-        sends: list[tuple[str, str, aio_pika.Message]] = []
+        sends: list[Send] = []
         settled: list[tuple[str, Running]] = []
         now = time.time()
         for o in outcomes:
@@ -493,11 +451,11 @@ class AloneBroker(BrokerBase):
             settled.append((o.token, running))
             job, attempt = running.job, running.attempt
             if o.kind is OutcomeKind.FAIL:
-                sends.append(("", self.dead_name(job.queue), self._message(job, attempt, None, o.error)))
+                sends.append(("", self.dead_name(job.queue), job_message(job, attempt, None, o.error)))
             elif o.kind is not OutcomeKind.COMPLETE:
                 spent = attempt if o.kind is OutcomeKind.RETRY else attempt - 1
                 due = o.run_at if o.kind is not OutcomeKind.RELEASE else None
-                message = self._message(job, spent, due, o.error)
+                message = job_message(job, spent, due, o.error)
                 sends.append((*self._route(job.queue, due, now), message))
         try:
             if sends:
@@ -505,7 +463,7 @@ class AloneBroker(BrokerBase):
         except BaseException:
             self._running.update(settled)  # still held: the worker settles them again
             raise
-        await asyncio.gather(*(_ack(r.message) for _, r in settled))
+        await asyncio.gather(*(ack(r.message) for _, r in settled))
         return done
 
     async def heartbeat(
@@ -531,22 +489,9 @@ class AloneBroker(BrokerBase):
         for token, running in list(self._running.items()):
             if running.job.id == job_id and self._owned(job_id, token) is not None:
                 del self._running[token]
-                await _ack(running.message)
+                await ack(running.message)
                 return True
         raise unsupported("cancel a job by id")
 
 
 _OURS = ("namespace", "queue_type", "prefetch", "delivery_limit")
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-async def _ack(message: AbstractIncomingMessage) -> None:
-    """Acknowledge; one whose channel died since is redelivered by RabbitMQ, which is no error here."""
-    with contextlib.suppress(
-        aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError, RuntimeError
-    ):
-        async with asyncio.timeout(_CALL):
-            await message.ack()

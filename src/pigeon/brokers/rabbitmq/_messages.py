@@ -1,0 +1,80 @@
+"""RabbitMQ alone: a job as a message, and publishing messages with confirms."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustChannel
+
+from pigeon.brokers.rabbitmq import _topology as topo
+from pigeon.job import ErrorInfo, Job
+
+_CALL = 10.0
+ATTEMPTS = "x-pigeon-attempts"
+"""Attempts the job spent before this message was published."""
+DUE = "x-pigeon-due"
+"""When a retried or deferred job is due (its envelope keeps its first ``run_at``)."""
+ERROR = "x-pigeon-error"
+"""A dead letter's last error, as JSON: ``type``, ``message``, ``traceback``."""
+
+Send = tuple[str, str, aio_pika.Message]
+"""An exchange, a routing key, a message."""
+
+
+def message(job: Job, attempts: int, due: float | None, error: ErrorInfo | None) -> aio_pika.Message:
+    """The persistent message that carries ``job``: its JSON envelope, and the headers above."""
+    headers: dict[str, Any] = {ATTEMPTS: attempts}
+    if due is not None:
+        headers[DUE] = due
+    if error is not None:
+        headers[ERROR] = json.dumps(
+            {"type": error.type, "message": error.message, "traceback": error.traceback}
+        )
+    return aio_pika.Message(
+        job.encode(),
+        message_id=job.id,
+        type=job.task,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        priority=topo.amqp_priority(job.priority),
+        headers=headers,
+    )
+
+
+async def send(channel: AbstractRobustChannel, sends: Sequence[Send]) -> list[tuple[Send, Exception]]:
+    """Publish with ``mandatory`` and await the confirms together; return the refused ones."""
+    exchanges: dict[str, AbstractExchange] = {}
+    for name in {e for e, _, _ in sends}:
+        exchanges[name] = (
+            channel.default_exchange if not name else await channel.get_exchange(name, ensure=False)
+        )
+    sent = await asyncio.gather(
+        *(exchanges[e].publish(m, routing_key=k, mandatory=True, timeout=_CALL) for e, k, m in sends),
+        return_exceptions=True,
+    )
+    failed: list[tuple[Send, Exception]] = []
+    for one, result in zip(sends, sent, strict=True):
+        if isinstance(result, Exception):
+            failed.append((one, result))
+        elif isinstance(result, BaseException):
+            raise result  # a cancellation
+    return failed
+
+
+def as_int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+async def ack(delivery: AbstractIncomingMessage) -> None:
+    """Acknowledge; one whose channel died since is redelivered by RabbitMQ, which is no error here."""
+    with contextlib.suppress(
+        aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError, RuntimeError
+    ):
+        async with asyncio.timeout(_CALL):
+            await delivery.ack()
