@@ -24,10 +24,8 @@ that arrives a little early from rounding.
 queue ``<namespace>.<queue>.dead``. A job that failed for good is published
 there with its last error in the ``x-pigeon-error`` header; a quorum queue
 dead-letters there by itself a delivery returned ``delivery_limit`` times
-(``x-delivery-limit``, the poison-message guard). At most once: the
-at-least-once strategy (``x-dead-letter-strategy``, ``x-overflow:
-reject-publish``) left a 3.10 node unable to accept connections after a few
-minutes of the conformance suite, twice (see docs/rabbitmq.md).
+(``x-delivery-limit``, the poison-message guard), at least once
+(``x-dead-letter-strategy``).
 """
 
 from __future__ import annotations
@@ -70,7 +68,11 @@ def queue_arguments(queue_type: str, dead: str, delivery_limit: int) -> dict[str
     }
     if queue_type == "quorum":
         # Quorum queues have no priorities before 4.0 (and 4.x has two levels, undeclared).
-        args["x-delivery-limit"] = delivery_limit
+        args |= {
+            "x-delivery-limit": delivery_limit,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
     else:
         args["x-max-priority"] = MAX_PRIORITY
     return args
