@@ -335,7 +335,11 @@ main.add_command(celery_cli.celery_bridge)
 @click.option("--interval", type=float, default=2.0, show_default=True, help="Mean seconds between reads.")
 @click.option("--tour", is_flag=True, help="A tour of the task API instead.")
 @click.option("--url", default=None, help="Another broker (redis://…, amqp://…); default: a new SQLite file.")
-@click.option("--store", default=None, help="RabbitMQ's store; default: $PIGEON_STORE, else a SQLite file.")
+@click.option(
+    "--store",
+    default=None,
+    help="RabbitMQ's store; default: $PIGEON_STORE, else a SQLite file; 'none': RabbitMQ alone.",
+)
 @click.option(
     "--role",
     type=click.Choice(["readers", "workers"]),

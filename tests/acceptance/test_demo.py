@@ -40,6 +40,16 @@ def test_nfc_demo_runs_on_rabbitmq(tmp_path: Path) -> None:
     assert "every read was answered by a light" in done.stdout
 
 
+def test_nfc_demo_runs_on_rabbitmq_alone(tmp_path: Path) -> None:
+    url = with_namespace(server_url("rabbitmq"), f"t_{uuid.uuid4().hex[:12]}")
+    command = ["demo", "--seconds", "2", "--interval", "0.2", "--url", url, "--store", "none"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pigeon", *command], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "every read was answered by a light" in done.stdout
+
+
 def test_tour_runs(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "pigeon", "demo", "--tour"],

@@ -311,14 +311,14 @@ def main(
     """Run the demo in a fresh directory; True when every read was answered.
 
     ``url`` picks another broker (default a fresh SQLite file); RabbitMQ keeps its record in
-    ``store``, else ``$PIGEON_STORE``, else a fresh SQLite file. ``report``: a JSON file
-    for the figures (:func:`figures`).
+    ``store``, else ``$PIGEON_STORE``, else a fresh SQLite file (``"none"``: RabbitMQ alone).
+    ``report``: a JSON file for the figures (:func:`figures`).
     """
     console = Console()
     with tempfile.TemporaryDirectory(prefix="pigeon-nfc-") as tmp:
         use_badges(Path(tmp) / "badges.db")
         app.url = url or f"sqlite:///{Path(tmp) / 'jobs.db'}"
-        if takes_store(app.url):
+        if takes_store(app.url) and store != "none":  # "none": RabbitMQ alone
             app.store = store or os.environ.get("PIGEON_STORE") or f"sqlite:///{Path(tmp) / 'jobs.db'}"
         console.rule(
             f"[bold]{stations} stations, {seconds:.0f} s, a read every {mean_interval} s per station"
