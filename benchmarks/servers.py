@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,22 +119,37 @@ def pigeon_interpreter() -> Interpreter:
     return Interpreter(Path(sys.executable), version=importlib.metadata.version("pigeon"))
 
 
-def run_driver(py: Path, tool: str, mode: str, n: int, url: str, limit: float) -> dict[str, Any]:
-    """Run ``peers/<tool>_peer.py MODE N`` under a deadline; its last stdout line is JSON."""
+def run_driver(
+    py: Path,
+    tool: str,
+    mode: str,
+    n: int,
+    url: str,
+    limit: float,
+    *,
+    extra: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    slack: float = SLACK,
+) -> dict[str, Any]:
+    """Run ``peers/<tool>_peer.py MODE N`` under a deadline; its last stdout line is JSON.
+
+    ``extra`` adds to its arguments and ``env`` to its environment; ``slack`` is the
+    time it gets beyond ``limit``.
+    """
     argv = [str(py), str(PEERS_DIR / f"{tool}_peer.py"), mode, str(n), "--limit", str(limit)]
-    argv += ["--gap", str(LATENCY_GAP), "--timeout", str(SAMPLE_TIMEOUT)]
-    env = dict(os.environ, BENCH_URL=url)
+    argv += ["--gap", str(LATENCY_GAP), "--timeout", str(SAMPLE_TIMEOUT), *extra]
+    env = dict(os.environ, **(env or {}), BENCH_URL=url)
     env["PYTHONPATH"] = str(PEERS_DIR)
     # Its own session: on a timeout the whole group (driver and worker) goes.
     proc = subprocess.Popen(
         argv, cwd=PEERS_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
     try:
-        out, err = proc.communicate(timeout=limit + SLACK)
+        out, err = proc.communicate(timeout=limit + slack)
     except subprocess.TimeoutExpired:
         kill_group(proc)
         proc.communicate()
-        return {"error": f"the driver overran its {limit + SLACK:.0f} s bound and was killed"}
+        return {"error": f"the driver overran its {limit + slack:.0f} s bound and was killed"}
     finally:
         kill_group(proc)  # a worker the driver failed to stop
     lines = out.decode(errors="replace").strip().splitlines()

@@ -101,6 +101,9 @@ class Peer:
     def send(self) -> Any:  # one no-op job
         raise NotImplementedError
 
+    def send_stamped(self, k: int, sent: float) -> Any:  # k jobs running loadcommon.stamped(sent)
+        raise NotImplementedError
+
     def worker(self, mode: str, n: int) -> Worker:
         raise NotImplementedError
 
@@ -246,11 +249,12 @@ def main(peer: Peer, argv: Sequence[str] | None = None) -> None:
     import argparse
 
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["enqueue", "drain", "latency"])
+    p.add_argument("mode", choices=["enqueue", "drain", "latency", "steady"])
     p.add_argument("n", type=int)
     p.add_argument("--limit", type=float, default=60.0)
     p.add_argument("--gap", type=float, default=0.02)
     p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--seconds", type=float, default=60.0, help="steady: how long to send")
     args = p.parse_args(argv)
     driver = Driver(peer)
     out: dict[str, Any]
@@ -260,6 +264,10 @@ def main(peer: Peer, argv: Sequence[str] | None = None) -> None:
             out = driver.enqueue(args.n)
         elif args.mode == "drain":
             out = driver.drain(args.n, args.limit)
+        elif args.mode == "steady":
+            from loadcommon import steady  # N is the rate: jobs/s
+
+            out = steady(driver, args.n, args.seconds, args.limit)
         else:
             out = driver.latency(args.n, args.gap, args.limit, args.timeout)
     except WorkerDied as exc:

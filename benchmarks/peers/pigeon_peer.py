@@ -6,6 +6,7 @@ import os
 import sys
 
 from benchcommon import Peer, Worker, hit, main
+from loadcommon import stamped as stamp_start
 
 from pigeon import App
 
@@ -18,8 +19,14 @@ async def noop() -> None:
     hit()
 
 
-# Jobs in flight for the drain (claimed up to 200 a round trip, pigeon's default batch).
-DRAIN_CONCURRENCY = 200
+@app.task
+async def stamped(sent: float) -> None:
+    stamp_start(sent)
+
+
+# Jobs in flight for the drain (claimed up to 200 a round trip, pigeon's default batch);
+# BENCH_PIGEON_CONCURRENCY=default runs the drain at `pigeon worker`'s own default.
+DRAIN_CONCURRENCY = os.environ.get("BENCH_PIGEON_CONCURRENCY", "200")
 
 
 class PigeonPeer(Peer):
@@ -41,9 +48,12 @@ class PigeonPeer(Peer):
     async def send(self) -> None:
         await noop.asend()
 
+    async def send_stamped(self, k: int, sent: float) -> None:
+        await stamped.asend_many([(sent,)] * k)
+
     def worker(self, mode: str, n: int) -> Worker:
         argv = [sys.executable, "-m", "pigeon", "worker", "pigeon_peer:app", "-l", "warning"]
-        if mode == "drain":
+        if mode == "drain" and DRAIN_CONCURRENCY != "default":
             return Worker(
                 [*argv, "-c", str(DRAIN_CONCURRENCY)], note=f"`pigeon worker -c {DRAIN_CONCURRENCY}`"
             )

@@ -7,6 +7,7 @@ import os
 import sys
 
 from benchcommon import Peer, Worker, hit, main
+from loadcommon import stamped as stamp_start
 from taskiq_redis import ListQueueBroker
 
 URL = os.environ.get("BENCH_URL", "redis://")
@@ -17,6 +18,11 @@ broker = ListQueueBroker(URL)  # no result backend: taskiq's default discards re
 @broker.task(task_name="noop")
 async def noop() -> None:
     hit()
+
+
+@broker.task(task_name="stamped")
+async def stamped(sent: float) -> None:
+    stamp_start(sent)
 
 
 class TaskiqPeer(Peer):
@@ -32,6 +38,9 @@ class TaskiqPeer(Peer):
 
     async def send(self) -> None:
         await noop.kiq()
+
+    async def send_stamped(self, k: int, sent: float) -> None:
+        await asyncio.gather(*(stamped.kiq(sent) for _ in range(k)))
 
     def worker(self, mode: str, n: int) -> Worker:
         taskiq = os.path.join(os.path.dirname(sys.executable), "taskiq")
