@@ -100,6 +100,23 @@ async def test_listen_url_gives_instant_wake_ups_through_pgbouncer(
     assert not [r for r in caplog.records if LISTEN_WARNING in r.getMessage()]
 
 
+@pytest.mark.parametrize("listen", [False, True], ids=["polling", "listen_url"])
+async def test_a_worker_through_pgbouncer_prepares_no_statement(open_broker: Opener, listen: bool) -> None:
+    """Statements are prepared only on a session of one's own: through a pooler in transaction
+    mode the next run of a prepared statement would land on a server connection without it."""
+    worker = await open_broker(pooled_url(listen_url=server_url("postgres") if listen else None))
+    await worker.enqueue([make_job() for _ in range(200)])
+    async with asyncio.timeout(20):
+        while worker._listener.works is None:  # the first claim starts the listener's check
+            (claim,) = await worker.claim("w", Q, 1, 30)
+            assert await worker.settle([_complete(claim)]) == [True]
+            await asyncio.sleep(0.1)
+    assert worker._prepare_after() is None
+    for _ in range(2 * 5 + 1):  # past psycopg's threshold, were it on
+        (claim,) = await worker.claim("w", Q, 1, 30)
+        assert await worker.settle([_complete(claim)]) == [True]
+
+
 def test_listen_url_must_be_a_postgresql_url() -> None:
     with pytest.raises(ConfigurationError, match="listen_url"):
         create_broker(pooled_url(listen_url="redis://127.0.0.1/0"), {})

@@ -12,12 +12,13 @@ The URL's ``namespace`` parameter names the schema that holds the tables
 (default ``pigeon``), so apps and test runs can share a server.
 
 Behind a pooler in transaction mode (PgBouncer) every statement works, as none is
-prepared on the server (``prepare_threshold=None``), but LISTEN does not: the
-listener checks at start that a notice of its own reaches it, and when none does
-it says so once and idle workers poll (every 0.25 s; see :mod:`pigeon.brokers.postgres_listen`). The
-URL's ``listen_url`` parameter (percent-encoded) names a direct connection for
-LISTEN alone, which keeps wake-ups instant. The schema is
-created and upgraded by :meth:`PostgresBroker.migrate` (``pigeon migrate``);
+prepared on the server until LISTEN has shown a session of its own, but LISTEN does
+not work: the listener (started by a worker's first claim or wait) checks that a
+notice of its own reaches it, and when none does it says so once and idle workers
+poll (every 0.25 s; see :mod:`pigeon.brokers.postgres_listen`). The URL's
+``listen_url`` parameter (percent-encoded) names a direct connection for LISTEN
+alone, which keeps wake-ups instant (statements are then never prepared). The schema
+is created and upgraded by :meth:`PostgresBroker.migrate` (``pigeon migrate``);
 :meth:`PostgresBroker.open` refuses a schema that is behind.
 
 :meth:`PostgresBroker.enqueue_in` writes with the caller's own connection, so a
@@ -70,6 +71,8 @@ _CHUNK = 1000
 each holding its row locks briefly."""
 _PRUNE_BATCH = 10_000
 """Jobs one prune statement deletes, each its own short transaction."""
+_PREPARE_AFTER = 5
+"""Runs of one statement on a connection before it is prepared (psycopg's default)."""
 
 AnyConnection = psycopg.AsyncConnection[Any] | psycopg.Connection[Any]
 
@@ -156,11 +159,24 @@ class PostgresBroker(SqlReads, BrokerBase):
             raise BrokerConnectionError("the PostgreSQL broker is not open (use `async with broker:`)")
         try:
             async with self._pool.connection() as conn:
+                conn.prepare_threshold = self._prepare_after()
                 yield conn
         except psycopg.Error as exc:
             raise self._error(exc) from exc
         except (TimeoutError, OSError) as exc:
             raise BrokerConnectionError(f"PostgreSQL ({self._where}): {type(exc).__name__}: {exc}") from exc
+
+    def _prepare_after(self) -> int | None:
+        """After how many runs a statement is prepared on a pool connection; None: never.
+
+        Prepared, a claim or a settle is neither parsed nor planned again: it halves the
+        server's CPU per job at small batches. A pooler in transaction mode would run the
+        next execution on a server connection that never saw the statement, so statements
+        are prepared only once LISTEN has shown that this URL reaches a session of its own.
+        """
+        if self._listener.works and self._listen_conninfo == self._conninfo:
+            return _PREPARE_AFTER
+        return None
 
     async def _select(self, name: str, params: dict[str, Any]) -> list[Any]:
         return await self._fetch(name, params)
@@ -303,6 +319,8 @@ class PostgresBroker(SqlReads, BrokerBase):
     async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
         if limit <= 0 or not queues:
             return []
+        if self._listener.works is None:
+            self._listener.start()  # its check decides whether statements may be prepared
         token = os.urandom(8).hex()
         rows: list[Any] = []
         full: list[str] = []

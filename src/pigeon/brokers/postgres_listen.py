@@ -67,9 +67,7 @@ class Listener:
         if self.works is False:
             await asyncio.sleep(min(timeout, POOLED_POLL))
             return
-        if self._task is None or self._task.done():
-            # One listener serves every waiter; close() ends it.
-            self._task = asyncio.create_task(self._listen(), name=f"pigeon-listen-{self._channel}")
+        self.start()
         event = asyncio.Event()
         self._waiters[event] = wanted
         try:
@@ -79,6 +77,12 @@ class Listener:
             pass
         finally:
             del self._waiters[event]
+
+    def start(self) -> None:
+        """Start listening, and checking that notices arrive, unless already under way."""
+        if self._task is None or self._task.done():
+            # One listener serves every waiter; close() ends it.
+            self._task = asyncio.create_task(self._listen(), name=f"pigeon-listen-{self._channel}")
 
     async def close(self) -> None:
         """Stop listening (a later wait() starts again)."""

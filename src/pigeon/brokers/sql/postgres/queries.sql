@@ -96,17 +96,26 @@ WHERE limit_key IS NOT NULL AND NOT room
 -- id, and the token stands for the state: a claim sets it and every way out of RUNNING
 -- clears it. Each outcome rides with its locked row into the update, which finds its
 -- rows by primary key alone; the lock keeps them as they were checked.
+--
+-- Each outcome looks its row up on its own (the LIMIT keeps the lateral subquery from
+-- being flattened into a join): as a join, a table whose statistics call it small was
+-- read whole, with a hash join, for every settle. The outcomes go in id order, so the
+-- rows are locked in that order. The update finds the locked rows by their address
+-- (ctid: a locked row cannot move), a TID scan whatever the statistics say.
 WITH locked AS (
-    SELECT j.id, o.state, o.result, o.error, o.keep_error, o.release, o.run_at, o.finished_at,
+    SELECT j.id, j.ctid AS row, o.state, o.result, o.error, o.keep_error, o.release, o.run_at, o.finished_at,
         o.expires_at
-    FROM unnest(
-        %(id)b::text[], %(token)b::text[], %(state)b::text[], %(result)b::bytea[], %(error)b::bytea[],
-        %(keep_error)b::bool[], %(release)b::bool[], %(run_at)b::float8[], %(finished_at)b::float8[],
-        %(expires_at)b::float8[]
-    ) AS o(id, token, state, result, error, keep_error, release, run_at, finished_at, expires_at)
-    JOIN {ns}.jobs j ON j.id = o.id AND j.token = o.token
-    ORDER BY j.id
-    FOR UPDATE OF j
+    FROM (
+        SELECT * FROM unnest(
+            %(id)b::text[], %(token)b::text[], %(state)b::text[], %(result)b::bytea[], %(error)b::bytea[],
+            %(keep_error)b::bool[], %(release)b::bool[], %(run_at)b::float8[], %(finished_at)b::float8[],
+            %(expires_at)b::float8[]
+        ) AS o(id, token, state, result, error, keep_error, release, run_at, finished_at, expires_at)
+        ORDER BY id
+    ) o
+    CROSS JOIN LATERAL (
+        SELECT id, ctid FROM {ns}.jobs WHERE id = o.id AND token = o.token LIMIT 1 FOR UPDATE
+    ) j
 ), done AS (
     UPDATE {ns}.jobs j
     SET state = l.state,
@@ -119,7 +128,7 @@ WITH locked AS (
         expires_at = CASE WHEN l.finished_at IS NULL THEN j.expires_at ELSE l.expires_at END,
         token = NULL, lease_until = NULL
     FROM locked l
-    WHERE j.id = l.id
+    WHERE j.ctid = ANY(ARRAY(SELECT row FROM locked)) AND j.ctid = l.row
     RETURNING j.id, j.queue, j.state
 ), woke AS (
     SELECT pg_notify(%(channel)s, queue) FROM done WHERE state = 'queued' GROUP BY queue
@@ -127,18 +136,19 @@ WITH locked AS (
 SELECT id FROM done WHERE (SELECT count(*) FROM woke) >= 0
 
 -- name: heartbeat
--- By id and token, as settle does.
+-- By id and token, one lookup a lease, in id order, as settle does.
 WITH beat AS (
     INSERT INTO {ns}.workers (id, info, last_seen) VALUES (%(worker_id)s, %(info)s, %(now)s)
     ON CONFLICT (id) DO UPDATE SET info = excluded.info, last_seen = excluded.last_seen
 ), locked AS (
-    SELECT j.id FROM {ns}.jobs j
-    JOIN unnest(%(id)b::text[], %(token)b::text[]) AS l(id, token) ON l.id = j.id AND l.token = j.token
-    ORDER BY j.id
-    FOR UPDATE OF j
+    SELECT j.ctid AS row
+    FROM (SELECT * FROM unnest(%(id)b::text[], %(token)b::text[]) AS l(id, token) ORDER BY id) l
+    CROSS JOIN LATERAL (
+        SELECT ctid FROM {ns}.jobs WHERE id = l.id AND token = l.token LIMIT 1 FOR UPDATE
+    ) j
 )
 UPDATE {ns}.jobs SET lease_until = %(lease_until)s
-WHERE id IN (SELECT id FROM locked)
+WHERE ctid = ANY(ARRAY(SELECT row FROM locked))
 RETURNING id
 
 -- name: upsert_worker
