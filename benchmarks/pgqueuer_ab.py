@@ -47,6 +47,7 @@ class Pair:
     label: str
     pigeon: list[float] = field(default_factory=list)
     pgqueuer: list[float] = field(default_factory=list)
+    cpu: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # (worker, server) µs/job
     loads: list[float] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -60,8 +61,15 @@ def sizes(quick: bool) -> tuple[int, int]:
     return (min(jobs, 2_000), 1) if quick else (jobs, rounds)
 
 
+def server_pid() -> str:
+    """The local PostgreSQL's main process, when `make bench` started it here; else empty."""
+    pid_file = ROOT / ".servers" / "postgres.pid"
+    return pid_file.read_text().split()[0] if pid_file.exists() else ""
+
+
 def drain(py: Path, base: str, tool: str, n: int, env: dict[str, str], limit: float) -> dict[str, Any]:
     with servers.pg_place(base, tool, "ab") as url:
+        env = {**env, "BENCH_SERVER_PID": server_pid()}
         return servers.run_driver(py, tool, "drain", n, url, limit, env=env)
 
 
@@ -99,6 +107,9 @@ def run(quick: bool, console: Any) -> None:
                     else:
                         into.append(out["jobs"] / out["seconds"])
                         pair.notes.setdefault(tool, out.get("note", ""))
+                        if "cpu_per_job" in out:
+                            us = (out["cpu_per_job"] * 1e6, out.get("server_cpu_per_job", 0.0) * 1e6)
+                            pair.cpu.setdefault(tool, []).append(us)
     samples = 20 if quick else 200
     with console.status("pigeon vs pgqueuer: idle latency…"):
         load = os.getloadavg()[0]
@@ -133,6 +144,12 @@ def report(pairs: list[Pair], lat: dict[str, dict[str, Any]], load: float, n: in
             " / ".join(f"{x:.1f}" for x in p.loads),
         )
     t.add_section()
+    for p in pairs:
+        cpu = {tool: cpu_text(p.cpu.get(tool, [])) for tool in ("pigeon", "pgqueuer")}
+        a, b = (median_total(p.cpu.get(tool, [])) for tool in ("pigeon", "pgqueuer"))
+        r = f"{b / a:.2f}× less" if a and b else ""
+        t.add_row(f"CPU µs/job, {p.label}", cpu["pigeon"], cpu["pgqueuer"], r, "", "")
+    t.add_section()
     cells = {tool: servers.latency_cells(out) for tool, out in lat.items()}
     for tool, (c50, c99) in cells.items():
         shown = "n/a" if c50.value is None else f"p50 {c50.value:.2f} ms, p99 {c99.value or 0:.2f} ms"
@@ -149,6 +166,22 @@ def report(pairs: list[Pair], lat: dict[str, dict[str, Any]], load: float, n: in
                 console.print(f"  {p.label}, {tool}: {note}", style="dim", highlight=False)
     for tool, (c50, _) in cells.items():
         console.print(f"  idle latency, {tool}: {c50.why or c50.detail}", style="dim", highlight=False)
+    console.print(
+        "  CPU µs/job: the worker's process tree + the PostgreSQL server's, from the drain's 1,000th job"
+        " to its last (the server's only when it runs here); pigeon/pgqueuer column: pgqueuer's total"
+        " over pigeon's (medians)",
+        style="dim",
+        highlight=False,
+    )
+
+
+def cpu_text(samples: list[tuple[float, float]]) -> str:
+    """Worker + server CPU per job, each run: "12 + 25"."""
+    return " / ".join(f"{w:.0f} + {s:.0f}" for w, s in samples)
+
+
+def median_total(samples: list[tuple[float, float]]) -> float:
+    return statistics.median(w + s for w, s in samples) if samples else 0.0
 
 
 def main() -> int:

@@ -201,6 +201,7 @@ class Driver:
         spec = self.start_worker("drain", n)
         deadline = time.monotonic() + limit
         done = 0
+        cpu = CpuWindow(self.proc.pid if self.proc else 0)
         while True:
             msg = self.recv(deadline)
             if msg is None:
@@ -211,10 +212,12 @@ class Driver:
             kind, *rest = msg.split()
             if kind == "P":
                 done = max(done, int(rest[0]))
+                cpu.begin(done)  # from the first progress on: start-up is left out
             elif kind == "D":
                 first, last = float(rest[0]), float(rest[1])
                 break
-        return {"jobs": n, "seconds": last - first, "fill": fill, "note": spec.note}
+        out = {"jobs": n, "seconds": last - first, "fill": fill, "note": spec.note}
+        return out | cpu.end(n)
 
     def latency(self, n: int, gap: float, limit: float, timeout: float) -> dict[str, Any]:
         spec = self.start_worker("latency", n)
@@ -239,6 +242,36 @@ class Driver:
                 break
             samples.append(float(msg.split()[1]) - sent)
         return {"samples": samples, "why": why, "note": spec.note}
+
+
+class CpuWindow:
+    """CPU seconds per job of the worker (its process tree) and of the server, over a drain.
+
+    The server is the process tree of ``$BENCH_SERVER_PID`` (a local server's main process),
+    when that is set.
+    """
+
+    def __init__(self, worker: int) -> None:
+        self.pids = [worker] + [int(p) for p in os.environ.get("BENCH_SERVER_PID", "").split() if p]
+        self.start: list[float] | None = None
+        self.done = 0
+
+    def begin(self, done: int) -> None:
+        if self.start is None:
+            from loadcommon import tree_cpu
+
+            self.start, self.done = [tree_cpu(p) for p in self.pids], done
+
+    def end(self, n: int) -> dict[str, float]:
+        if self.start is None or n <= self.done:
+            return {}
+        from loadcommon import tree_cpu
+
+        spent = [tree_cpu(p) - s for p, s in zip(self.pids, self.start, strict=True)]
+        out = {"cpu_per_job": spent[0] / (n - self.done)}
+        if len(spent) > 1:
+            out["server_cpu_per_job"] = spent[1] / (n - self.done)
+        return out
 
 
 class WorkerDied(Exception):

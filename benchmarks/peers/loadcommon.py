@@ -45,7 +45,7 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a process and its live descendants, from /proc."""
+    """CPU seconds (user + system) of a process and its descendants, live or reaped, from /proc."""
     total = 0.0
     todo = [pid]
     while todo:
@@ -53,7 +53,7 @@ def tree_cpu(pid: int) -> float:
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / _TICKS
+            total += sum(int(x) for x in fields[11:15]) / _TICKS  # its own, and its reaped children's
             with open(f"/proc/{p}/task/{p}/children") as f:
                 todo += [int(c) for c in f.read().split()]
         except (OSError, IndexError, ValueError):
