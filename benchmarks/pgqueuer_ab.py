@@ -61,15 +61,9 @@ def sizes(quick: bool) -> tuple[int, int]:
     return (min(jobs, 2_000), 1) if quick else (jobs, rounds)
 
 
-def server_pid() -> str:
-    """The local PostgreSQL's main process, when `make bench` started it here; else empty."""
-    pid_file = ROOT / ".servers" / "postgres.pid"
-    return pid_file.read_text().split()[0] if pid_file.exists() else ""
-
-
 def drain(py: Path, base: str, tool: str, n: int, env: dict[str, str], limit: float) -> dict[str, Any]:
     with servers.pg_place(base, tool, "ab") as url:
-        env = {**env, "BENCH_SERVER_PID": server_pid()}
+        env = {**env, "BENCH_SERVER_PID": servers.server_pid("postgres")}
         return servers.run_driver(py, tool, "drain", n, url, limit, env=env)
 
 

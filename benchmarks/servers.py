@@ -103,6 +103,17 @@ class Column:
     cells: dict[str, Cell] = field(default_factory=dict)
 
 
+def server_pid(name: str) -> str:
+    """The main process of a server `make bench` started in this checkout; empty if none.
+
+    Its CPU time (with its children's, from /proc) is the server's share of a job's cost.
+    """
+    for pid_file in (ROOT / ".servers" / f"{name}.pid", ROOT / ".servers" / name / f"{name}.pid"):
+        if pid_file.exists():
+            return pid_file.read_text().split()[0]
+    return ""
+
+
 # -- running drivers -----------------------------------------------------------
 
 
