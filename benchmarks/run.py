@@ -45,6 +45,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from benchmarks import backlog, hotpath, nfc, servers  # noqa: E402
+from benchmarks import sections as scale_sections  # noqa: E402
 from benchmarks.tasks import STAMPS, HueySuite, Suite, burn, calibrate  # noqa: E402
 from pigeon import App, JobState  # noqa: E402
 from pigeon.testing import jobs  # noqa: E402
@@ -772,7 +773,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a small smoke run (about 30 s)")
     parser.add_argument(
         "--only",
-        choices=sorted([*WORKLOADS, *servers.SECTIONS, "backlog", "nfc", "hotpath"]),
+        choices=sorted([*WORKLOADS, *servers.SECTIONS, "backlog", "nfc", "hotpath", *scale_sections.SECTIONS]),
         action="append",
         help="run only this workload, server section (postgres, redis) or the backlog section; repeatable",
     )
@@ -847,6 +848,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"  NFC section: {time.perf_counter() - began:.0f} s", style="dim")
     if args.only is None or "hotpath" in args.only:
         hotpath.run(10_000 if args.quick else 50_000, 1 if args.quick else 3, say=console.print)
+    with quiet_stderr_logging():
+        scale_sections.run(args.only, args.quick, console)
     console.print(f"  the whole run: {time.perf_counter() - start_all:.0f} s", style="dim")
     return 0
 
