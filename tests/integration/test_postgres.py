@@ -381,6 +381,53 @@ async def test_settle_reads_only_its_rows_when_statistics_call_the_table_small(
     assert read <= 3 * len(claims), f"settling {len(claims)} of 4,000 jobs read {read:,} rows of the table"
 
 
+@pytest.mark.parametrize("call", ["settle", "heartbeat"])
+async def test_a_row_changed_while_waiting_for_its_lock_is_still_found(
+    broker: PostgresBroker, base_url: str, tag: str, call: str
+) -> None:
+    """A settle or heartbeat that waits on a row another transaction updates (a heartbeat
+    racing a settle) locks the row's newest version, which its own snapshot does not see:
+    it must still apply to it, not skip it and refuse the outcome or lose the lease."""
+    from pigeon.job import WorkerInfo
+
+    await broker.enqueue([make_job()])
+    (claim,) = await broker.claim("w", Q, 1, 60)
+    outcome = Outcome(
+        job_id=claim.job.id, token=claim.token, kind=OutcomeKind.COMPLETE, expires_at=time.time() + 60
+    )
+    async with await psycopg.AsyncConnection.connect(base_url) as other:
+        await other.execute(
+            f"UPDATE {tag}.jobs SET lease_until = lease_until + 1 WHERE id = %s", [claim.job.id]
+        )
+        if call == "settle":
+            running: asyncio.Task[Any] = asyncio.create_task(broker.settle([outcome]))
+        else:
+            now = time.time()
+            info = WorkerInfo(
+                id="w", hostname="h", pid=1, queues=Q, concurrency=1, started_at=now, last_seen=now
+            )
+            running = asyncio.create_task(broker.heartbeat(info, [(claim.job.id, claim.token)], 60))
+
+        async def blocked() -> int:
+            async with await psycopg.AsyncConnection.connect(base_url, autocommit=True) as admin:
+                cur = await admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE application_name = %s AND wait_event_type = 'Lock'",
+                    [tag],
+                )
+                row = await cur.fetchone()
+                return int(row[0]) if row else 0
+
+        await eventually(blocked, lambda n: n == 1, what=f"the {call} waiting for the row's lock")
+        await other.commit()
+    if call == "settle":
+        assert await running == [True]
+        record = await broker.get(claim.job.id)
+        assert record is not None and record.state is JobState.SUCCEEDED
+    else:
+        assert await running == []  # the lease is kept, not lost
+
+
 async def test_statements_are_prepared_once_listen_shows_a_session_of_its_own(
     base_url: str, tag: str
 ) -> None:

@@ -100,10 +100,12 @@ WHERE limit_key IS NOT NULL AND NOT room
 -- Each outcome looks its row up on its own (the LIMIT keeps the lateral subquery from
 -- being flattened into a join): as a join, a table whose statistics call it small was
 -- read whole, with a hash join, for every settle. The outcomes go in id order, so the
--- rows are locked in that order. The update finds the locked rows by their address
--- (ctid: a locked row cannot move), a TID scan whatever the statistics say.
+-- rows are locked in that order. The update finds the locked rows through the primary
+-- key with an array of their ids, whatever the statistics say; not by ctid: a row that
+-- another transaction changed after this statement's snapshot is locked in its newest
+-- version, which a TID scan under that snapshot does not see, and it would be skipped.
 WITH locked AS (
-    SELECT j.id, j.ctid AS row, o.state, o.result, o.error, o.keep_error, o.release, o.run_at, o.finished_at,
+    SELECT j.id, o.state, o.result, o.error, o.keep_error, o.release, o.run_at, o.finished_at,
         o.expires_at
     FROM (
         SELECT * FROM unnest(
@@ -114,7 +116,7 @@ WITH locked AS (
         ORDER BY id
     ) o
     CROSS JOIN LATERAL (
-        SELECT id, ctid FROM {ns}.jobs WHERE id = o.id AND token = o.token LIMIT 1 FOR UPDATE
+        SELECT id FROM {ns}.jobs WHERE id = o.id AND token = o.token LIMIT 1 FOR UPDATE
     ) j
 ), done AS (
     UPDATE {ns}.jobs j
@@ -128,7 +130,7 @@ WITH locked AS (
         expires_at = CASE WHEN l.finished_at IS NULL THEN j.expires_at ELSE l.expires_at END,
         token = NULL, lease_until = NULL
     FROM locked l
-    WHERE j.ctid = ANY(ARRAY(SELECT row FROM locked)) AND j.ctid = l.row
+    WHERE j.id = ANY(ARRAY(SELECT id FROM locked)) AND j.id = l.id
     RETURNING j.id, j.queue, j.state
 ), woke AS (
     SELECT pg_notify(%(channel)s, queue) FROM done WHERE state = 'queued' GROUP BY queue
@@ -141,14 +143,14 @@ WITH beat AS (
     INSERT INTO {ns}.workers (id, info, last_seen) VALUES (%(worker_id)s, %(info)s, %(now)s)
     ON CONFLICT (id) DO UPDATE SET info = excluded.info, last_seen = excluded.last_seen
 ), locked AS (
-    SELECT j.ctid AS row
+    SELECT j.id
     FROM (SELECT * FROM unnest(%(id)b::text[], %(token)b::text[]) AS l(id, token) ORDER BY id) l
     CROSS JOIN LATERAL (
-        SELECT ctid FROM {ns}.jobs WHERE id = l.id AND token = l.token LIMIT 1 FOR UPDATE
+        SELECT id FROM {ns}.jobs WHERE id = l.id AND token = l.token LIMIT 1 FOR UPDATE
     ) j
 )
 UPDATE {ns}.jobs SET lease_until = %(lease_until)s
-WHERE ctid = ANY(ARRAY(SELECT row FROM locked))
+WHERE id = ANY(ARRAY(SELECT id FROM locked))
 RETURNING id
 
 -- name: upsert_worker
