@@ -773,7 +773,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a small smoke run (about 30 s)")
     parser.add_argument(
         "--only",
-        choices=sorted([*WORKLOADS, *servers.SECTIONS, "backlog", "nfc", "hotpath", *scale_sections.SECTIONS]),
+        choices=sorted(
+            [*WORKLOADS, *servers.SECTIONS, "backlog", "nfc", "hotpath", *scale_sections.SECTIONS]
+        ),
         action="append",
         help="run only this workload, server section (postgres, redis) or the backlog section; repeatable",
     )
