@@ -103,10 +103,12 @@ async def test_progress_is_fenced_and_visible(broker: Broker) -> None:
 
 async def test_rate_limit_bucket(broker_factory: Factory) -> None:
     a, b = await broker_factory(), await broker_factory()
-    waits = [await (a if i % 2 else b).take("mail", 10.0, 3) for i in range(4)]
+    # One token a second: slow enough that no token comes back between the four takes, even
+    # on a loaded machine (at 10 a second, 100 ms between takes refilled one and the test failed).
+    waits = [await (a if i % 2 else b).take("mail", 1.0, 3) for i in range(4)]
     assert waits[:3] == [0.0, 0.0, 0.0]  # the burst
-    assert 0 < waits[3] <= 0.1  # then one token per 100 ms, shared by every caller
-    await eventually(lambda: a.take("mail", 10.0, 3), lambda w: w == 0.0, timeout=2, what="refill")
+    assert 0 < waits[3] <= 1.0  # then one token a second, shared by every caller
+    await eventually(lambda: a.take("mail", 1.0, 3), lambda w: w == 0.0, timeout=5, what="refill")
     assert await a.take("other", 1.0, 1) == 0.0  # buckets are per key
 
 
