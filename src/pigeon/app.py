@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, Unpack, overload
 
+from pigeon import limits
 from pigeon.brokers.base import Notifier
 from pigeon.client import Client, EnqueueHook
 from pigeon.errors import ConfigurationError
@@ -67,6 +68,10 @@ class App:
             ignore the variable); see :mod:`pigeon.brokers.rabbitmq`.
         result_ttl: seconds a succeeded job and its result are kept.
         failed_ttl: seconds a failed or cancelled job is kept.
+        max_payload: the most bytes a job's encoded arguments may take (``send()`` raises
+            :class:`~pigeon.PayloadTooLarge`, a ``TypeError``, before storing anything), and
+            its encoded result (the job fails with that error). 16 MiB by default, within
+            every broker's own limit; see :mod:`pigeon.limits`.
 
     Nothing connects until the app is first used.
     """
@@ -78,12 +83,14 @@ class App:
         store: str | None = None,
         result_ttl: float = 24 * 3600,
         failed_ttl: float = 7 * 24 * 3600,
+        max_payload: int = limits.MAX_BYTES,
     ) -> None:
         self.client = Client(
             url,
             store=store,
             result_ttl=result_ttl,
             failed_ttl=failed_ttl,
+            max_payload=max_payload,
             resolve=lambda name: self.resolve_task(name),
         )
         self.tasks: dict[str, Task[Any, Any]] = {}

@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
-from pigeon import codec
+from pigeon import codec, limits
 from pigeon._portal import Portal, at_exit
 from pigeon.brokers.base import Broker, BrokerBase, Notifier, create_broker, takes_store, with_store
 from pigeon.errors import ConfigurationError
@@ -56,6 +56,8 @@ class Client:
         result_ttl: seconds a succeeded job and its result are kept.
         failed_ttl: seconds a failed or cancelled job is kept.
         resolve: the task a job names, for decoding its result (None: decode untyped).
+        max_payload: the most bytes a job's encoded arguments, or its result, may take
+            (:mod:`pigeon.limits`); checked on every enqueue path and by the worker.
 
     Nothing connects until the client is first used.
     """
@@ -68,6 +70,7 @@ class Client:
         result_ttl: float = 24 * 3600,
         failed_ttl: float = 7 * 24 * 3600,
         resolve: Callable[[str], ResultDecoder | None] = lambda name: None,
+        max_payload: int = limits.MAX_BYTES,
     ) -> None:
         self._url: str | Callable[[], str] = url or os.environ.get("PIGEON_URL") or DEFAULT_URL
         if isinstance(self._url, str) and "://" not in self._url:
@@ -83,6 +86,9 @@ class Client:
         self.result_ttl = result_ttl
         self.failed_ttl = failed_ttl
         self.resolve = resolve
+        if max_payload < 1:
+            raise ConfigurationError(f"max_payload must be at least 1 byte, not {max_payload}")
+        self.max_payload = max_payload
         self.notifier = Notifier()
         self.enqueue_hooks: list[EnqueueHook] = []
         """Called with every batch about to be stored; each returns the jobs to store
@@ -228,6 +234,7 @@ class Client:
         return ids
 
     def _before_enqueue(self, jobs: Sequence[Job]) -> Sequence[Job]:
+        limits.check_sizes(jobs, self.max_payload)
         for hook in self.enqueue_hooks:
             jobs = hook(jobs)
         return jobs

@@ -14,7 +14,8 @@
     │   ├── UnknownTask             a job names a task this process does not know
     │   ├── DecodeError             a job's payload or result cannot be decoded
     │   │   └── MalformedJob        a stored job's envelope is not one pigeon wrote
-    │   └── ProcessDied             the pool process running a job died
+    │   ├── ProcessDied             the pool process running a job died
+    │   └── PayloadTooLarge         arguments or a result over max_payload (also a TypeError)
     └── TaskError
         └── InvalidTask             a task definition that cannot work
 
@@ -98,6 +99,15 @@ class ProcessDied(JobError):
 
     Retried like a lost worker, whatever the task's ``retry_on``; recorded as
     ``pigeon.ProcessDied``.
+    """
+
+
+class PayloadTooLarge(JobError, TypeError):
+    """A job's encoded arguments or result are over ``App(max_payload=…)``.
+
+    At send time it is a ``TypeError`` like any argument that cannot be sent, raised
+    before anything is stored; from a task's result it fails the job at once (the same
+    call would return the same result), recorded as ``pigeon.PayloadTooLarge``.
     """
 
 

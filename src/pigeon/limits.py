@@ -1,14 +1,18 @@
-"""What a job's arguments must stay within to be sent, checked once, at send time.
+"""What a job's arguments and result must stay within, checked before anything is stored.
 
-The limits hold for every broker: each broker's own ceiling on a stored value is far
-above them (SQLite 1 GB a value by default, PostgreSQL 1 GB a ``bytea``, Redis 512 MB a
-string). Whatever breaks one is refused with ``TypeError`` naming the limit, before
-anything is stored, so a worker never meets a job it cannot decode:
+The limits hold for every broker. Whatever breaks one is refused with ``TypeError`` naming
+the limit, before anything is stored, so a worker never meets a job it cannot decode:
 
 - ``MAX_DEPTH``: containers nested in an argument (a list in a dict is two levels).
   The stored envelope wraps arguments in a few more (a chain step's, an event's);
   the worker's decoder takes thousands, strictly more than a sender can reach.
-- ``MAX_BYTES``: the encoded arguments of one job.
+- ``MAX_BYTES``: the default of ``App(max_payload=…)``, the most a job's encoded arguments
+  (its chain's later steps' included) or its encoded result may take. Checked by the
+  client on every enqueue path (:func:`check_sizes`) and by the worker on each result
+  (:func:`result_error`). Each broker's own ceiling is far above it (SQLite 1 GB a value,
+  PostgreSQL 1 GB a ``bytea``/``jsonb``, Redis 512 MB a string; RabbitMQ carries job ids
+  only, its 16 MiB message limit on 4.x never meets a payload), so a larger setting works
+  too, at the memory it costs: a worker holds each running job's payload and result.
 - JSON has no NaN or infinity (``float("nan")``, ``float("inf")``): refused rather
   than stored as ``null``.
 """
@@ -18,10 +22,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgspec
+
+from pigeon.errors import PayloadTooLarge
+
+if TYPE_CHECKING:
+    from pigeon.job import Job
 
 MAX_DEPTH = 100
 MAX_BYTES = 16 * 2**20
@@ -42,8 +51,6 @@ def check(name: str, data: bytes, arguments: Mapping[str, Any], *, wrapped: int 
     Raises:
         TypeError: a limit is broken; the message names the limit and the argument.
     """
-    if len(data) > MAX_BYTES:
-        raise TypeError(f"{name}: the arguments encode to {len(data)} bytes, over the limit of {MAX_BYTES}")
     if too_deep(data, MAX_DEPTH + wrapped):
         key = next((k for k, v in arguments.items() if too_deep(msgspec.json.encode(v), MAX_DEPTH)), None)
         which = "the arguments nest" if key is None else f"argument {key!r} nests"
@@ -53,6 +60,33 @@ def check(name: str, data: bytes, arguments: Mapping[str, Any], *, wrapped: int 
             bad = _non_finite(value, MAX_DEPTH)
             if bad is not None:
                 raise TypeError(f"{name}: argument {key!r} holds {bad!r}, which JSON cannot carry")
+
+
+def check_sizes(jobs: Sequence[Job], max_bytes: int) -> None:
+    """Refuse a batch in which a job's arguments, its chain's included, exceed ``max_bytes``.
+
+    Raises:
+        PayloadTooLarge: the first such job; the message names its task and the setting.
+    """
+    for job in jobs:
+        size = len(job.payload)
+        if job.then is not None:
+            size += sum(len(step.args) for step in job.then.steps)
+        if size > max_bytes:
+            raise PayloadTooLarge(
+                f"{job.task}(): the arguments encode to {size} bytes, over the limit of {max_bytes} "
+                "(App(max_payload=…)); nothing of this batch was stored"
+            )
+
+
+def result_error(task: str, result: bytes, max_bytes: int) -> PayloadTooLarge | None:
+    """The error a job fails with when its encoded ``result`` exceeds ``max_bytes``."""
+    if len(result) <= max_bytes:
+        return None
+    return PayloadTooLarge(
+        f"{task}(): the result encodes to {len(result)} bytes, over the limit of {max_bytes} "
+        "(App(max_payload=…)); the job fails and its result is not stored"
+    )
 
 
 def too_deep(data: bytes, limit: int) -> bool:

@@ -303,3 +303,22 @@ def test_a_job_stored_with_the_keywords_argument_still_runs_and_reads(alias: str
     (handle,) = app.enqueue([job])
     done = finished(t, handle.id)
     assert (done.args, done.kwargs, done.return_value) == ([], {"seconds": 0, "label": "old"}, "old")
+
+
+def test_arguments_over_max_payload_store_nothing(alias: str) -> None:
+    from pigeon.limits import MAX_BYTES
+    from pigeon.testing import jobs
+
+    heard: list[Any] = []
+
+    def receiver(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        heard.append(task_result.id)
+
+    task_enqueued.connect(receiver)
+    try:
+        with pytest.raises(TypeError, match=f"over the limit of {MAX_BYTES}"):
+            on(alias, tasks.echo).enqueue("x" * MAX_BYTES)
+    finally:
+        task_enqueued.disconnect(receiver)
+    assert heard == [] and jobs(get_app(alias)) == []
+    assert get_app(alias).client.max_payload == MAX_BYTES

@@ -20,6 +20,7 @@ from pigeon.contrib.django.conf import BackendConfig, database_url
 from pigeon.contrib.django.inprocess import in_management_command
 from pigeon.contrib.django.management.commands.pigeon import click_argv
 from pigeon.contrib.django.wsgi import start_worker
+from pigeon.errors import ConfigurationError
 from pigeon.job import JobState
 from pigeon.testing import drain
 from tests.django.testapp import tasks
@@ -161,6 +162,12 @@ def test_rabbitmq_keeps_its_record_in_the_store_or_the_django_database() -> None
     implicit = BackendConfig.from_params("x", {"OPTIONS": {"url": "amqp://h/"}})
     assert implicit.record_in_django_db
     assert parse_qs(urlsplit(implicit.broker_url()).query)["store"] == [database_url("default")]
+
+
+def test_max_payload_is_an_option() -> None:
+    assert BackendConfig.from_params("x", {"OPTIONS": {"max_payload": 1024}}).max_payload == 1024
+    with pytest.raises(ConfigurationError, match="invalid literal"):
+        BackendConfig.from_params("x", {"OPTIONS": {"max_payload": "big"}})
 
 
 def test_checks_pass_on_the_test_settings() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pigeon import App, chain
+from pigeon import App, ConfigurationError, PayloadTooLarge, chain
 from pigeon.limits import MAX_BYTES, MAX_DEPTH
 from pigeon.testing import drain
 
@@ -35,10 +35,9 @@ def app() -> Any:
         (nested(MAX_DEPTH + 1), f"argument 'x' nests deeper than the limit of {MAX_DEPTH} levels"),
         (nested(1_000), "argument 'x' nests deeper than the limit"),
         (nested(50_000), "argument 'x' cannot be encoded: nested deeper than the limit"),
-        ("x" * MAX_BYTES, f"over the limit of {MAX_BYTES}"),
         (object(), "argument 'x' cannot be encoded: objects of type object"),
     ],
-    ids=["nan", "inf", "inf inside", "surrogate", "too deep", "1000 deep", "50000 deep", "too big", "object"],
+    ids=["nan", "inf", "inf inside", "surrogate", "too deep", "1000 deep", "50000 deep", "object"],
 )
 def test_unsendable_arguments_are_type_errors_naming_the_limit(app: App, value: Any, message: str) -> None:
     @app.task
@@ -75,3 +74,24 @@ def test_the_deepest_sendable_arguments_run_even_as_a_chain_step(app: App) -> No
     drain(app)
     assert direct.result(timeout=1) == MAX_DEPTH
     assert flow.result(timeout=1) == MAX_DEPTH
+
+
+def test_arguments_over_max_payload_are_a_type_error_and_nothing_is_stored(app: App) -> None:
+    @app.task
+    def untyped(x) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    with pytest.raises(PayloadTooLarge, match=f"over the limit of {MAX_BYTES}") as info:
+        untyped.send("x" * MAX_BYTES)
+    assert isinstance(info.value, TypeError)
+    small = App("memory://", max_payload=100)
+    small.tasks.update(app.tasks)
+    with pytest.raises(TypeError, match="over the limit of 100"):
+        small.client.enqueue([untyped.job_with_payload(b'{"x":"' + b"y" * 100 + b'"}')])
+    assert drain(app) == 0
+    small.close()
+
+
+def test_max_payload_must_be_positive() -> None:
+    with pytest.raises(ConfigurationError, match="max_payload must be at least 1 byte"):
+        App("memory://", max_payload=0)

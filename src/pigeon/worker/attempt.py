@@ -12,6 +12,7 @@ import random
 import time
 from typing import Any
 
+from pigeon import limits
 from pigeon.client import Client
 from pigeon.errors import BrokerError, DecodeError, UnknownTask, UnsupportedFeature
 from pigeon.job import Claim, ErrorInfo
@@ -83,6 +84,10 @@ class AttemptRunner:
             return _raised(error)
         except BaseException as exc:  # noqa: BLE001 - a bad job must never kill the worker
             return _raised(exc)
+        too_large = limits.result_error(job.task, result, self._client.max_payload)
+        if too_large is not None:  # the same call would return the same result: no retry
+            log.error("%s", too_large, extra=extra)
+            return Unrunnable(ErrorInfo("pigeon.PayloadTooLarge", str(too_large)), too_large)
         if job.then is not None:
             broken = await self._continue_chain(claim, result)
             if broken is not None:

@@ -40,7 +40,12 @@ class DjangoApp(App):
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
         # The URL is read when a broker opens: Django swaps in the test database's name late.
-        super().__init__(config.broker_url, result_ttl=config.result_ttl, failed_ttl=config.failed_ttl)
+        super().__init__(
+            config.broker_url,
+            result_ttl=config.result_ttl,
+            failed_ttl=config.failed_ttl,
+            max_payload=config.max_payload,
+        )
         self._resolve_lock = threading.RLock()
 
     def resolve_task(self, name: str) -> Task[Any, Any] | None:

@@ -10,6 +10,7 @@ Options live in ``TASKS[alias]["OPTIONS"]``::
     max_attempts        attempts of a django task that does not say (default 1, as Django)
     result_ttl          seconds results are kept (default a day)
     failed_ttl          seconds failures are kept (default a week)
+    max_payload         bytes a job's encoded arguments or result may take (default 16 MiB)
     worker_in_process   True: the ASGI/WSGI wrappers start a worker in the web process
     worker              WorkerConfig fields for that worker (concurrency, queues, …)
 """
@@ -27,6 +28,7 @@ from django.db import connections
 
 from pigeon.brokers.base import takes_store, with_store
 from pigeon.errors import ConfigurationError
+from pigeon.limits import MAX_BYTES
 
 BACKEND_PATH = "pigeon.contrib.django.PigeonBackend"
 _KNOWN = {
@@ -37,6 +39,7 @@ _KNOWN = {
     "max_attempts",
     "result_ttl",
     "failed_ttl",
+    "max_payload",
     "worker_in_process",
     "worker",
 }
@@ -55,6 +58,7 @@ class BackendConfig:
     max_attempts: int = 1
     result_ttl: float = 24 * 3600
     failed_ttl: float = 7 * 24 * 3600
+    max_payload: int = MAX_BYTES
     worker_in_process: bool = False
     worker: Mapping[str, Any] = field(default_factory=dict)
 
@@ -108,6 +112,7 @@ class BackendConfig:
                 max_attempts=int(options.get("max_attempts", 1)),
                 result_ttl=float(options.get("result_ttl", 24 * 3600)),
                 failed_ttl=float(options.get("failed_ttl", 7 * 24 * 3600)),
+                max_payload=int(options.get("max_payload", MAX_BYTES)),
                 worker_in_process=bool(options.get("worker_in_process", False)),
                 worker=dict(worker),
             )
