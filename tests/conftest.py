@@ -15,9 +15,19 @@ from pigeon.seam import InstrumentedBroker
 from pigeon.seam import InstrumentedBroker as Broker
 
 # "pgbouncer" is the PostgreSQL broker through PgBouncer in transaction pooling mode;
-# "redis_cluster" the Redis broker on a Redis Cluster of three masters; "amqp+X" RabbitMQ
-# carrying the jobs with broker X as its companion store; "amqp" RabbitMQ alone (no record of a job).
-SERVER_BROKERS = ("postgres", "pgbouncer", "redis", "redis_cluster", "amqp+sqlite", "amqp+postgres", "amqp")
+# "redis_cluster" the Redis broker on a Redis Cluster of three masters; "redis_sentinel" on
+# the master three sentinels name; "amqp+X" RabbitMQ carrying the jobs with broker X as its
+# companion store; "amqp" RabbitMQ alone (no record of a job).
+SERVER_BROKERS = (
+    "postgres",
+    "pgbouncer",
+    "redis",
+    "redis_cluster",
+    "redis_sentinel",
+    "amqp+sqlite",
+    "amqp+postgres",
+    "amqp",
+)
 BROKERS = ("memory", "sqlite", *SERVER_BROKERS)
 
 

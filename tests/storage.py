@@ -97,6 +97,11 @@ async def _redis_overwrite(url: str, job_id: str, data: bytes) -> None:
 
         host, port = urlsplit(server).netloc.split(",")[0].rsplit(":", 1)
         client, prefix = RedisCluster(host=host, port=int(port)), f"{{{namespace}}}:"
+    elif urlsplit(server).scheme.endswith("+sentinel"):  # the master the sentinels name
+        from pigeon.brokers.redis_connect import SentinelService, new_client
+
+        client = new_client(server, [], 0, "tests", SentinelService.from_url(server))
+        prefix = f"{namespace}:"
     else:
         client, prefix = aioredis.Redis.from_url(server), f"{namespace}:"
     try:

@@ -269,6 +269,8 @@ _BUILTIN = {
     "rediss": "pigeon.brokers.redis:RedisBroker",
     "redis+cluster": "pigeon.brokers.redis:RedisBroker",
     "rediss+cluster": "pigeon.brokers.redis:RedisBroker",
+    "redis+sentinel": "pigeon.brokers.redis:RedisBroker",
+    "rediss+sentinel": "pigeon.brokers.redis:RedisBroker",
     "amqp": "pigeon.brokers.rabbitmq:RabbitBroker",
     "amqps": "pigeon.brokers.rabbitmq:RabbitBroker",
 }
@@ -279,6 +281,8 @@ _EXTRAS = {
     "rediss": "redis",
     "redis+cluster": "redis",
     "rediss+cluster": "redis",
+    "redis+sentinel": "redis",
+    "rediss+sentinel": "redis",
     "amqp": "rabbitmq",
     "amqps": "rabbitmq",
 }

@@ -26,7 +26,8 @@ reachable masters; ``rediss+cluster`` for TLS). The scripts build key names
 themselves from the prefix, so on a cluster the prefix is a hash tag,
 ``{shop}:``: every key of a namespace lives in one hash slot, and every script
 runs on the master that owns it. One namespace is therefore served by one
-master; several namespaces spread over the cluster.
+master; several namespaces spread over the cluster. Redis Sentinel:
+``redis+sentinel://s1:26379,s2:26379/mymaster/0?namespace=shop`` (see redis_connect.py).
 
 Durability: the at-least-once promise holds only for what Redis keeps. Run
 the server with ``appendonly yes`` and ``appendfsync everysec`` (a crash can
@@ -61,7 +62,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pigeon.brokers.base import BrokerBase, Capabilities
 from pigeon.brokers.inspection import purged
-from pigeon.brokers.redis_connect import check_eviction, cluster_nodes, new_client
+from pigeon.brokers.redis_connect import SentinelService, check_eviction, cluster_nodes, describe, new_client
 from pigeon.brokers.redis_data import (
     FIELDS,
     record,
@@ -122,10 +123,12 @@ class RedisBroker(RedisInspection, BrokerBase):
         namespace: str = "pigeon",
         retries: int = 8,
         cluster: Sequence[tuple[str, int]] = (),
+        sentinel: SentinelService | None = None,
     ) -> None:
         self.url = url
         self._server = url
         self._cluster = list(cluster)
+        self._sentinel = sentinel
         # On a cluster the prefix is a hash tag: all of a namespace's keys share one slot.
         self._prefix = f"{{{namespace}}}:" if cluster else f"{namespace}:"
         self._slot_key = f"{self._prefix}seq"  # names the slot a script runs on
@@ -149,6 +152,8 @@ class RedisBroker(RedisInspection, BrokerBase):
         rest = urlencode([(k, v) for k, v in query if k != "namespace"])
         if parts.scheme.endswith("+cluster"):
             broker = cls(url, namespace=namespace, cluster=cluster_nodes(url))
+        elif parts.scheme.endswith("+sentinel"):
+            broker = cls(url, namespace=namespace, sentinel=SentinelService.from_url(url))
         else:
             broker = cls(urlunsplit(parts._replace(query=rest)), namespace=namespace)
         broker.url = url
@@ -169,10 +174,7 @@ class RedisBroker(RedisInspection, BrokerBase):
 
     @property
     def _where(self) -> str:
-        parts = urlsplit(self._server)
-        if self._cluster:
-            return f"cluster {parts.netloc}, namespace {self._prefix[:-1]!r}"
-        return f"{parts.hostname}:{parts.port or 6379}{parts.path}, namespace {self._prefix[:-1]!r}"
+        return describe(self._server, self._cluster, self._sentinel, self._prefix[:-1])
 
     @property
     def _redis(self) -> Any:  # aioredis.Redis, or RedisCluster: the same commands
@@ -208,7 +210,8 @@ class RedisBroker(RedisInspection, BrokerBase):
 
     def _new_client(self, retries: int) -> Any:
         try:
-            return new_client(self._server, self._cluster, retries, f"pigeon:{self._prefix[:-1]}")
+            name = f"pigeon:{self._prefix[:-1]}"
+            return new_client(self._server, self._cluster, retries, name, self._sentinel)
         except ValueError as exc:
             raise ConfigurationError(f"bad Redis URL {self.url!r}: {exc}") from exc
 
