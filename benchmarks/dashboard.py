@@ -29,11 +29,12 @@ import msgspec
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from pigeon.brokers.base import create_broker  # noqa: E402
-from pigeon.job import ErrorInfo, Job, Outcome, OutcomeKind, new_id  # noqa: E402
+from pigeon.brokers.base import Migrating, create_broker  # noqa: E402
+from pigeon.job import ErrorInfo, Job, JobState, Outcome, OutcomeKind, new_id  # noqa: E402
 
 TASKS = ("shop.charge", "shop.refund", "mail.send")
 BATCH = 5000
+BULK_PAGE = 500  # apply_bulk's page
 TARGET = 0.5
 
 
@@ -54,7 +55,8 @@ def jobs(n: int, start: int) -> list[Job]:
 async def seed(url: str, total: int, finished: int) -> float:
     """Enqueue ``total`` jobs, then settle ``finished`` of them (half succeeded, half failed)."""
     broker = create_broker(url, {})
-    await broker.migrate()
+    if isinstance(broker, Migrating):  # Redis has no schema
+        await broker.migrate()
     began = time.perf_counter()
     async with broker:
         for start in range(0, total, BATCH):
@@ -137,6 +139,39 @@ def measure(url: str, total: int, repeat: int) -> None:
         proc.stdout.close()
 
 
+async def bulk(url: str, n: int) -> None:
+    """Retry and cancel ``n`` jobs one call each (as bulk actions did), then ``n`` a page per call."""
+    from pigeon.brokers.inspection import JobFilter, as_inspection
+
+    async with create_broker(url, {}) as broker:
+        inspect = as_inspection(broker)
+        for action, state in (("retry", JobState.FAILED), ("cancel", JobState.QUEUED)):
+            ids = [r.job.id for r in await inspect.find_jobs(JobFilter(states=(state,)), limit=2 * n)]
+            if len(ids) < 2 * n:
+                print(f"  bulk {action}: only {len(ids):,} {state.value} jobs, skipped")
+                continue
+            began = time.perf_counter()
+            for job_id in ids[:n]:
+                if action == "retry":
+                    await inspect.requeue(job_id)
+                else:
+                    await broker.cancel(job_id, time.time() + 600)
+            one = n / (time.perf_counter() - began)
+            began = time.perf_counter()
+            for i in range(n, 2 * n, BULK_PAGE):
+                page = ids[i : i + BULK_PAGE]
+                if action == "retry":
+                    await inspect.requeue_jobs(page)
+                else:
+                    await inspect.cancel_jobs(page, time.time() + 600)
+            paged = n / (time.perf_counter() - began)
+            print(
+                f"  bulk {action} {n:,} jobs: {one:,.0f}/s one call a job, {paged:,.0f}/s one call"
+                f" per {BULK_PAGE} ({paged / one:.1f}x)",
+                flush=True,
+            )
+
+
 async def _ids(url: str) -> tuple[str, str]:
     from pigeon.brokers.inspection import JobFilter, as_inspection
 
@@ -178,6 +213,7 @@ def main() -> int:
                 flush=True,
             )
             measure(url, args.jobs, args.repeat)
+            asyncio.run(bulk(url, min(10_000, finished // 10)))
     return 0
 
 

@@ -252,6 +252,12 @@ class InstrumentedBroker:
     async def requeue(self, job_id: str) -> bool:
         return await self._call("requeue", self._inspect().requeue(job_id))
 
+    async def requeue_jobs(self, job_ids: Sequence[str]) -> int:
+        return await self._call("requeue_jobs", self._inspect().requeue_jobs(job_ids))
+
+    async def cancel_jobs(self, job_ids: Sequence[str], expires_at: float) -> int:
+        return await self._call("cancel_jobs", self._inspect().cancel_jobs(job_ids, expires_at))
+
     async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
         return await self._call("purge", self._inspect().purge(queue=queue, states=states))
 

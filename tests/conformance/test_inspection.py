@@ -16,6 +16,7 @@ from pigeon.brokers.inspection import (
     parse_args_search,
 )
 from pigeon.job import ErrorInfo, JobState, Outcome, OutcomeKind
+from pigeon.seam import InstrumentedBroker
 from tests.helpers import make_job
 
 Q = ("default",)
@@ -107,6 +108,39 @@ async def test_bulk_retry_cancel_delete_by_filter(broker: Broker) -> None:
     assert [await broker.get(j.id) for j in failing] == [None] * 7
     assert await b.count_jobs(JobFilter()) == 3
     assert [c.job.id for c in await broker.claim("w", Q, 10, 30)] == []  # deleted jobs are not claimed
+
+
+async def test_bulk_actions_take_one_broker_call_per_page(broker: Broker) -> None:
+    assert isinstance(broker, InstrumentedBroker)
+    jobs = [make_job("t.bulk") for _ in range(1001)]  # pages of 500: three pages
+    await broker.enqueue(jobs)
+    while len(await fail_all(broker)) == 100:
+        pass
+    before = broker.metrics()
+    failed = JobFilter(states=(JobState.FAILED,), task="t.bulk")
+    assert await apply_bulk(broker, failed, BulkAction.RETRY, expires_at=time.time() + 60) == 1001
+    every = JobFilter(task="t.bulk")
+    assert await apply_bulk(broker, every, BulkAction.CANCEL, expires_at=time.time() + 60) == 1001
+    after = broker.metrics()
+
+    def calls(name: str) -> int:
+        return after[name].calls - (before[name].calls if name in before else 0) if name in after else 0
+
+    assert (calls("requeue_jobs"), calls("requeue")) == (3, 0)
+    assert (calls("cancel_jobs"), calls("cancel")) == (3, 0)
+    assert await inspect(broker).count_jobs(JobFilter(states=(JobState.CANCELLED,))) == 1001
+
+
+async def test_requeue_jobs_leaves_a_job_whose_unique_key_is_taken(broker: Broker) -> None:
+    first, other = make_job(unique_key="k"), make_job()
+    await broker.enqueue([first, other])
+    await fail_all(broker)
+    second = make_job(unique_key="k")  # the key is free again once the first job failed
+    await broker.enqueue([second])
+    await fail_all(broker)
+    assert await inspect(broker).requeue_jobs([second.id, first.id, other.id, "0" * 32]) == 2
+    states = [(r.state if r else None) for r in [await broker.get(j.id) for j in (first, second, other)]]
+    assert states == [JobState.FAILED, JobState.QUEUED, JobState.QUEUED]
 
 
 async def test_delete_jobs_frees_the_unique_key(broker: Broker) -> None:

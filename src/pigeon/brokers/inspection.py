@@ -13,8 +13,9 @@ enqueue-time range, arguments); every broker answers it the same way:
   its jobs and takes new ones, but no claim takes a job from it until it is resumed.
 
 Bulk retry / cancel / delete by filter is written once, above the brokers, in
-:func:`apply_bulk`: it walks the filter's pages and uses the per-job operations,
-which are guarded by state, so a job that moved meanwhile is left alone.
+:func:`apply_bulk`: it walks the filter's pages and hands each page's ids to one
+``requeue_jobs``, ``cancel_jobs`` or ``delete_jobs`` call, guarded by state like the
+per-job operations, so a job that moved meanwhile is left alone.
 """
 
 from __future__ import annotations
@@ -144,6 +145,14 @@ class Inspecting(Protocol):
         """FAILED/CANCELLED → QUEUED with attempts reset. False otherwise."""
         ...
 
+    async def requeue_jobs(self, job_ids: Sequence[str]) -> int:
+        """:meth:`requeue` for every id, in one call; return how many were requeued."""
+        ...
+
+    async def cancel_jobs(self, job_ids: Sequence[str], expires_at: float) -> int:
+        """``Broker.cancel`` for every id, in one call; return how many were cancelled."""
+        ...
+
     async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
         """Delete jobs in ``states`` (all final states when empty); return how many."""
         ...
@@ -219,12 +228,10 @@ async def apply_bulk(broker: object, where: JobFilter, action: BulkAction, *, ex
             done += deleted
             if deleted == 0:
                 return done
+        elif action is BulkAction.RETRY:
+            done += await inspect.requeue_jobs(ids)
         else:
-            for job_id in ids:
-                if action is BulkAction.RETRY:
-                    done += await inspect.requeue(job_id)
-                else:
-                    done += await broker.cancel(job_id, expires_at)  # type: ignore[attr-defined]
+            done += await inspect.cancel_jobs(ids, expires_at)
         if len(page) < _PAGE:
             return done
         if action is BulkAction.DELETE:

@@ -352,6 +352,12 @@ class MemoryBroker(BrokerBase):
             self._push_ready(row)
             return True
 
+    async def requeue_jobs(self, job_ids: Sequence[str]) -> int:
+        return sum([await self.requeue(job_id) for job_id in job_ids])
+
+    async def cancel_jobs(self, job_ids: Sequence[str], expires_at: float) -> int:
+        return sum([await self.cancel(job_id, expires_at) for job_id in job_ids])
+
     async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
         wanted = set(purged(states))
         with self._s.lock:

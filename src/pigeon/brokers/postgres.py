@@ -412,6 +412,20 @@ class PostgresBroker(SqlReads, BrokerBase):
             raise
         return bool(rows[0][0] == 1)
 
+    async def requeue_jobs(self, job_ids: Sequence[str]) -> int:
+        params = {"ids": list(job_ids), "now": time.time(), "channel": self._channel}
+        try:
+            return int((await self._fetch("requeue_many", params))[0][0]) if job_ids else 0
+        except BrokerError as exc:
+            if not isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+                raise
+        # A job's unique key is held by a newer pending job: the statement was undone; one by one.
+        return sum([await self.requeue(job_id) for job_id in job_ids])
+
+    async def cancel_jobs(self, job_ids: Sequence[str], expires_at: float) -> int:
+        params = {"ids": list(job_ids), "now": time.time(), "expires_at": expires_at}
+        return await self._execute("cancel_many", params) if job_ids else 0
+
     async def _change(self, name: str, params: dict[str, Any]) -> int:
         return await self._execute(name, params)
 

@@ -459,7 +459,7 @@ class RedisBroker(RedisInspection, BrokerBase):
 
     async def cancel(self, job_id: str, expires_at: float) -> bool:
         with self._translated():
-            return bool(await self._script("cancel", repr(time.time()), job_id, repr(expires_at)))
+            return bool(await self._script("cancel", repr(time.time()), repr(expires_at), job_id))
 
     async def requeue(self, job_id: str) -> bool:
         with self._translated():

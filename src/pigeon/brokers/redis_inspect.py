@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import time
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
@@ -160,6 +161,21 @@ class RedisInspection:
             if where.since is None and where.until is None:  # the script's answer is the count
                 return sum([sum(map(int, r)) async for r in self._ranges(where, keys, None, "count")])
             return sum([1 async for _ in self._scan(where, keys, None)])
+
+    async def requeue_jobs(self, job_ids: Sequence[str]) -> int:
+        total = 0
+        with self._translated():
+            for i in range(0, len(job_ids), _CHUNK):
+                total += int(await self._script("requeue", repr(time.time()), *job_ids[i : i + _CHUNK]))
+        return total
+
+    async def cancel_jobs(self, job_ids: Sequence[str], expires_at: float) -> int:
+        total = 0
+        with self._translated():
+            for i in range(0, len(job_ids), _CHUNK):
+                chunk = job_ids[i : i + _CHUNK]
+                total += int(await self._script("cancel", repr(time.time()), repr(expires_at), *chunk))
+        return total
 
     async def delete_jobs(self, job_ids: Sequence[str]) -> int:
         total = 0

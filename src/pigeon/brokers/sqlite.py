@@ -13,6 +13,7 @@ polling ``PRAGMA data_version``, which reads shared memory, not the disk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import sqlite3
@@ -323,6 +324,24 @@ class SqliteBroker(SqlReads, BrokerBase):
                 return False
 
         return await self._run(self._write, requeue)
+
+    async def requeue_jobs(self, job_ids: Sequence[str]) -> int:
+        def requeue(db: sqlite3.Connection) -> int:
+            now, moved = time.time(), 0
+            for job_id in job_ids:  # one write transaction: a failed statement is undone alone
+                # IntegrityError: its unique key is taken by a newer pending job
+                with contextlib.suppress(sqlite3.IntegrityError):
+                    moved += db.execute(self._q["requeue"], (now, job_id)).rowcount
+            return moved
+
+        return await self._run(self._write, requeue)
+
+    async def cancel_jobs(self, job_ids: Sequence[str], expires_at: float) -> int:
+        def cancel(db: sqlite3.Connection) -> int:
+            sql, now = self._q["cancel"], time.time()
+            return sum(db.execute(sql, (now, expires_at, job_id)).rowcount for job_id in job_ids)
+
+        return await self._run(self._write, cancel)
 
     async def _change(self, name: str, params: dict[str, Any]) -> int:
         sql = self._q[name]

@@ -1,19 +1,24 @@
--- ARGV: prefix, now, job_id. FAILED/CANCELLED -> QUEUED with attempts reset; returns 1, else 0
--- (also when a newer pending job holds its unique key).
-local id = ARGV[3]
-local h = load(id)
-if not h or (h.state ~= 'failed' and h.state ~= 'cancelled') then
-  return 0
-end
-if h.ukey and h.ukey ~= '' then
-  if redis.call('EXISTS', P .. 'unique:' .. h.ukey) == 1 then
-    return 0
+-- ARGV: prefix, now, job ids. FAILED/CANCELLED -> QUEUED with attempts reset; returns how many moved
+-- (a job in another state is left alone, and so is one whose unique key a newer pending job holds).
+local moved = 0
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local h = load(id)
+  local ok = h and (h.state == 'failed' or h.state == 'cancelled')
+  if ok and h.ukey and h.ukey ~= '' then
+    if redis.call('EXISTS', P .. 'unique:' .. h.ukey) == 1 then
+      ok = false
+    else
+      redis.call('SET', P .. 'unique:' .. h.ukey, id)
+    end
   end
-  redis.call('SET', P .. 'unique:' .. h.ukey, id)
+  if ok then
+    redis.call('ZREM', P .. 'final', id)
+    redis.call('HSET', jkey(id), 'att', 0)
+    redis.call('HDEL', jkey(id), 'fin', 'exp', 'err')
+    push_ready(id, h.q, h.prio, h.seq, h.state)
+    moved = moved + 1
+  end
 end
-redis.call('ZREM', P .. 'final', id)
-redis.call('HSET', jkey(id), 'att', 0)
-redis.call('HDEL', jkey(id), 'fin', 'exp', 'err')
-push_ready(id, h.q, h.prio, h.seq, h.state)
 publish()
-return 1
+return moved

@@ -55,6 +55,17 @@ class InspectingStore(_Store):
             await self._publish([record.job])
         return True
 
+    async def requeue_jobs(self, job_ids: Sequence[str]) -> int:
+        """One store call, then a delivery for each job it made QUEUED."""
+        moved = await self._inspecting.requeue_jobs(job_ids)
+        if moved:
+            records = [await self._store.get(job_id) for job_id in job_ids]
+            await self._publish([r.job for r in records if r is not None and r.state is JobState.QUEUED])
+        return moved
+
+    async def cancel_jobs(self, job_ids: Sequence[str], expires_at: float) -> int:
+        return await self._inspecting.cancel_jobs(job_ids, expires_at)
+
     async def purge(self, *, queue: str | None = None, states: Sequence[JobState] = ()) -> int:
         return await self._inspecting.purge(queue=queue, states=states)
 

@@ -232,6 +232,24 @@ WITH done AS (
 )
 SELECT count(*) FROM done WHERE (SELECT count(*) FROM woke) >= 0
 
+-- name: cancel_many
+UPDATE {ns}.jobs
+SET state = 'cancelled', finished_at = %(now)s, expires_at = %(expires_at)s, token = NULL, lease_until = NULL
+WHERE id = ANY(%(ids)s) AND state IN ('queued', 'scheduled', 'running')
+
+-- name: requeue_many
+-- One unique key taken by a newer pending job undoes the whole statement (the caller then
+-- requeues one by one).
+WITH done AS (
+    UPDATE {ns}.jobs
+    SET state = 'queued', attempts = 0, run_at = %(now)s, finished_at = NULL, expires_at = NULL, error = NULL
+    WHERE id = ANY(%(ids)s) AND state IN ('failed', 'cancelled')
+    RETURNING queue
+), woke AS (
+    SELECT pg_notify(%(channel)s, q) FROM (SELECT DISTINCT queue AS q FROM done) AS queues
+)
+SELECT count(*) FROM done WHERE (SELECT count(*) FROM woke) >= 0
+
 -- name: purge
 DELETE FROM {ns}.jobs
 WHERE state IN (SELECT jsonb_array_elements_text(%(states)s::jsonb))
