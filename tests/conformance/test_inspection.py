@@ -143,6 +143,42 @@ async def test_requeue_jobs_leaves_a_job_whose_unique_key_is_taken(broker: Broke
     assert states == [JobState.FAILED, JobState.QUEUED, JobState.QUEUED]
 
 
+async def test_counts_by_task_follow_every_change_of_state(broker: Broker) -> None:
+    b = inspect(broker)
+
+    async def agree() -> None:
+        for task in ("t.a", "t.b"):
+            for state in JobState:
+                where = JobFilter(task=task, states=(state,))
+                listed = len(await b.find_jobs(where, limit=1000))
+                assert await b.count_jobs(where) == listed, (task, state)
+            every = JobFilter(task=task)
+            assert await b.count_jobs(every) == len(await b.find_jobs(every, limit=1000))
+
+    a = [make_job("t.a") for _ in range(6)]
+    later = make_job("t.a", run_at=time.time() + 600)
+    await broker.enqueue([*a, *[make_job("t.b") for _ in range(4)], later])
+    await agree()
+    claims = await broker.claim("w", Q, 5, 30)
+    await agree()
+    kinds = [OutcomeKind.COMPLETE, OutcomeKind.FAIL, OutcomeKind.RETRY]
+    now = time.time()
+    await broker.settle(
+        [
+            Outcome(job_id=c.job.id, token=c.token, kind=k, expires_at=now - 1, run_at=now + 600)
+            for c, k in zip(claims, kinds, strict=False)
+        ]
+    )
+    await agree()
+    await broker.cancel(a[5].id, time.time() + 60)
+    await b.requeue_jobs([c.job.id for c in claims])
+    await agree()
+    await b.delete_jobs([a[4].id])
+    await broker.prune()
+    await b.purge(states=(JobState.CANCELLED,))
+    await agree()
+
+
 async def test_delete_jobs_frees_the_unique_key(broker: Broker) -> None:
     first = make_job(unique_key="k")
     await broker.enqueue([first])

@@ -24,6 +24,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from pigeon.brokers.base import create_broker
+from pigeon.brokers.inspection import JobFilter
 from pigeon.brokers.redis import RedisBroker
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import Job, JobState, Outcome, OutcomeKind, WorkerInfo
@@ -244,8 +245,26 @@ async def test_prune_and_purge_leave_no_keys_of_a_job(shared_url: str, admin: ai
         assert await eventually(broker.prune, lambda n: n == 3, what="expired jobs pruned") == 3
         assert await broker.purge(states=list(JobState)) == 3
         await broker.unregister_worker("w")
-        assert await _keys(admin, namespace) <= {f"{namespace}:queues", f"{namespace}:seq"}
+        # The tallies by task go with their last job; what stays is the namespace's counters.
+        assert await _keys(admin, namespace) <= {f"{namespace}:{k}" for k in ("queues", "seq", "tallied")}
         assert await broker.stats() == []
+
+
+async def test_counts_by_task_read_the_jobs_when_some_predate_the_tallies(
+    shared_url: str, admin: aioredis.Redis
+) -> None:
+    namespace = shared_url.rsplit("namespace=", 1)[1]
+    async with redis_broker(shared_url, {}) as broker:
+        await broker.enqueue([make_job("t.a"), make_job("t.a"), make_job("t.b")])
+        where = JobFilter(task="t.a")
+        assert await broker.count_jobs(where) == 2
+        # As in a namespace whose first jobs were stored before tallies were kept.
+        await admin.delete(f"{namespace}:tally:default")
+        await admin.set(f"{namespace}:tallied", 2)
+        assert await broker.count_jobs(where) == 2
+        assert await admin.get(f"{namespace}:tally:default") is None
+        await admin.set(f"{namespace}:tallied", 1)  # trusted again: the deleted tallies read 0
+        assert await broker.count_jobs(where) == 0
 
 
 def _worker() -> WorkerInfo:
@@ -321,7 +340,7 @@ async def test_every_way_out_of_running_frees_a_limit_slot(
         await _drain(broker)
         assert await admin.exists(f"{namespace}:limits", f"{namespace}:held:k") == 0
         await broker.purge(states=list(JobState))
-        assert await _keys(admin, namespace) <= {f"{namespace}:queues", f"{namespace}:seq"}
+        assert await _keys(admin, namespace) <= {f"{namespace}:{k}" for k in ("queues", "seq", "tallied")}
 
 
 async def test_parked_jobs_can_be_cancelled_and_purged(shared_url: str, admin: aioredis.Redis) -> None:

@@ -157,10 +157,24 @@ class RedisInspection:
                 for key in keys:
                     pipe.zcard(key)
                 return int(sum(await pipe.execute()))
-            # No index by task, time or argument: the matching indexes are read through.
+            if where.task is not None and where.since is None and where.until is None and not where.args:
+                tallied = await self._tallied(where, keys)
+                if tallied is not None:
+                    return tallied
+            # No index by time or argument: the matching indexes are read through.
             if where.since is None and where.until is None:  # the script's answer is the count
                 return sum([sum(map(int, r)) async for r in self._ranges(where, keys, None, "count")])
             return sum([1 async for _ in self._scan(where, keys, None)])
+
+    async def _tallied(self, where: JobFilter, keys: list[str]) -> int | None:
+        """Jobs of one task by the tallies kept on every change of state; None if some predate them."""
+        if await self._redis.get(f"{self._prefix}tallied") not in (b"1", "1"):
+            return None
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:  # idx:<queue>:<state> → tally:<queue>, field <state>|<task>
+            queue, _, state = key[len(self._prefix) + 4 :].rpartition(":")
+            pipe.hget(f"{self._prefix}tally:{queue}", f"{state}|{where.task}")
+        return sum(int(n or 0) for n in await pipe.execute())
 
     async def requeue_jobs(self, job_ids: Sequence[str]) -> int:
         total = 0

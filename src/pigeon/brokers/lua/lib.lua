@@ -7,6 +7,9 @@
 --   sched:<queue>         zset by run_at: scheduled jobs, promoted by claim when due
 --   running               zset by lease_until
 --   idx:<queue>:<state>   zset by seq: listing newest first, and counts for stats
+--   tally:<queue>         hash '<state>|<task>' -> how many of the queue's jobs of that task are in
+--                         that state (counts by task without reading jobs); tallied: the seq of the
+--                         first job counted ('1': every job of the namespace was)
 --   final                 zset by expires_at: what prune deletes
 --   unique:<key>          the id of the pending job holding the key
 --   limits                hash limit key -> how many of its jobs are RUNNING (field gone at 0)
@@ -27,11 +30,29 @@ local function jkey(id)
   return P .. 'job:' .. id
 end
 
+-- A job of queue q changes state (from nil: arrives; to nil: goes).
+local function tally(id, q, from, to)
+  local task = redis.call('HGET', jkey(id), 'task')
+  if not task then
+    return
+  end
+  local key = P .. 'tally:' .. q
+  if from and redis.call('HINCRBY', key, from .. '|' .. task, -1) <= 0 then
+    redis.call('HDEL', key, from .. '|' .. task)
+  end
+  if to then
+    redis.call('HINCRBY', key, to .. '|' .. task, 1)
+  end
+end
+
 local function move(id, q, seq, from, to)
   if from then
     redis.call('ZREM', P .. 'idx:' .. q .. ':' .. from, id)
+  else
+    redis.call('SETNX', P .. 'tallied', seq)
   end
   redis.call('ZADD', P .. 'idx:' .. q .. ':' .. to, seq, id)
+  tally(id, q, from, to)
   redis.call('HSET', jkey(id), 'state', to)
 end
 
@@ -143,6 +164,7 @@ local function delete_job(id)
   if not FINAL[h.state] then
     free_unique(id, h.ukey)
   end
+  tally(id, h.q, h.state, nil)
   redis.call('DEL', jkey(id))
   return 1
 end
