@@ -99,7 +99,9 @@ def pages(total: int, some_id: str, deep_id: str) -> list[tuple[str, str]]:
         ("jobs, task+state", "/jobs?task=shop.refund&state=failed"),
         ("jobs, deep page", f"/jobs?before={deep_id}"),
         ("jobs, last hour", "/jobs?since=1h"),
-        ("jobs, argument", f"/jobs?q=order_id%3D{middle}"),
+        ("jobs, argument", f"/jobs?q=order_id%3D{middle}"),  # the newest 100,000 jobs
+        ("jobs, argument, all", f"/jobs?q=order_id%3D{middle}&scan=all"),
+        ("bulk confirm, argument", f"/jobs/bulk?action=retry&q=order_id%3D{middle}"),
         ("bulk confirm, failed", "/jobs/bulk?action=retry&state=failed"),
         ("bulk confirm, task", "/jobs/bulk?action=retry&task=shop.refund"),
         ("job", f"/jobs/{some_id}"),

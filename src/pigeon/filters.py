@@ -87,8 +87,12 @@ def build_filter(
     since: str | None = None,
     until: str | None = None,
     search: str | None = None,
+    scan: str | None = None,
 ) -> JobFilter:
     """A JobFilter from operator input; empty strings mean "any".
+
+    An argument search looks at the newest ``scan`` jobs (a number, or ``all``); given as
+    ``""``, the newest :data:`SEARCH_SCAN`; not given (None), every job.
 
     Raises:
         ValueError: a part of the input does not read (the message says which and how).
@@ -99,8 +103,23 @@ def build_filter(
         queue=queue.strip() if queue and queue.strip() else None,
         since=parse_moment(since) if since and since.strip() else None,
         until=parse_moment(until) if until and until.strip() else None,
-        args=parse_args_search(search) if search and search.strip() else (),
+        args=(args := parse_args_search(search) if search and search.strip() else ()),
+        newest=_scan(scan) if args else None,
     )
+
+
+SEARCH_SCAN = 100_000
+"""How many of the newest jobs an argument search on the dashboard looks at unless told."""
+
+
+def _scan(text: str | None) -> int | None:
+    if text is None or text.strip() == "all":
+        return None
+    if not text.strip():
+        return SEARCH_SCAN
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"scan {text!r}: a number of jobs, or all")
+    return int(text)
 
 
 def _task(app: App | None, task: str | None) -> str | None:

@@ -52,6 +52,12 @@ def test_filter_bulk_retry_and_job_page(
     assert query["state"] == ["failed"] and query["task"] == ["refund"] and query["q"] == ["order_id=42"]
     links = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#jobs a.job-link")]
     assert links == [failed[2]]
+    # An argument search reads the newest 100,000 jobs unless told to read them all.
+    assert "Searched the newest 100,000 jobs" in browser.find_element(By.ID, "search-scope").text
+    click(browser, "#search-all")
+    wait_for(browser, lambda d: "scan=all" in d.current_url)
+    assert [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#jobs a.job-link")] == [failed[2]]
+    assert browser.find_elements(By.ID, "search-scope") == []
 
     # Bulk retry of everything the (wider) filter matches, behind a confirmation with the count.
     browser.get(dashboard.url + "/jobs?state=failed&task=refund")

@@ -58,6 +58,27 @@ async def test_find_filters_by_task_state_queue_and_arguments(broker: Broker) ->
     assert await b.count_jobs(JobFilter(queue="billing", task="shop.ship")) == 0
 
 
+async def test_an_argument_search_looks_at_the_newest_jobs_it_is_given_only(broker: Broker) -> None:
+    jobs = [make_job("t.n", payload=msgspec.json.encode({"n": i % 10})) for i in range(30)]
+    await broker.enqueue(jobs[:20])
+    await broker.enqueue(jobs[20:])
+    b = inspect(broker)
+    n3 = parse_args_search("n=3")
+    assert [r.job.id for r in await b.find_jobs(JobFilter(args=n3))] == [jobs[23].id, jobs[13].id, jobs[3].id]
+    assert [r.job.id for r in await b.find_jobs(JobFilter(args=n3, newest=10))] == [jobs[23].id]
+    assert [r.job.id for r in await b.find_jobs(JobFilter(args=n3, newest=17))] == [jobs[23].id, jobs[13].id]
+    assert await b.count_jobs(JobFilter(args=n3, newest=17)) == 2
+    assert await b.count_jobs(JobFilter(args=n3, newest=17, states=(JobState.QUEUED,))) == 2
+    assert await b.count_jobs(JobFilter(args=n3, newest=6)) == 0
+    # Pages within the window stay within it.
+    page = await b.find_jobs(JobFilter(args=n3, newest=17), limit=1, before=jobs[23].id)
+    assert [r.job.id for r in page] == [jobs[13].id]
+    assert await b.find_jobs(JobFilter(args=n3, newest=17), before=jobs[13].id) == []
+    where = JobFilter(args=n3, newest=17)
+    assert await apply_bulk(broker, where, BulkAction.CANCEL, expires_at=time.time() + 60) == 2
+    assert (await broker.get(jobs[3].id)).state is JobState.QUEUED  # type: ignore[union-attr]
+
+
 async def test_find_filters_by_enqueue_time(broker: Broker) -> None:
     old = msgspec.structs.replace(make_job(), enqueued_at=1_000.0)
     new = msgspec.structs.replace(make_job(), enqueued_at=2_000.0)
@@ -239,3 +260,15 @@ async def test_oldest_ready_looks_past_priorities(broker: Broker) -> None:
     assert await inspect(broker).oldest_ready() == {"default": 1_000.0}
     await broker.claim("w", Q, 1, 30)  # takes the high-priority one
     assert await inspect(broker).oldest_ready() == {"default": 1_000.0}
+
+
+def test_a_dashboard_search_reads_the_newest_jobs_unless_told() -> None:
+    from pigeon.filters import SEARCH_SCAN, build_filter
+
+    assert build_filter(search="n=1", scan="").newest == SEARCH_SCAN
+    assert build_filter(search="n=1", scan="all").newest is None
+    assert build_filter(search="n=1", scan="5000").newest == 5000
+    assert build_filter(search="n=1").newest is None  # the CLI reads every job
+    assert build_filter(scan="").newest is None  # no argument search: nothing to bound
+    with pytest.raises(ValueError, match="a number of jobs, or all"):
+        build_filter(search="n=1", scan="lots")

@@ -44,6 +44,9 @@ class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
     """Enqueued before (Unix seconds)."""
     args: tuple[tuple[str, str], ...] = ()
     """``(name, JSON value)`` pairs: a top-level argument ``name`` equal to that value."""
+    newest: int | None = None
+    """Only the last ``newest`` enqueue positions (deleted jobs' included) are looked at: an
+    argument search reads every job it looks at, so the dashboard bounds it this way."""
 
     def needles(self) -> list[tuple[bytes, bytes]]:
         """For each argument condition, the two byte strings either of which marks a match.
@@ -66,7 +69,13 @@ class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def beyond_state(self) -> bool:
         """Whether it says more than queue and states (a broker indexing only those must read jobs)."""
-        return bool(self.task is not None or self.since is not None or self.until is not None or self.args)
+        return bool(
+            self.task is not None
+            or self.since is not None
+            or self.until is not None
+            or self.args
+            or self.newest is not None
+        )
 
     def matches_job(self, job: Job) -> bool:
         """Everything but the states, checked on the envelope alone."""

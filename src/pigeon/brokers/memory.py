@@ -407,8 +407,9 @@ class MemoryBroker(BrokerBase):
                     return []
                 top = cursor.seq
             out: list[JobRecord] = []
+            low = self._lowest(where)
             for row in sorted(self._s.rows.values(), key=lambda r: r.seq, reverse=True):
-                if len(out) >= limit:
+                if len(out) >= limit or row.seq < low:
                     break
                 if top is not None and row.seq >= top:
                     continue
@@ -419,7 +420,14 @@ class MemoryBroker(BrokerBase):
 
     async def count_jobs(self, where: JobFilter) -> int:
         with self._s.lock:
-            return sum(1 for row in self._s.rows.values() if where.matches(row.record()))
+            low = self._lowest(where)
+            return sum(1 for row in self._s.rows.values() if row.seq >= low and where.matches(row.record()))
+
+    def _lowest(self, where: JobFilter) -> int:
+        """The oldest enqueue position ``where.newest`` lets a search look at (the jobs kept's)."""
+        if where.newest is None or not self._s.rows:
+            return 0
+        return max(r.seq for r in self._s.rows.values()) - where.newest + 1
 
     async def delete_jobs(self, job_ids: Sequence[str]) -> int:
         deleted = 0

@@ -452,7 +452,7 @@ class PostgresBroker(SqlReads, BrokerBase):
         self, where: JobFilter, *, limit: int = 50, before: str | None = None
     ) -> list[JobRecord]:
         table = f"{self.namespace}.jobs"
-        if where.args and not where.states:
+        if where.args and not where.states and where.newest is None:
             clause, params = filter_clause(where, before, dialect="postgres", table=table)
             sql = self._q["find_any_state"].replace(b"{where}", clause.encode())
         else:

@@ -130,7 +130,9 @@ class RedisInspection:
         self, where: JobFilter, keys: list[str], top: int | None, mode: str
     ) -> AsyncGenerator[list[Any]]:
         """find.lua's replies for each enqueue-order range below ``top``, newest range first."""
-        high = int(await self._redis.get(f"{self._prefix}seq") or 0) + 1 if top is None else top
+        last = int(await self._redis.get(f"{self._prefix}seq") or 0)
+        high = last + 1 if top is None else top
+        floor = 0 if where.newest is None else last - where.newest + 1  # the oldest position looked at
         needles = [n for pair in where.needles() for n in pair]
         span = 1000
         prefix = len(self._prefix)
@@ -143,7 +145,9 @@ class RedisInspection:
             if not heads:
                 return
             high = int(max(heads)) + 1
-            low = max(0, high - span)
+            if high <= floor:
+                return
+            low = max(floor, high - span)
             calls = [(key[prefix:], f"({high}", low, where.task or "", mode, *needles) for key in keys]
             yield await self._script_each("find", calls)
             high = low
@@ -157,7 +161,8 @@ class RedisInspection:
                 for key in keys:
                     pipe.zcard(key)
                 return int(sum(await pipe.execute()))
-            if where.task is not None and where.since is None and where.until is None and not where.args:
+            by_task_only = (where.since, where.until, where.newest, where.args) == (None, None, None, ())
+            if where.task is not None and by_task_only:
                 tallied = await self._tallied(where, keys)
                 if tallied is not None:
                     return tallied

@@ -23,7 +23,7 @@ from pigeon.job import JobState
 
 Handler = Callable[[Request], Awaitable[Response]]
 PAGE = 50
-FILTER_KEYS = ("state", "task", "queue", "since", "until", "q")
+FILTER_KEYS = ("state", "task", "queue", "since", "until", "q", "scan")
 
 
 class Dashboard:
@@ -158,6 +158,7 @@ class Dashboard:
                 since=raw["since"],
                 until=raw["until"],
                 search=raw["q"],
+                scan=raw["scan"],
             )
         except ValueError as exc:
             return JobFilter(), raw, str(exc)
@@ -178,6 +179,7 @@ class Dashboard:
             name,
             status=400 if error else 200,
             page=page,
+            newest=where.newest,
             raw=raw,
             query=query,
             error=error,
@@ -193,7 +195,8 @@ class Dashboard:
             return self.render(request, "error.html", status=400, message=error or "unknown action")
         count = await reads.inspection(await self.app.connection()).count_jobs(where)
         query = urlencode([(k, v) for k, v in raw.items() if v])
-        return self.render(request, "confirm.html", action=action.value, count=count, raw=raw, query=query)
+        page: dict[str, Any] = {"count": count, "raw": raw, "query": query, "newest": where.newest}
+        return self.render(request, "confirm.html", action=action.value, **page)
 
     async def bulk_apply(self, request: Request) -> Response:
         form = await request.form()
@@ -204,6 +207,7 @@ class Dashboard:
                 states=[str(s) for s in form.getlist("state")],
                 **{k: str(form.get(k, "")) for k in ("task", "queue", "since", "until")},
                 search=str(form.get("q", "")),
+                scan=str(form.get("scan", "")),
             )
         except ValueError as exc:
             return self.render(request, "error.html", status=400, message=str(exc))

@@ -130,10 +130,13 @@ def filter_clause(
     if where.queue is not None:
         terms.append(f"queue = {p('queue')}")
         params["queue"] = where.queue
-    if where.states:
-        names = [f"st{i}" for i in range(len(where.states))]
+    states = where.states
+    if pg and where.newest is not None and not states:  # every state: the (state, seq) index serves
+        states = tuple(JobState)
+    if states:
+        names = [f"st{i}" for i in range(len(states))]
         terms.append(f"state IN ({', '.join(p(n) for n in names)})")
-        params.update({n: s.value for n, s in zip(names, where.states, strict=True)})
+        params.update({n: s.value for n, s in zip(names, states, strict=True)})
     if where.task is not None:
         terms.append(f"task = {p('task')}")
         params["task"] = where.task
@@ -150,6 +153,11 @@ def filter_clause(
         else:
             terms.append(f"(instr(envelope, {a_}) > 0 OR instr(envelope, {b_}) > 0)")
         params[f"a{i}"], params[f"b{i}"] = a, b
+    if where.newest is not None:
+        # The last enqueue position: PostgreSQL's sequence, SQLite's largest rowid (both O(1)).
+        last = f"(SELECT last_value FROM {table}_seq_seq)" if pg else f"(SELECT max(seq) FROM {table})"
+        terms.append(f"seq > {last} - {p('newest')}")
+        params["newest"] = where.newest
     if before is not None:
         terms.append(f"seq < (SELECT seq FROM {table} WHERE id = {p('before')})")
         params["before"] = before
@@ -166,7 +174,12 @@ def find_sql(
     end with ``seq``.
     """
     rest = JobFilter(
-        queue=where.queue, task=where.task, since=where.since, until=where.until, args=where.args
+        queue=where.queue,
+        task=where.task,
+        since=where.since,
+        until=where.until,
+        args=where.args,
+        newest=where.newest,
     )
     clause, params = filter_clause(rest, before, dialect=dialect, table=table)
     mark = "%({})s" if dialect == "postgres" else ":{}"
