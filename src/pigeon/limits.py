@@ -9,7 +9,7 @@ the limit, before anything is stored, so a worker never meets a job it cannot de
 - ``MAX_BYTES``: the default of ``App(max_payload=…)``, the most a job's encoded arguments
   (its chain's later steps' included) or its encoded result may take. Checked by the
   client on every enqueue path (:func:`check_sizes`) and by the worker on each result
-  (:func:`result_error`). Each broker's own ceiling is far above it (SQLite 1 GB a value,
+  (:func:`result_too_large`). Each broker's own ceiling is far above it (SQLite 1 GB a value,
   PostgreSQL 1 GB a ``bytea``/``jsonb``, Redis 512 MB a string; RabbitMQ carries job ids
   only, its 16 MiB message limit on 4.x never meets a payload), so a larger setting works
   too, at the memory it costs: a worker holds each running job's payload and result.
@@ -79,12 +79,10 @@ def check_sizes(jobs: Sequence[Job], max_bytes: int) -> None:
             )
 
 
-def result_error(task: str, result: bytes, max_bytes: int) -> PayloadTooLarge | None:
-    """The error a job fails with when its encoded ``result`` exceeds ``max_bytes``."""
-    if len(result) <= max_bytes:
-        return None
+def result_too_large(task: str, size: int, max_bytes: int) -> PayloadTooLarge:
+    """The error a job fails with when its encoded result (``size`` bytes) exceeds ``max_bytes``."""
     return PayloadTooLarge(
-        f"{task}(): the result encodes to {len(result)} bytes, over the limit of {max_bytes} "
+        f"{task}(): the result encodes to {size} bytes, over the limit of {max_bytes} "
         "(App(max_payload=…)); the job fails and its result is not stored"
     )
 

@@ -84,9 +84,9 @@ class AttemptRunner:
             return _raised(error)
         except BaseException as exc:  # noqa: BLE001 - a bad job must never kill the worker
             return _raised(exc)
-        too_large = limits.result_error(job.task, result, self._client.max_payload)
-        if too_large is not None:  # the same call would return the same result: no retry
-            log.error("%s", too_large, extra=extra)
+        if len(result) > self._client.max_payload:  # the same call, the same result: no retry
+            too_large = limits.result_too_large(job.task, len(result), self._client.max_payload)
+            log.error("%s", too_large, extra=log_extra(claim))
             return Unrunnable(ErrorInfo("pigeon.PayloadTooLarge", str(too_large)), too_large)
         if job.then is not None:
             broken = await self._continue_chain(claim, result)
