@@ -191,7 +191,10 @@ class Worker:
         cfg = self.config
         while not self._stopping:
             self._wake.clear()
-            free = cfg.concurrency - len(self._running)
+            # Outcomes beyond one concurrency's worth take slots: while settles lag (a slow
+            # store, big results) the worker stops claiming instead of holding results unbounded.
+            backlog = max(0, self._settler.pending - cfg.concurrency)
+            free = cfg.concurrency - len(self._running) - backlog
             if free > 0:
                 settled = self._settler.rounds
                 try:

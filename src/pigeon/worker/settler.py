@@ -37,6 +37,11 @@ class Settler:
         self.outbox.append(outcome)
         self._ready.set()
 
+    @property
+    def pending(self) -> int:
+        """Outcomes not landed yet (each holds its result in memory)."""
+        return len(self.outbox) + len(self.settling)
+
     def idle_since(self, rounds: int) -> bool:
         """Whether no outcome is waiting and none landed since the round count was ``rounds``."""
         return not self.outbox and not self.settling and self.rounds == rounds
