@@ -7,13 +7,16 @@ each test works in its own namespace (its own queues) with an SQLite store.
 from __future__ import annotations
 
 import asyncio
+import functools
+import operator
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
+import aiormq
 import pytest
 
 from pigeon.brokers.base import create_broker, with_store
@@ -179,3 +182,24 @@ async def test_a_server_that_never_answers_is_an_error_not_a_hang(tmp_path: Path
     server.close()
     for w in accepted:
         w.close()
+
+
+async def test_concurrent_claims_acknowledge_each_delivery_once(broker: RabbitBroker) -> None:
+    # Workers of one app share its broker, so their claims overlap. A delivery acknowledged
+    # twice is an "unknown delivery tag" to RabbitMQ, which closes the consuming channel.
+    async def delivered() -> int:
+        await broker.wait(Q, 0.2)
+        return broker.deliveries
+
+    for _ in range(5):
+        jobs = [make_job() for _ in range(40)]
+        expected = broker.deliveries + len(jobs)
+        await broker.enqueue(jobs)
+        await eventually(delivered, functools.partial(operator.eq, expected), what="all delivered")
+        consuming = cast(aiormq.Channel, await broker._channel(broker._consumer).get_underlay_channel())
+        claims = await asyncio.gather(*(broker.claim("w", Q, 40, 30) for _ in range(4)))
+        assert sorted(c.job.id for batch in claims for c in batch) == sorted(j.id for j in jobs)
+        # A round trip after the acknowledgements: RabbitMQ answers it only if it took them all.
+        await consuming.basic_qos(prefetch_count=64)
+        assert not consuming.is_closed
+        assert broker._held.ready.get("default") == []

@@ -91,6 +91,12 @@ class Held:
         Those are the claimed jobs' deliveries and, when the store had fewer
         ready jobs than asked for, every delivery held before the claim began:
         their jobs were claimed elsewhere, cancelled, finished or are not due.
+
+        Only deliveries still held are taken, and taking one removes it before
+        any await: claims overlap (the workers of one app share its broker) and
+        ``_release`` runs meanwhile, and whoever takes a delivery is its only
+        acknowledger. Two acknowledgements of one delivery tag make RabbitMQ close
+        the consuming channel ("unknown delivery tag").
         """
         ids = {c.job.id for c in claims}
         self._claimed.update(dict.fromkeys(ids))
@@ -99,10 +105,11 @@ class Held:
         drained = len(claims) < limit
         done: list[AbstractIncomingMessage] = []
         for q, held in before.items():
-            settled = {id(m) for m in held if drained or _job_id(m) in ids}
-            if settled:
-                done += [m for m in held if id(m) in settled]
-                self.ready[q] = [m for m in self.ready.get(q, ()) if id(m) not in settled]
+            earlier = {id(m) for m in held} if drained else set()
+            kept: list[AbstractIncomingMessage] = []
+            for m in self.ready.get(q, ()):
+                (done if id(m) in earlier or _job_id(m) in ids else kept).append(m)
+            self.ready[q] = kept
         await ack(done)
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
