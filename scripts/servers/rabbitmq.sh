@@ -101,6 +101,12 @@ launch() {
     # shellcheck source=/dev/null
     . "$base/node"
     rm -f "$dir/rabbitmq.pid"
+    # Open files as Debian's service unit allows (LimitNOFILE=65536), within the hard limit. The
+    # node sizes its file-handle budget from this; at 1024 it had room for ~300 quorum queues,
+    # then accepted no more connections. Raised in the node's own shell: runuser resets it.
+    local nofile
+    nofile="$(ulimit -Hn)"
+    [[ "$nofile" == unlimited || "$nofile" -gt 65536 ]] && nofile=65536
     # RUNNING_UNDER_SYSTEMD: the script execs the VM itself (no signal-forwarding shell), so the
     # pid file names the process that stops on SIGTERM. setsid: the node outlives this script.
     as_owner env -i PATH="/usr/sbin:/usr/bin:/bin" HOME="$dir" LANG=C.UTF-8 \
@@ -110,7 +116,7 @@ launch() {
         RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config" \
         RABBITMQ_CONF_ENV_FILE="$dir/rabbitmq-env.conf" RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" \
         RABBITMQ_PID_FILE="$dir/rabbitmq.pid" RUNNING_UNDER_SYSTEMD=1 \
-        setsid "$server" </dev/null >>"$dir/log/console.log" 2>&1 &
+        sh -c 'ulimit -n "$0" 2>/dev/null; exec setsid "$1"' "$nofile" "$server" </dev/null >>"$dir/log/console.log" 2>&1 &
     for _ in $(seq 1 900); do
         if [[ -s "$dir/rabbitmq.pid" ]] && amqp_ready "$port"; then
             cp "$dir/rabbitmq.pid" "$pidfile"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pigeon import App, UnsupportedFeature
-from tests.conftest import open_broker
+from tests.conftest import delete_rabbitmq_queues, open_broker
 
 
 @pytest.fixture
@@ -20,6 +20,7 @@ async def app(broker_url: str) -> AsyncIterator[App]:
     yield app
     await app.aclose()
     await asyncio.to_thread(app.close)  # what synchronous calls opened on the app's own loop
+    await delete_rabbitmq_queues(broker_url, app.client._seams)
 
 
 # -- RabbitMQ alone ("amqp"): what needs a record of every job is a clear error ------------------

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import url_for
+from tests.conftest import delete_rabbitmq_queues, url_for
 
 
 @pytest.fixture(
@@ -17,5 +18,7 @@ from tests.conftest import url_for
         pytest.param("amqp+sqlite", marks=pytest.mark.server),
     ]
 )
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return url_for(request.param, tmp_path)
+async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    url = url_for(request.param, tmp_path)
+    yield url
+    await delete_rabbitmq_queues(url, queues=["default"])

@@ -102,16 +102,27 @@ class Setup:
             return int(self.redis.llen(name))
         import amqp  # type: ignore[import-untyped]
 
-        with amqp.Connection(
-            self.broker_url.removeprefix("amqp://").rstrip("/").split("@")[-1],
-            userid="guest",
-            password="guest",
-        ) as conn:
+        with self._amqp() as conn:
             channel = conn.channel()
             try:
                 return int(channel.queue_declare(name, passive=True).message_count)
             except amqp.exceptions.NotFound:
                 return 0
+
+    def _amqp(self) -> Any:
+        import amqp
+
+        host = self.broker_url.removeprefix("amqp://").rstrip("/").split("@")[-1]
+        return amqp.Connection(host, userid="guest", password="guest")
+
+    def delete_queues(self) -> None:
+        """RabbitMQ keeps a queue until it is deleted: the test's own, and those the bridge made."""
+        if self.kind != "rabbitmq":
+            return
+        with self._amqp() as conn:
+            channel = conn.channel()
+            for name in (self.queue, *(f"pigeon.bridge.{k}.{self.queue}" for k in ("held", "rejected"))):
+                channel.queue_delete(name)
 
     def stop(self) -> None:
         for p in self.procs:
@@ -132,6 +143,7 @@ def setup(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Setup]:
     subprocess.run([sys.executable, "-m", "pigeon", "migrate", s.pigeon_url], check=True, env=s.env, cwd=ROOT)
     yield s
     s.stop()
+    s.delete_queues()
 
 
 def test_celery_sends_pigeon_runs_celery_reads(setup: Setup) -> None:

@@ -23,7 +23,7 @@ from pigeon.brokers.base import create_broker, with_store
 from pigeon.brokers.rabbitmq import RabbitBroker
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import JobState
-from tests.conftest import server_url, with_namespace
+from tests.conftest import delete_rabbitmq_queues, server_url, with_namespace
 from tests.helpers import eventually, make_job
 
 pytestmark = pytest.mark.server
@@ -36,8 +36,10 @@ def namespace() -> str:
 
 
 @pytest.fixture
-def url(namespace: str, tmp_path: Path) -> str:
-    return with_store(with_namespace(server_url("rabbitmq"), namespace), f"sqlite:///{tmp_path}/jobs.db")
+async def url(namespace: str, tmp_path: Path) -> AsyncIterator[str]:
+    url = with_store(with_namespace(server_url("rabbitmq"), namespace), f"sqlite:///{tmp_path}/jobs.db")
+    yield url
+    await delete_rabbitmq_queues(url, queues=["default", "other"])
 
 
 async def opened(url: str) -> RabbitBroker:
@@ -203,3 +205,35 @@ async def test_concurrent_claims_acknowledge_each_delivery_once(broker: RabbitBr
         await consuming.basic_qos(prefetch_count=64)
         assert not consuming.is_closed
         assert broker._held.ready.get("default") == []
+
+
+async def test_delete_queues_removes_the_namespaces_queues_and_keeps_the_jobs(
+    broker: RabbitBroker, url: str, namespace: str
+) -> None:
+    jobs = [make_job(), make_job(queue="other")]
+    await broker.enqueue(jobs)
+    assert await broker.claim("w", ("mail",), 1, 30) == []  # "mail": declared to consume, never sent to
+    connection = await aio_pika.connect(server_url("rabbitmq"))
+
+    async def exists(queue: str) -> bool:
+        try:
+            async with await connection.channel() as channel:  # a failed passive declare closes it
+                await channel.declare_queue(f"{namespace}.{queue}", passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return False
+        return True
+
+    async with connection:
+        # A broker that declared nothing finds the store's queues; this one knows its own.
+        fresh = await opened(url)
+        assert await fresh.delete_queues() == [f"{namespace}.default", f"{namespace}.other"]
+        await fresh.close()
+        assert await exists("mail")
+        assert sorted(await broker.delete_queues()) == [
+            f"{namespace}.{q}" for q in ("default", "mail", "other")
+        ]
+        assert [await exists(q) for q in ("default", "mail", "other")] == [False, False, False]
+        # The jobs were in the store all along: claimed, and the queue consumed again.
+        claims = await broker.claim("w", ("default", "other"), 10, 30)
+        assert sorted(c.job.id for c in claims) == sorted(j.id for j in jobs)
+        assert await exists("default")

@@ -26,7 +26,7 @@ import pytest
 from pigeon import App, JobState, Task
 from pigeon.brokers.rabbitmq import RabbitBroker
 from pigeon.errors import BrokerError
-from tests.conftest import server_url, with_namespace
+from tests.conftest import delete_rabbitmq_queues, server_url, with_namespace
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.server
@@ -191,6 +191,7 @@ async def test_a_basic_cancel_mid_drain_loses_nothing(tmp_path: Path) -> None:
         assert ran == set(range(N + 50))
     finally:
         await app.aclose()
+        await delete_rabbitmq_queues(app.url, queues=["default"])
 
 
 async def test_a_killed_connection_mid_drain_loses_nothing(tmp_path: Path) -> None:
@@ -209,3 +210,4 @@ async def test_a_killed_connection_mid_drain_loses_nothing(tmp_path: Path) -> No
             assert ran == set(range(N + 50))
         finally:
             await app.aclose()
+            await delete_rabbitmq_queues(app.url, queues=["default"])

@@ -6,16 +6,17 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Self, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.connection import make_url
 
 from pigeon.brokers.base import Broker, BrokerBase, Capabilities, Migrating, create_broker
+from pigeon.brokers.inspection import Inspecting
 from pigeon.brokers.rabbitmq._held import Held
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import Claim, Job, JobRecord, Outcome, WorkerInfo
@@ -71,6 +72,8 @@ class RabbitBroker(BrokerBase):
         self._publisher: AbstractRobustChannel | None = None
         self._consumer: AbstractRobustChannel | None = None
         self._declared: set[str] = set()
+        self._used: set[str] = set()
+        """Every queue this broker declared, for :meth:`delete_queues`."""
         self._consumers: dict[str, str] = {}
         """The consumer tag of each queue consumed."""
         self._declaring = asyncio.Lock()
@@ -223,15 +226,13 @@ class RabbitBroker(BrokerBase):
             raise BrokerConnectionError("the RabbitMQ broker is not open (use `async with broker:`)")
         return channel
 
-    async def _declare(self, queues: Sequence[str]) -> None:
-        """Declare the queues not declared yet, with the same arguments every time.
+    @contextlib.asynccontextmanager
+    async def _side_channel(self) -> AsyncIterator[AbstractChannel]:
+        """A channel of its own, for declarations and deletions, under the declaring lock.
 
-        On a channel of their own: a refused declaration closes its channel, and
-        must not take the publishing channel with it.
+        A refused declaration closes its channel, and must not take the
+        publishing channel with it.
         """
-        missing = [q for q in dict.fromkeys(queues) if q not in self._declared]
-        if not missing:
-            return
         async with self._declaring:
             if self._connection is None:
                 raise BrokerConnectionError("the RabbitMQ broker is not open (use `async with broker:`)")
@@ -239,16 +240,53 @@ class RabbitBroker(BrokerBase):
                 async with asyncio.timeout(_CALL):
                     channel = await self._connection.channel(publisher_confirms=False)
             try:
-                for q in missing:
-                    if q not in self._declared:
-                        with self._translated():
-                            await channel.declare_queue(**self._queue_args(q), timeout=_CALL)
-                        self._declared.add(q)
+                yield channel
             finally:
                 # Bounded: this runs under the declaring lock, which every claim and wait may need.
                 with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError):
                     async with asyncio.timeout(_CALL):
                         await channel.close()
+
+    async def _declare(self, queues: Sequence[str]) -> None:
+        """Declare the queues not declared yet, with the same arguments every time."""
+        missing = [q for q in dict.fromkeys(queues) if q not in self._declared]
+        if not missing:
+            return
+        async with self._side_channel() as channel:
+            for q in missing:
+                if q not in self._declared:
+                    with self._translated():
+                        await channel.declare_queue(**self._queue_args(q), timeout=_CALL)
+                    self._declared.add(q)
+                    self._used.add(q)
+
+    async def delete_queues(self, queues: Sequence[str] = ()) -> list[str]:
+        """Delete this namespace's queues from RabbitMQ, with the deliveries they hold.
+
+        The queues deleted are those named, those this broker declared, and those
+        its store has jobs in. No job is lost: the store keeps them all, a
+        worker's claim finds the ready ones without a delivery, and the next send
+        or worker declares its queue again. For a namespace that is done with,
+        such as a test's: RabbitMQ keeps every queue until it is deleted, and a
+        node slows down under many unused quorum queues.
+
+        Returns:
+            The RabbitMQ names of the queues deleted (one already gone is no error).
+
+        Raises:
+            BrokerConnectionError: RabbitMQ cannot be reached.
+        """
+        names = {*queues, *self._used}
+        if isinstance(self._store, Inspecting):
+            names.update(s.queue for s in await self._store.stats())
+        async with self._side_channel() as channel:
+            for q in sorted(names):
+                with self._translated():
+                    await channel.queue_delete(self._queue_name(q), timeout=_CALL)
+                self._declared.discard(q)
+                self._consumers.pop(q, None)
+                self._held.forget(q)
+        return [self._queue_name(q) for q in sorted(names)]
 
     def _queue_args(self, queue: str) -> dict[str, Any]:
         return {
