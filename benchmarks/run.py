@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from benchmarks import backlog, hotpath, nfc, payloads, servers  # noqa: E402
+from benchmarks import backlog, hotpath, nfc, payloads, rabbitmq, servers  # noqa: E402
 from benchmarks import sections as scale_sections  # noqa: E402
 from benchmarks.tasks import STAMPS, HueySuite, Suite, burn, calibrate  # noqa: E402
 from pigeon import App, JobState  # noqa: E402
@@ -774,10 +774,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         choices=sorted(
-            [*WORKLOADS, *servers.SECTIONS, "backlog", "nfc", "hotpath", *scale_sections.SECTIONS, "payloads"]
+            [
+                *WORKLOADS,
+                *servers.SECTIONS,
+                "backlog",
+                "nfc",
+                "hotpath",
+                *scale_sections.SECTIONS,
+                "payloads",
+                "rabbitmq",
+            ]
         ),
         action="append",
-        help="run only this workload, server section (postgres, redis) or the backlog section; repeatable",
+        help="run only this workload, server section (postgres, redis), backlog or rabbitmq; repeatable",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the no-op drain and print it")
     args = parser.parse_args(argv)
@@ -854,6 +863,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         scale_sections.run(args.only, args.quick, console)
     if args.only is None or "payloads" in args.only:
         payloads.run(list(payloads.BROKERS), 20 if args.quick else 200, payloads.MB, console)
+    if args.only is None or "rabbitmq" in args.only:
+        rabbitmq.run(args.quick, console)
     console.print(f"  the whole run: {time.perf_counter() - start_all:.0f} s", style="dim")
     return 0
 

@@ -23,7 +23,7 @@ REQUIREMENTS: dict[str, list[str]] = {
     "pgqueuer": ["pgqueuer", "asyncpg"],
     "rq": ["rq"],
     "arq": ["arq"],
-    "dramatiq": ["dramatiq[redis]"],
+    "dramatiq": ["dramatiq[redis,rabbitmq]"],  # pika, for its RabbitMQ broker (the rabbitmq section)
     "saq": ["saq[redis]", "typing_extensions"],  # saq 0.26 imports it without requiring it
     "taskiq": ["taskiq", "taskiq-redis"],
     "celery": ["celery[redis]"],
