@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
+
+import pytest
 
 from pigeon import App, BrokerError
 from pigeon.brokers.base import Broker
@@ -25,12 +28,23 @@ class CancelBecomesError(MemoryBroker):
         return []
 
 
-async def test_a_stop_mid_enqueue_of_a_missed_tick_ends_the_worker() -> None:
+class CancelSwallowed(CancelBecomesError):
+    """A real broker whose enqueue, once cancelled, swallows the cancel and returns."""
+
+    async def enqueue(self, jobs: Sequence[Job]) -> list[str]:
+        self.entered.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+        return [j.id for j in jobs]
+
+
+@pytest.mark.parametrize("kind", [CancelBecomesError, CancelSwallowed])
+async def test_a_stop_mid_enqueue_of_a_missed_tick_ends_the_worker(kind: type[CancelBecomesError]) -> None:
     app = App("memory://")
     entered = asyncio.Event()
 
     def broker() -> Broker:
-        made = CancelBecomesError.from_url("memory://", {})
+        made = kind.from_url("memory://", {})
         made.entered = entered
         return made
 
@@ -45,5 +59,36 @@ async def test_a_stop_mid_enqueue_of_a_missed_tick_ends_the_worker() -> None:
         await entered.wait()  # the scheduler is enqueueing the missed tick
     w.stop()
     async with asyncio.timeout(10):  # before the fix: the scheduler slept to the next tick
+        await runner
+    await app.aclose()
+
+
+class WaitSwallowsCancel(MemoryBroker):
+    """A real broker whose wake-up wait, once cancelled, swallows the cancel and returns."""
+
+    entered: asyncio.Event
+
+    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+        self.entered.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+
+
+async def test_a_stop_during_a_wake_up_wait_that_swallows_it_ends_the_worker() -> None:
+    app = App("memory://")
+    entered = asyncio.Event()
+
+    def broker() -> Broker:
+        made = WaitSwallowsCancel.from_url("memory://", {})
+        made.entered = entered
+        return made
+
+    app.client.create_broker = broker  # type: ignore[method-assign]
+    w = app.make_worker(poll=0.05)
+    runner = asyncio.create_task(w.run(install_signals=False))
+    async with asyncio.timeout(10):
+        await entered.wait()  # the watch waits for a wake-up
+    w.stop()
+    async with asyncio.timeout(10):  # before the fix: the watch waited again, for ever
         await runner
     await app.aclose()

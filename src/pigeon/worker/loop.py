@@ -35,7 +35,7 @@ from pigeon.worker.executors import Executors
 from pigeon.worker.identity import new_worker_id, worker_info
 from pigeon.worker.progress import ProgressReporter
 from pigeon.worker.settler import Settler
-from pigeon.worker.ticker import run_schedules
+from pigeon.worker.ticker import raise_if_cancelling, run_schedules
 
 log = logging.getLogger("pigeon.worker")
 
@@ -383,6 +383,7 @@ class Worker:
         assert self._broker is not None
         pause = self.config.poll
         while True:
+            raise_if_cancelling()  # a driver may have swallowed the stop's cancel
             try:
                 await self._broker.wait(self.config.queues, self.config.poll)
                 pause = self.config.poll

@@ -47,13 +47,24 @@ async def run_schedules(client: Client, schedules: Sequence[Schedule]) -> None:
 
 
 async def _enqueue(client: Client, jobs: list[Job]) -> None:
+    # A driver may turn the worker's cancel into an error of its own, or swallow it and return
+    # (aio-pika, opening a channel, does both now and then): the stop must still win, or the
+    # loop sleeps to the next tick.
     try:
         await client.aenqueue(jobs)
-    except Exception as exc:  # what escapes a broker must not end the worker
-        # A driver may turn the worker's cancel into an error of its own (aio-pika's channel
-        # open does, now and then): the stop must still win, or the loop sleeps to the next tick.
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise asyncio.CancelledError from exc
+    except Exception as exc:  # noqa: BLE001 - what escapes a broker must not end the worker
+        raise_if_cancelling(exc)
         what = str(exc) if isinstance(exc, BrokerError) else f"{type(exc).__name__}: {exc}"
         log.error("could not enqueue %d periodic jobs: %s", len(jobs), what)
+    raise_if_cancelling()
+
+
+def raise_if_cancelling(cause: BaseException | None = None) -> None:
+    """Raise ``CancelledError`` if the current task is being cancelled.
+
+    For loops that call drivers which may swallow a cancel (aio-pika does, now and
+    then): without this, a stopping worker's loop would carry on for ever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from cause
