@@ -29,7 +29,7 @@ import contextlib
 import re
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Self, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -41,6 +41,7 @@ from aio_pika.connection import make_url
 
 from pigeon.brokers.base import BrokerBase, Capabilities
 from pigeon.brokers.rabbitmq import _topology as topo
+from pigeon.brokers.rabbitmq._connection import CALL, translated, where
 from pigeon.brokers.rabbitmq._inbox import Arrival, Inbox
 from pigeon.brokers.rabbitmq._messages import ATTEMPTS, DUE, Send, ack, as_int, send
 from pigeon.brokers.rabbitmq._messages import message as job_message
@@ -57,8 +58,6 @@ from pigeon.job import (
     decode_stored,
 )
 
-_CALL = 10.0
-"""Seconds any one call to RabbitMQ may take: a stuck server is an error, not a hang."""
 _AGAIN = (0.0, 0.1, 0.3, 0.9)
 """Pauses before publishing nacked or returned messages again."""
 _EARLY = 0.002
@@ -69,10 +68,6 @@ NO_RECORD = (
     "RabbitMQ alone keeps no record of a job; give it a companion store for this: "
     "App('amqp://…', store='postgresql://…'), $PIGEON_STORE or OPTIONS['store'] in Django"
 )
-
-
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
 
 
 def unsupported(what: str) -> UnsupportedFeature:
@@ -155,29 +150,17 @@ class AloneBroker(BrokerBase):
 
     # -- plumbing ------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _translated(self) -> Iterator[None]:
-        try:
-            yield
-        except aiormq.exceptions.ChannelPreconditionFailed as exc:
-            raise ConfigurationError(
-                f"RabbitMQ ({self._where}) refused a declaration: {exc}. A queue of that name exists "
-                "with other arguments (quorum vs classic, or declared by RabbitMQ with a store?): "
-                "delete it, or set ?queue_type= to match"
-            ) from exc
-        except TimeoutError as exc:
-            raise BrokerConnectionError(
-                f"RabbitMQ ({self._where}) did not answer within {_CALL:.0f} s"
-            ) from exc
-        except (aiormq.exceptions.AMQPConnectionError, ConnectionError, OSError) as exc:
-            raise BrokerConnectionError(f"RabbitMQ ({self._where}): {exc}") from exc
-        except aiormq.exceptions.AMQPError as exc:
-            raise BrokerError(f"RabbitMQ ({self._where}): {exc}") from exc
+    def _translated(self) -> contextlib.AbstractContextManager[None]:
+        return translated(
+            self._where,
+            "A queue of that name exists with other arguments "
+            "(quorum vs classic, or declared by RabbitMQ with a store?): "
+            "delete it, or set ?queue_type= to match",
+        )
 
     @property
     def _where(self) -> str:
-        parts = urlsplit(self._server)
-        return f"{parts.hostname}:{parts.port or 5672}{parts.path or '/'}, namespace {self._namespace!r}"
+        return where(self._server, self._namespace)
 
     def queue_name(self, queue: str) -> str:
         return f"{self._namespace}.{queue}"
@@ -195,12 +178,12 @@ class AloneBroker(BrokerBase):
         """
         try:
             with self._translated():
-                async with asyncio.timeout(_CALL):
+                async with asyncio.timeout(CALL):
                     self._connection = aio_pika.RobustConnection(
                         make_url(self._server),
                         client_properties={"connection_name": f"pigeon:{self._namespace}"},
                     )
-                    await self._connection.connect(timeout=_CALL)
+                    await self._connection.connect(timeout=CALL)
                     transport = self._connection.transport
                     if transport is None:
                         raise BrokerConnectionError(
@@ -218,7 +201,7 @@ class AloneBroker(BrokerBase):
 
     def _check_server(self, properties: Any) -> None:
         version = properties.get("version", "0")
-        self.server_version = _version(version.decode() if isinstance(version, bytes) else str(version))
+        self.server_version = version(version.decode() if isinstance(version, bytes) else str(version))
         if not (properties.get("capabilities") or {}).get("publisher_confirms"):
             raise ConfigurationError(f"RabbitMQ ({self._where}) has no publisher confirms; pigeon needs them")
         if self._queue_type == "quorum" and self.server_version < (3, 10):
@@ -235,7 +218,7 @@ class AloneBroker(BrokerBase):
         self._running.clear()
         if connection is not None:
             with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError):
-                async with asyncio.timeout(_CALL):
+                async with asyncio.timeout(CALL):
                     await connection.close()
 
     def _channel(self, channel: AbstractRobustChannel | None) -> AbstractRobustChannel:
@@ -256,12 +239,12 @@ class AloneBroker(BrokerBase):
             if self._connection is None:
                 raise BrokerConnectionError("the RabbitMQ broker is not open (use `async with broker:`)")
             with self._translated():
-                async with asyncio.timeout(_CALL):
+                async with asyncio.timeout(CALL):
                     channel = await self._connection.channel(publisher_confirms=False)
             try:
                 with self._translated():
                     if not self._delays:
-                        await topo.declare_delays(channel, _CALL)
+                        await topo.declare_delays(channel, CALL)
                         self._delays = True
                     for q in missing:
                         if q not in self._declared:
@@ -269,17 +252,17 @@ class AloneBroker(BrokerBase):
                             self._declared.add(q)
             finally:
                 with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError):
-                    async with asyncio.timeout(_CALL):
+                    async with asyncio.timeout(CALL):
                         await channel.close()
 
     async def _declare_queue(self, channel: Any, queue: str) -> None:
         dead, name = self.dead_name(queue), self.queue_name(queue)
         await channel.declare_queue(
-            dead, durable=True, arguments={"x-queue-type": self._queue_type}, timeout=_CALL
+            dead, durable=True, arguments={"x-queue-type": self._queue_type}, timeout=CALL
         )
         args = topo.queue_arguments(self._queue_type, dead, self._delivery_limit)
-        await channel.declare_queue(name, durable=True, arguments=args, timeout=_CALL)
-        await topo.bind_destination(channel, name, _CALL)
+        await channel.declare_queue(name, durable=True, arguments=args, timeout=CALL)
+        await topo.bind_destination(channel, name, CALL)
 
     # -- publishing ------------------------------------------------------------
 
@@ -345,7 +328,7 @@ class AloneBroker(BrokerBase):
             return 0
         channel = self._channel(self._consumer)
         with self._translated():
-            async with asyncio.timeout(_CALL):
+            async with asyncio.timeout(CALL):
                 live = cast(aiormq.Channel, await channel.get_underlay_channel()).consumers
         missing = [q for q in queues if self._consumers.get(q) not in live]
         if not missing:
@@ -356,9 +339,9 @@ class AloneBroker(BrokerBase):
         for q in missing:
             self._inbox.forget(q)
             with self._translated():
-                queue = await channel.declare_queue(self.queue_name(q), passive=True, timeout=_CALL)
+                queue = await channel.declare_queue(self.queue_name(q), passive=True, timeout=CALL)
                 waiting += queue.declaration_result.message_count or 0
-                self._consumers[q] = await queue.consume(self._inbox.receiver(q), timeout=_CALL)
+                self._consumers[q] = await queue.consume(self._inbox.receiver(q), timeout=CALL)
         return waiting
 
     async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Self, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -17,21 +17,16 @@ from aio_pika.connection import make_url
 
 from pigeon.brokers.base import Broker, BrokerBase, Capabilities, Migrating, create_broker
 from pigeon.brokers.inspection import Inspecting
+from pigeon.brokers.rabbitmq._connection import CALL, translated, where
 from pigeon.brokers.rabbitmq._held import Held
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import Claim, Job, JobRecord, Outcome, WorkerInfo
 
-_CALL = 10.0
-"""Seconds any one call to RabbitMQ may take: a stuck server is an error, not a hang."""
 _AGAIN = (0.0, 0.1, 0.3, 0.9)
 """Pauses before publishing nacked or returned deliveries again."""
 _QUEUE_TYPES = ("quorum", "classic")
 _MIN_QUORUM = (3, 8)
 """Quorum queues appeared in RabbitMQ 3.8."""
-
-
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
 
 
 class RabbitBroker(BrokerBase):
@@ -133,28 +128,17 @@ class RabbitBroker(BrokerBase):
 
     # -- plumbing ------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _translated(self) -> Iterator[None]:
-        try:
-            yield
-        except aiormq.exceptions.ChannelPreconditionFailed as exc:
-            raise ConfigurationError(
-                f"RabbitMQ ({self._where}) refused a queue declaration: {exc}. A queue of that name "
-                "exists with other arguments (quorum vs classic?): delete it, or set ?queue_type= to match"
-            ) from exc
-        except TimeoutError as exc:
-            raise BrokerConnectionError(
-                f"RabbitMQ ({self._where}) did not answer within {_CALL:.0f} s"
-            ) from exc
-        except (aiormq.exceptions.AMQPConnectionError, ConnectionError, OSError) as exc:
-            raise BrokerConnectionError(f"RabbitMQ ({self._where}): {exc}") from exc
-        except aiormq.exceptions.AMQPError as exc:
-            raise BrokerError(f"RabbitMQ ({self._where}): {exc}") from exc
+    def _translated(self) -> contextlib.AbstractContextManager[None]:
+        return translated(
+            self._where,
+            "A queue of that name exists with other arguments "
+            "(quorum vs classic?): "
+            "delete it, or set ?queue_type= to match",
+        )
 
     @property
     def _where(self) -> str:
-        parts = urlsplit(self._server)
-        return f"{parts.hostname}:{parts.port or 5672}{parts.path or '/'}, namespace {self._namespace!r}"
+        return where(self._server, self._namespace)
 
     def _queue_name(self, queue: str) -> str:
         return f"{self._namespace}.{queue}"
@@ -171,7 +155,7 @@ class RabbitBroker(BrokerBase):
         await self._store.__aenter__()
         try:
             with self._translated():
-                async with asyncio.timeout(_CALL):
+                async with asyncio.timeout(CALL):
                     await self._connect()
         except BaseException:
             await self.close()
@@ -182,7 +166,7 @@ class RabbitBroker(BrokerBase):
         self._connection = aio_pika.RobustConnection(
             make_url(self._server), client_properties={"connection_name": f"pigeon:{self._namespace}"}
         )
-        await self._connection.connect(timeout=_CALL)
+        await self._connection.connect(timeout=CALL)
         transport = self._connection.transport
         if transport is None:
             raise BrokerConnectionError(f"RabbitMQ ({self._where}): the connection closed at once")
@@ -193,7 +177,7 @@ class RabbitBroker(BrokerBase):
 
     def _check_server(self, properties: Any) -> None:
         version = properties.get("version", "0")
-        self.server_version = _version(version.decode() if isinstance(version, bytes) else str(version))
+        self.server_version = version(version.decode() if isinstance(version, bytes) else str(version))
         capabilities = properties.get("capabilities") or {}
         if not capabilities.get("publisher_confirms"):
             raise ConfigurationError(f"RabbitMQ ({self._where}) has no publisher confirms; pigeon needs them")
@@ -212,7 +196,7 @@ class RabbitBroker(BrokerBase):
             await self._held.close()
             if connection is not None:
                 with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError):
-                    async with asyncio.timeout(_CALL):
+                    async with asyncio.timeout(CALL):
                         await connection.close()
         finally:
             await self._store.__aexit__(None, None, None)
@@ -237,14 +221,14 @@ class RabbitBroker(BrokerBase):
             if self._connection is None:
                 raise BrokerConnectionError("the RabbitMQ broker is not open (use `async with broker:`)")
             with self._translated():
-                async with asyncio.timeout(_CALL):
+                async with asyncio.timeout(CALL):
                     channel = await self._connection.channel(publisher_confirms=False)
             try:
                 yield channel
             finally:
                 # Bounded: this runs under the declaring lock, which every claim and wait may need.
                 with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError):
-                    async with asyncio.timeout(_CALL):
+                    async with asyncio.timeout(CALL):
                         await channel.close()
 
     async def _declare(self, queues: Sequence[str]) -> None:
@@ -256,7 +240,7 @@ class RabbitBroker(BrokerBase):
             for q in missing:
                 if q not in self._declared:
                     with self._translated():
-                        await channel.declare_queue(**self._queue_args(q), timeout=_CALL)
+                        await channel.declare_queue(**self._queue_args(q), timeout=CALL)
                     self._declared.add(q)
                     self._used.add(q)
 
@@ -282,7 +266,7 @@ class RabbitBroker(BrokerBase):
         async with self._side_channel() as channel:
             for q in sorted(names):
                 with self._translated():
-                    await channel.queue_delete(self._queue_name(q), timeout=_CALL)
+                    await channel.queue_delete(self._queue_name(q), timeout=CALL)
                 self._declared.discard(q)
                 self._consumers.pop(q, None)
                 self._held.forget(q)
@@ -351,7 +335,7 @@ class RabbitBroker(BrokerBase):
                     ),
                     routing_key=self._queue_name(j.queue),
                     mandatory=True,
-                    timeout=_CALL,
+                    timeout=CALL,
                 )
                 for j in jobs
             ),
@@ -378,7 +362,7 @@ class RabbitBroker(BrokerBase):
             return
         channel = self._channel(self._consumer)
         with self._translated():
-            async with asyncio.timeout(_CALL):
+            async with asyncio.timeout(CALL):
                 live = cast(aiormq.Channel, await channel.get_underlay_channel()).consumers
         missing = [q for q in queues if self._consumers.get(q) not in live]
         if not missing:
@@ -389,7 +373,7 @@ class RabbitBroker(BrokerBase):
             self._held.forget(q)
             with self._translated():
                 queue = await channel.get_queue(self._queue_name(q), ensure=False)
-                self._consumers[q] = await queue.consume(self._held.receiver(q), timeout=_CALL)
+                self._consumers[q] = await queue.consume(self._held.receiver(q), timeout=CALL)
 
     async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
         """Claim in the store; acknowledge the deliveries this claim settles (see ``Held.settle``)."""

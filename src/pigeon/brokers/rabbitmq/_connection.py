@@ -1,0 +1,46 @@
+"""What both RabbitMQ brokers share: the server's version, where it is, and its errors in pigeon's words."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import aiormq
+
+from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
+
+CALL = 10.0
+"""Seconds any one call to RabbitMQ may take: a stuck server is an error, not a hang."""
+
+
+def version(text: str) -> tuple[int, ...]:
+    """The leading numbers of a version string: ``"3.10.7"`` → ``(3, 10, 7)``."""
+    return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
+
+
+def where(server: str, namespace: str) -> str:
+    """The server and namespace, for error messages (no password)."""
+    parts = urlsplit(server)
+    return f"{parts.hostname}:{parts.port or 5672}{parts.path or '/'}, namespace {namespace!r}"
+
+
+@contextlib.contextmanager
+def translated(place: str, refused: str) -> Iterator[None]:
+    """Raise aiormq's and the socket's errors as pigeon's, naming ``place``.
+
+    Args:
+        place: the server, as :func:`where` gives it.
+        refused: what to say after a refused declaration (how to resolve it).
+    """
+    try:
+        yield
+    except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        raise ConfigurationError(f"RabbitMQ ({place}) refused a declaration: {exc}. {refused}") from exc
+    except TimeoutError as exc:
+        raise BrokerConnectionError(f"RabbitMQ ({place}) did not answer within {CALL:.0f} s") from exc
+    except (aiormq.exceptions.AMQPConnectionError, ConnectionError, OSError) as exc:
+        raise BrokerConnectionError(f"RabbitMQ ({place}): {exc}") from exc
+    except aiormq.exceptions.AMQPError as exc:
+        raise BrokerError(f"RabbitMQ ({place}): {exc}") from exc
