@@ -41,7 +41,7 @@ from aio_pika.connection import make_url
 
 from pigeon.brokers.base import BrokerBase, Capabilities
 from pigeon.brokers.rabbitmq import _topology as topo
-from pigeon.brokers.rabbitmq._connection import CALL, translated, where
+from pigeon.brokers.rabbitmq._connection import CALL, translated, version_of, where
 from pigeon.brokers.rabbitmq._inbox import Arrival, Inbox
 from pigeon.brokers.rabbitmq._messages import ATTEMPTS, DUE, Send, ack, as_int, send
 from pigeon.brokers.rabbitmq._messages import message as job_message
@@ -201,7 +201,7 @@ class AloneBroker(BrokerBase):
 
     def _check_server(self, properties: Any) -> None:
         version = properties.get("version", "0")
-        self.server_version = version(version.decode() if isinstance(version, bytes) else str(version))
+        self.server_version = version_of(version.decode() if isinstance(version, bytes) else str(version))
         if not (properties.get("capabilities") or {}).get("publisher_confirms"):
             raise ConfigurationError(f"RabbitMQ ({self._where}) has no publisher confirms; pigeon needs them")
         if self._queue_type == "quorum" and self.server_version < (3, 10):

@@ -17,7 +17,7 @@ from aio_pika.connection import make_url
 
 from pigeon.brokers.base import Broker, BrokerBase, Capabilities, Migrating, create_broker
 from pigeon.brokers.inspection import Inspecting
-from pigeon.brokers.rabbitmq._connection import CALL, translated, where
+from pigeon.brokers.rabbitmq._connection import CALL, translated, version_of, where
 from pigeon.brokers.rabbitmq._held import Held
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import Claim, Job, JobRecord, Outcome, WorkerInfo
@@ -177,7 +177,7 @@ class RabbitBroker(BrokerBase):
 
     def _check_server(self, properties: Any) -> None:
         version = properties.get("version", "0")
-        self.server_version = version(version.decode() if isinstance(version, bytes) else str(version))
+        self.server_version = version_of(version.decode() if isinstance(version, bytes) else str(version))
         capabilities = properties.get("capabilities") or {}
         if not capabilities.get("publisher_confirms"):
             raise ConfigurationError(f"RabbitMQ ({self._where}) has no publisher confirms; pigeon needs them")

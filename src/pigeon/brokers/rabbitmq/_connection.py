@@ -15,7 +15,7 @@ CALL = 10.0
 """Seconds any one call to RabbitMQ may take: a stuck server is an error, not a hang."""
 
 
-def version(text: str) -> tuple[int, ...]:
+def version_of(text: str) -> tuple[int, ...]:
     """The leading numbers of a version string: ``"3.10.7"`` → ``(3, 10, 7)``."""
     return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
 
