@@ -29,6 +29,7 @@ from pigeon.brokers.base import (
     Limiting,
     Migrating,
     Reporting,
+    SyncProducing,
     TransactionalBroker,
     capabilities_of,
 )
@@ -97,6 +98,8 @@ class InstrumentedBroker:
         self._limiting = inner if isinstance(inner, Limiting) else None
         self._reporting = inner if isinstance(inner, Reporting) else None
         self._transactional = inner if isinstance(inner, TransactionalBroker) else None
+        self.sync_producing = inner if isinstance(inner, SyncProducing) else None
+        """The broker, if it stores jobs from synchronous code itself (None: go through a loop)."""
         self._stats: dict[str, CallStats] = {}
         self._observers: list[SeamObserver] = []
         self._lock = threading.Lock()  # sync transactional sends come from any thread
@@ -293,6 +296,37 @@ class InstrumentedBroker:
         if self._reporting is None:
             raise self._lacks("keep progress reports")
         return await self._call("progress", self._reporting.progress(job_id, token, data))
+
+    # -- SyncProducing, where the broker is one --------------------------------
+
+    def enqueue_sync(self, jobs: Sequence[Job]) -> list[str]:
+        """:meth:`Broker.enqueue` from synchronous code, counted as an ``enqueue``.
+
+        Raises:
+            UnsupportedFeature: the broker has no synchronous producer.
+            BrokerError: the jobs were not stored.
+        """
+        if self.sync_producing is None:
+            raise self._lacks("enqueue from synchronous code")
+        start = time.perf_counter()
+        failed = True
+        try:
+            ids = self.sync_producing.enqueue_sync(jobs)
+            failed = False
+            return ids
+        except PigeonError:
+            raise
+        except (TimeoutError, OSError) as exc:
+            raise BrokerConnectionError(f"broker enqueue: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            raise BrokerError(f"broker enqueue: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._record("enqueue", time.perf_counter() - start, failed)
+
+    def close_sync(self) -> None:
+        """Close the broker's synchronous connections, if it has any."""
+        if self.sync_producing is not None:
+            self.sync_producing.close_sync()
 
     # -- TransactionalBroker, where the broker is one --------------------------
 

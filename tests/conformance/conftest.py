@@ -1,15 +1,23 @@
-"""The app every end-to-end conformance test runs on: one per broker, its schema created."""
+"""The app every end-to-end conformance test runs on: one per broker, its schema created.
+
+``producer`` sends as either kind of caller does: ``await task.asend()`` on the test's
+loop, or ``task.send()`` from a thread (a web request's), which takes the broker's
+synchronous path where it has one (``SyncProducing``) and the app's loop thread where not.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, ParamSpec, TypeVar
 
 import pytest
 
-from pigeon import App, UnsupportedFeature
+from pigeon import App, JobHandle, Task, UnsupportedFeature
 from tests.conftest import delete_rabbitmq_queues, open_broker
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @pytest.fixture
@@ -166,3 +174,28 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     with pytest.raises(UnsupportedFeature, match=NO_RECORD):
         yield
     return True
+
+
+class Producer:
+    """Sends from asynchronous code, or from synchronous code in a thread of its own."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} producer>"
+
+    async def send(self, task: Task[P, R], /, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
+        if self.kind == "async":
+            return await task.asend(*args, **kwargs)
+        return await asyncio.to_thread(task.send, *args, **kwargs)
+
+    async def send_many(self, task: Task[Any, R], calls: Iterable[tuple[Any, ...]]) -> list[JobHandle[R]]:
+        if self.kind == "async":
+            return await task.asend_many(calls)
+        return await asyncio.to_thread(task.send_many, calls)
+
+
+@pytest.fixture(params=["async", "sync"])
+def producer(request: pytest.FixtureRequest) -> Producer:
+    return Producer(request.param)

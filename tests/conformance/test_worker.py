@@ -15,6 +15,7 @@ import pytest
 
 from pigeon import App, JobCancelled, JobContext, JobFailed, JobState, Retry
 from pigeon.retry import Fixed
+from tests.conformance.conftest import Producer
 from tests.helpers import eventually, make_job
 
 
@@ -26,7 +27,7 @@ class Point(msgspec.Struct, frozen=True):
 FAST: dict[str, Any] = {"poll": 0.05, "heartbeat": 0.2, "lease": 5.0, "recover_every": 0.5, "dead_after": 1.0}
 
 
-async def test_async_task_result_with_typed_arguments(app: App) -> None:
+async def test_async_task_result_with_typed_arguments(app: App, producer: Producer) -> None:
     @app.task
     async def describe(when: datetime, amount: Decimal, ident: uuid.UUID, p: Point) -> dict[str, Any]:
         assert isinstance(when, datetime) and isinstance(amount, Decimal)
@@ -34,7 +35,9 @@ async def test_async_task_result_with_typed_arguments(app: App) -> None:
         return {"day": when.day, "amount": str(amount * 2), "x": p.x}
 
     async with app.worker(**FAST):
-        h = await describe.asend(datetime(2026, 1, 5, tzinfo=UTC), Decimal("1.25"), uuid.uuid4(), Point(3, 4))
+        h = await producer.send(
+            describe, datetime(2026, 1, 5, tzinfo=UTC), Decimal("1.25"), uuid.uuid4(), Point(3, 4)
+        )
         assert await h.aresult(timeout=10) == {"day": 5, "amount": "2.50", "x": 3}
         rec = await h.arecord()
         assert rec.state is JobState.SUCCEEDED and rec.attempts == 1
@@ -336,14 +339,14 @@ async def test_graceful_shutdown_lets_short_jobs_finish(app: App) -> None:
     assert (await h.arecord()).state is JobState.SUCCEEDED
 
 
-async def test_unique_key_and_delay_through_the_api(app: App) -> None:
+async def test_unique_key_and_delay_through_the_api(app: App, producer: Producer) -> None:
     @app.task
     async def once(n: int) -> int:
         return n
 
     sent = time.monotonic()
-    h1 = await once.options(unique_key="k", delay=0.3).asend(1)
-    h2 = await once.options(unique_key="k").asend(2)
+    h1 = await producer.send(once.options(unique_key="k", delay=0.3), 1)
+    h2 = await producer.send(once.options(unique_key="k"), 2)
     assert h1 == h2
     state = (await h1.arecord()).state
     # Under load the 0.3 s may be over by the time the record is read: then it may be due.
@@ -353,7 +356,7 @@ async def test_unique_key_and_delay_through_the_api(app: App) -> None:
         assert await h1.aresult(timeout=10) == 1
 
 
-async def test_run_at_and_priority_through_the_api(app: App) -> None:
+async def test_run_at_and_priority_through_the_api(app: App, producer: Producer) -> None:
     """Due jobs run by priority; a job with a run_at, the highest priority of all, waits for it.
 
     When each job starts is what is checked, not that "later" runs last: a worker whose
@@ -372,9 +375,9 @@ async def test_run_at_and_priority_through_the_api(app: App) -> None:
         return len(order)
 
     run_at = datetime.now(UTC) + timedelta(seconds=0.3)
-    later = await record.options(run_at=run_at, priority=20).asend("later")
-    await record.options(priority=-10).asend("low")
-    await record.options(priority=10).asend("high")
+    later = await producer.send(record.options(run_at=run_at, priority=20), "later")
+    await producer.send(record.options(priority=-10), "low")
+    await producer.send(record.options(priority=10), "high")
     async with app.worker(**{**FAST, "concurrency": 1}):
         await later.aresult(timeout=10)
         await eventually(ran, lambda n: n == 3, what="all three jobs run")
@@ -382,12 +385,12 @@ async def test_run_at_and_priority_through_the_api(app: App) -> None:
     assert order.index("high") < order.index("low")
 
 
-async def test_burst_worker_exits_when_idle(app: App) -> None:
+async def test_burst_worker_exits_when_idle(app: App, producer: Producer) -> None:
     @app.task
     async def noop(i: int) -> int:
         return i
 
-    handles = await noop.asend_many([(i,) for i in range(50)])
+    handles = await producer.send_many(noop, [(i,) for i in range(50)])
     worker = app.make_worker(burst=True, **FAST)
     await asyncio.wait_for(worker.run(install_signals=False), 20)
     assert [await h.aresult(timeout=1) for h in handles] == list(range(50))
@@ -450,7 +453,7 @@ async def test_jobs_are_counted_in_stats(app: App) -> None:
     assert counts["default"]["queued"] == 3
 
 
-async def test_a_job_claimed_past_its_expiry_is_cancelled_not_run(app: App) -> None:
+async def test_a_job_claimed_past_its_expiry_is_cancelled_not_run(app: App, producer: Producer) -> None:
     ran: list[str] = []
 
     @app.task
@@ -459,8 +462,8 @@ async def test_a_job_claimed_past_its_expiry_is_cancelled_not_run(app: App) -> N
         return name
 
     # The late job falls due after its expiry; the punctual one expires long after it runs.
-    late = await report.options(delay=0.3, expires=0.1).asend("late")
-    punctual = await report.options(expires=datetime.now(UTC) + timedelta(hours=1)).asend("punctual")
+    late = await producer.send(report.options(delay=0.3, expires=0.1), "late")
+    punctual = await producer.send(report.options(expires=datetime.now(UTC) + timedelta(hours=1)), "punctual")
     assert (await late.arecord()).job.expires_at is not None
     async with app.worker(**FAST):
         assert await punctual.aresult(timeout=10) == "punctual"

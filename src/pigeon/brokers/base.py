@@ -196,6 +196,28 @@ class TransactionalBroker(Protocol):
         ...
 
 
+@runtime_checkable
+class SyncProducing(Protocol):
+    """A broker that stores jobs from synchronous code, on synchronous connections of its own.
+
+    A synchronous ``send()`` then costs one round trip on the caller's thread, not a hop
+    to an event loop and back. The broker instance need not be open; its connections
+    open on first use, at most a few (shared by every calling thread), and close with
+    :meth:`close_sync`.
+    """
+
+    sync_connections: int
+    """The most connections :meth:`enqueue_sync` opens (so the most calls it runs at once)."""
+
+    def enqueue_sync(self, jobs: Sequence[Job]) -> list[str]:
+        """:meth:`Broker.enqueue`, from any thread. Raises as it does."""
+        ...
+
+    def close_sync(self) -> None:
+        """Close the connections :meth:`enqueue_sync` opened (it opens new ones if called again)."""
+        ...
+
+
 def capabilities_of(broker: Broker) -> Capabilities:
     """The broker's declared capabilities, completed with the optional protocols it implements."""
     return dataclasses.replace(

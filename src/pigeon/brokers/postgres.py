@@ -40,7 +40,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 import psycopg
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
@@ -49,8 +48,15 @@ from pigeon.brokers.base import BrokerBase, Capabilities
 from pigeon.brokers.inspection import JobFilter
 from pigeon.brokers.postgres_listen import Listener
 from pigeon.brokers.postgres_rows import SETTLE_COLUMNS, EnqueueBatch, columns, settle_row
-from pigeon.brokers.postgres_schema import MigrationPlan, check_not_newer
-from pigeon.brokers.sql import SqlReads, filter_clause, find_sql, migrations, queries, record_from_row
+from pigeon.brokers.postgres_schema import (
+    SCHEMA_EXISTS,
+    MigrationPlan,
+    check_current,
+    schema_version,
+    schema_version_query,
+)
+from pigeon.brokers.sql import SqlReads, filter_clause, find_sql, queries, record_from_row
+from pigeon.brokers.sync_pool import SyncPool
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
@@ -81,6 +87,7 @@ class PostgresBroker(SqlReads, BrokerBase):
     """The PostgreSQL broker: a pool for statements, one more connection to LISTEN."""
 
     capabilities = Capabilities()
+    sync_connections = 2
 
     def __init__(
         self,
@@ -118,6 +125,7 @@ class PostgresBroker(SqlReads, BrokerBase):
         }
         self._channel = f"pigeon:{namespace}"
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._producing = SyncPool(self._producer_connection, psycopg.Connection.close, self.sync_connections)
         self._listener = Listener(
             self._channel,
             self._where,
@@ -229,13 +237,7 @@ class PostgresBroker(SqlReads, BrokerBase):
                 version = await self._schema_version(conn)
         except psycopg.Error as exc:
             raise self._error(exc) from exc
-        latest = migrations("postgres")[-1][0]
-        check_not_newer(self.namespace, version)
-        if version < latest:
-            raise ConfigurationError(
-                f"the pigeon schema {self.namespace!r} on {self._where} is at version {version}, this pigeon"
-                f" needs {latest}: run `pigeon migrate`"
-            )
+        check_current(self.namespace, version, self._where)
         pool = AsyncConnectionPool(
             self._conninfo,
             min_size=1,
@@ -250,12 +252,10 @@ class PostgresBroker(SqlReads, BrokerBase):
         self._pool = pool
 
     async def _schema_version(self, conn: psycopg.AsyncConnection[Any]) -> int:
-        exists = "SELECT to_regclass(format('%%I.schema_version', %s::text)) IS NOT NULL"
-        row = await (await conn.execute(exists, [self.namespace])).fetchone()
+        row = await (await conn.execute(SCHEMA_EXISTS, [self.namespace])).fetchone()
         if not (row and row[0]):
             return 0
-        query = sql.SQL("SELECT coalesce(max(version), 0) FROM {}.schema_version")
-        row = await (await conn.execute(query.format(sql.Identifier(self.namespace)))).fetchone()
+        row = await (await conn.execute(schema_version_query(self.namespace))).fetchone()
         return int(row[0]) if row else 0
 
     async def close(self) -> None:
@@ -304,6 +304,34 @@ class PostgresBroker(SqlReads, BrokerBase):
         except psycopg.Error as exc:
             raise self._error(exc) from exc
         return batch.ids()
+
+    def enqueue_sync(self, jobs: Sequence[Job]) -> list[str]:
+        """:meth:`enqueue` from any thread, on blocking connections of the broker's own.
+
+        Raises:
+            ConfigurationError: the schema is missing or behind (as :meth:`open`).
+            BrokerError: the insert failed (BrokerConnectionError when unreachable).
+        """
+        try:
+            with self._producing.connection() as conn:
+                return self.enqueue_in_sync(conn, jobs)
+        except psycopg.Error as exc:
+            raise self._error(exc) from exc
+        except (TimeoutError, OSError) as exc:
+            raise BrokerConnectionError(f"PostgreSQL ({self._where}): {type(exc).__name__}: {exc}") from exc
+
+    def close_sync(self) -> None:
+        """Close the connections :meth:`enqueue_sync` opened."""
+        self._producing.close()
+
+    def _producer_connection(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self._conninfo, autocommit=True, **self._kwargs)
+        try:
+            check_current(self.namespace, schema_version(conn, self.namespace), self._where)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     async def _enqueue_async(self, conn: psycopg.AsyncConnection[Any], jobs: Sequence[Job]) -> list[str]:
         batch = EnqueueBatch(jobs, self._channel)

@@ -24,6 +24,36 @@ def check_not_newer(namespace: str, version: int) -> None:
         )
 
 
+def check_current(namespace: str, version: int, where: str) -> None:
+    """Refuse a schema behind or ahead of this pigeon's (ConfigurationError)."""
+    latest = migrations("postgres")[-1][0]
+    check_not_newer(namespace, version)
+    if version < latest:
+        raise ConfigurationError(
+            f"the pigeon schema {namespace!r} on {where} is at version {version}, this pigeon"
+            f" needs {latest}: run `pigeon migrate`"
+        )
+
+
+SCHEMA_EXISTS = "SELECT to_regclass(format('%%I.schema_version', %s::text)) IS NOT NULL"
+
+
+def schema_version_query(namespace: str) -> sql.Composed:
+    """The statement reading the namespace's schema version (once SCHEMA_EXISTS says it has one)."""
+    return sql.SQL("SELECT coalesce(max(version), 0) FROM {}.schema_version").format(
+        sql.Identifier(namespace)
+    )
+
+
+def schema_version(conn: psycopg.Connection[Any], namespace: str) -> int:
+    """The namespace's schema version (0: none), on a synchronous connection."""
+    row = conn.execute(SCHEMA_EXISTS, [namespace]).fetchone()
+    if not (row and row[0]):
+        return 0
+    row = conn.execute(schema_version_query(namespace)).fetchone()
+    return int(row[0]) if row else 0
+
+
 class MigrationPlan:
     """The statements of a migration run, shared by the async broker and :func:`migrate_connection`."""
 

@@ -65,14 +65,15 @@ from pigeon.brokers.inspection import purged
 from pigeon.brokers.redis_connect import SentinelService, check_eviction, cluster_nodes, describe, new_client
 from pigeon.brokers.redis_data import (
     FIELDS,
+    enqueue_args,
     record,
     script_source,
     settle_args,
     text,
-    time_arg,
     worker_decoder,
 )
 from pigeon.brokers.redis_inspect import RedisInspection
+from pigeon.brokers.redis_sync import RedisProducer
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     Claim,
@@ -115,6 +116,7 @@ class RedisBroker(RedisInspection, BrokerBase):
     """
 
     capabilities = Capabilities()
+    sync_connections = 2
 
     def __init__(
         self,
@@ -141,6 +143,9 @@ class RedisBroker(RedisInspection, BrokerBase):
         self._seen: defaultdict[bytes, int] = defaultdict(int)
         self._reading = asyncio.Lock()
         self._turn = asyncio.Event()
+        self._producer = RedisProducer(
+            url, self._cluster, self._prefix, self._slot_key, self._where, self.sync_connections
+        )
 
     @classmethod
     def from_url(cls, url: str, shared: dict[str, Any]) -> Self:
@@ -226,22 +231,22 @@ class RedisBroker(RedisInspection, BrokerBase):
     # -- producing -----------------------------------------------------------
 
     async def enqueue(self, jobs: Sequence[Job]) -> list[str]:
-        rows = [
-            [
-                j.id,
-                j.task,
-                j.queue,
-                j.priority,
-                j.max_attempts,
-                j.unique_key or "",
-                time_arg(j.run_at),
-                j.encode(),
-                j.limit_key or "",
-                j.limit,
-            ]
-            for j in jobs
-        ]
-        return [i.decode() for i in await self._batched("enqueue", repr(time.time()), rows)]
+        now = time.time()
+        return [i.decode() for i in await self._batched("enqueue", repr(now), enqueue_args(jobs, now))]
+
+    def enqueue_sync(self, jobs: Sequence[Job]) -> list[str]:
+        """:meth:`enqueue` from any thread, on blocking connections (``redis_sync.py``).
+
+        Raises:
+            ConfigurationError: the server may evict jobs (as :meth:`open`).
+            BrokerConnectionError: the server cannot be reached.
+        """
+        with self._translated():
+            return self._producer.enqueue(jobs)
+
+    def close_sync(self) -> None:
+        """Close the connections :meth:`enqueue_sync` opened."""
+        self._producer.close()
 
     async def _batched(self, name: str, now: str, rows: Sequence[list[Any]]) -> list[Any]:
         """Run a script over rows in chunks: one call, or one pipeline of calls when there are many."""

@@ -101,13 +101,7 @@ def new_client(
     Raises:
         ValueError: redis-py cannot read ``server``.
     """
-    options: dict[str, Any] = {
-        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.02), retries),
-        "socket_connect_timeout": 5.0,
-        "socket_timeout": 30.0,
-        "socket_keepalive": True,
-        "client_name": name,  # CLIENT LIST tells whose connections these are
-    }
+    options = client_options(Retry(ExponentialBackoff(cap=1.0, base=0.02), retries), name)
     parts = urlsplit(server)
     if sentinel is not None:
         return _sentinel_master(sentinel, parts, options)
@@ -152,6 +146,17 @@ def _sentinel_master(sentinel: SentinelService, parts: SplitResult, options: dic
     return master
 
 
+def client_options(retry: Any, name: str) -> dict[str, Any]:
+    """What every client of the broker is made with, but its retry policy (async or blocking)."""
+    return {
+        "retry": retry,
+        "socket_connect_timeout": 5.0,
+        "socket_timeout": 30.0,
+        "socket_keepalive": True,
+        "client_name": name,  # CLIENT LIST tells whose connections these are
+    }
+
+
 async def check_eviction(client: Any, where: str) -> None:
     """Refuse a server whose ``maxmemory-policy`` may evict jobs.
 
@@ -163,6 +168,11 @@ async def check_eviction(client: Any, where: str) -> None:
     except ResponseError as exc:  # CONFIG renamed or disabled, as on some hosted services
         log.warning("cannot read maxmemory-policy (%s); make sure it is noeviction", exc)
         return
+    refuse_eviction(found, where)
+
+
+def refuse_eviction(found: Any, where: str) -> None:
+    """Raise ConfigurationError unless ``CONFIG GET maxmemory-policy``'s reply is ``noeviction``."""
     # redis-py has decoded this reply to str in some versions and not in others
     decoded = {text(k): text(v) for k, v in dict[Any, Any](found).items()}
     policy = decoded.get("maxmemory-policy", "noeviction")

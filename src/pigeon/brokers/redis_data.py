@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any
 
 import msgspec
 
-from pigeon.job import ErrorInfo, JobRecord, JobState, WorkerInfo, decode_stored
-from pigeon.transitions import Transition
+from pigeon.job import ErrorInfo, Job, JobRecord, JobState, WorkerInfo, decode_stored
+from pigeon.transitions import Transition, arriving
 
 FIELDS = ("env", "state", "att", "res", "err", "errs", "wid", "start", "fin", "lease", "prog")
 _error_decoder = msgspec.json.Decoder(ErrorInfo)
@@ -32,6 +33,29 @@ def text(value: object) -> str:
 def time_arg(t: float | None) -> str:
     """A time as a script argument (``''`` for none)."""
     return "" if t is None else repr(t)
+
+
+def enqueue_args(jobs: Sequence[Job], now: float) -> list[list[Any]]:
+    """Jobs as enqueue.lua's arguments, one list per job; each job's first state decided here."""
+    rows = []
+    for j in jobs:
+        state, run_at = arriving(j, now)
+        rows.append(
+            [
+                j.id,
+                j.task,
+                j.queue,
+                j.priority,
+                j.max_attempts,
+                j.unique_key or "",
+                repr(run_at),
+                j.encode(),
+                j.limit_key or "",
+                j.limit,
+                state.value,
+            ]
+        )
+    return rows
 
 
 def settle_args(t: Transition) -> list[Any]:

@@ -31,6 +31,7 @@ from pigeon import bucket
 from pigeon.brokers.base import BrokerBase, Capabilities
 from pigeon.brokers.inspection import JobFilter
 from pigeon.brokers.sql import SqlReads, filter_clause, find_sql, migrations, queries, record_from_row
+from pigeon.brokers.sync_pool import SyncPool
 from pigeon.bucket import Bucket
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
@@ -57,6 +58,7 @@ class SqliteBroker(SqlReads, BrokerBase):
     """The embedded broker: a SQLite file in WAL mode."""
 
     capabilities = Capabilities()
+    sync_connections = 1
 
     def __init__(
         self, path: str, *, busy_timeout: float = 10.0, write_lock: threading.Lock | None = None
@@ -70,6 +72,8 @@ class SqliteBroker(SqlReads, BrokerBase):
         self._open = False
         self._q = queries("sqlite")
         self.applied: list[str] = []
+        # One connection: SQLite takes one writer at a time, and concurrent sends share its commits.
+        self._producing = SyncPool(self._producer_connection, sqlite3.Connection.close, self.sync_connections)
 
     @classmethod
     def from_url(cls, url: str, shared: dict[str, Any]) -> Self:
@@ -104,28 +108,10 @@ class SqliteBroker(SqlReads, BrokerBase):
         db = self._db
         assert db is not None
         with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                out = fn(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return out
+            return _write(db, fn)
 
     def _connect(self) -> None:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(
-            self.path, isolation_level=None, timeout=self._busy_timeout, check_same_thread=False
-        )
-        # Switching to WAL needs an exclusive lock and does not wait for one: do it only
-        # when the file is not in WAL mode yet (once, ever), not while others hold it open.
-        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            _retry_busy(lambda: db.execute("PRAGMA journal_mode=WAL"), self._busy_timeout)
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
-        self._db = db
-        self.applied = self._write(migrate_connection)
+        self._db, self.applied = _connect(self.path, self._busy_timeout, self._write_lock)
 
     async def migrate(self) -> list[str]:
         """Create or upgrade the tables (opening the broker does this too)."""
@@ -194,6 +180,31 @@ class SqliteBroker(SqlReads, BrokerBase):
     async def enqueue_in(self, connection: sqlite3.Connection, jobs: Sequence[Job]) -> list[str]:
         """:meth:`enqueue_in_sync`; sqlite3 connections block, and are used from their own thread."""
         return self.enqueue_in_sync(connection, jobs)
+
+    def enqueue_sync(self, jobs: Sequence[Job]) -> list[str]:
+        """:meth:`enqueue` from any thread, on a connection of the calling threads' own.
+
+        Raises:
+            BrokerError: the insert failed.
+            BrokerConnectionError: the file cannot be opened or its tables made.
+        """
+        rows = _rows(jobs)
+        insert = functools.partial(self._insert, jobs=jobs, rows=rows)
+        try:
+            with self._producing.connection() as db, self._write_lock:
+                return _write(db, insert)
+        except sqlite3.Error as exc:
+            raise BrokerError(f"SQLite ({self.path}): {exc}") from exc
+
+    def close_sync(self) -> None:
+        """Close the connection :meth:`enqueue_sync` opened."""
+        self._producing.close()
+
+    def _producer_connection(self) -> sqlite3.Connection:
+        try:
+            return _connect(self.path, self._busy_timeout, self._write_lock)[0]
+        except (sqlite3.Error, OSError) as exc:
+            raise BrokerConnectionError(f"SQLite ({self.path}): {exc}") from exc
 
     # -- consuming -----------------------------------------------------------
 
@@ -433,6 +444,36 @@ def _rows(jobs: Sequence[Job]) -> list[tuple[Any, ...]]:
         )
         for j in jobs
     ]
+
+
+def _connect(path: str, busy_timeout: float, lock: threading.Lock) -> tuple[sqlite3.Connection, list[str]]:
+    """A connection in WAL mode to the file, with its tables made; and the migrations applied."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout, check_same_thread=False)
+    try:
+        # Switching to WAL needs an exclusive lock and does not wait for one: do it only
+        # when the file is not in WAL mode yet (once, ever), not while others hold it open.
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            _retry_busy(lambda: db.execute("PRAGMA journal_mode=WAL"), busy_timeout)
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        with lock:
+            return db, _write(db, migrate_connection)
+    except BaseException:
+        db.close()
+        raise
+
+
+def _write(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn(db)`` in one write transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        out = fn(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return out
 
 
 def _retry_busy(fn: Callable[[], object], within: float) -> None:

@@ -1,9 +1,9 @@
--- ARGV: prefix, now, then per job: id, task, queue, priority, max_attempts, unique_key, run_at, envelope,
--- limit_key ('' for none), limit.
+-- ARGV: prefix, now (not read: the caller decided each job's state), then per job: id, task, queue,
+-- priority, max_attempts, unique_key, run_at, envelope, limit_key ('' for none), limit, state
+-- ('queued' or 'scheduled', from transitions.arriving).
 -- Returns, per job, the id that stands for it (a pending job's when the unique key is held).
-local now = tonumber(ARGV[2])
 local out = {}
-for i = 3, #ARGV, 10 do
+for i = 3, #ARGV, 11 do
   local id, q, ukey, run_at = ARGV[i], ARGV[i + 2], ARGV[i + 5], ARGV[i + 6]
   local held = false
   if ukey ~= '' then
@@ -24,7 +24,11 @@ for i = 3, #ARGV, 10 do
       if ukey ~= '' then
         redis.call('SET', P .. 'unique:' .. ukey, id)
       end
-      place(id, q, ARGV[i + 3], seq, run_at, now, nil)
+      if ARGV[i + 10] == 'scheduled' then
+        schedule(id, q, seq, run_at, nil)
+      else
+        push_ready(id, q, ARGV[i + 3], seq, nil)
+      end
     end
   end
 end

@@ -68,15 +68,6 @@ local function schedule(id, q, seq, run_at, from)
   move(id, q, seq, from, 'scheduled')
 end
 
--- Scheduled when run_at ('' for none) is after now, ready otherwise.
-local function place(id, q, prio, seq, run_at, now, from)
-  if run_at ~= '' and tonumber(run_at) > tonumber(now) then
-    schedule(id, q, seq, run_at, from)
-  else
-    push_ready(id, q, prio, seq, from)
-  end
-end
-
 local function free_unique(id, ukey)
   if ukey and ukey ~= '' and redis.call('GET', P .. 'unique:' .. ukey) == id then
     redis.call('DEL', P .. 'unique:' .. ukey)

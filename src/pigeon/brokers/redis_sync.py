@@ -1,0 +1,112 @@
+"""The Redis broker's synchronous enqueue: redis-py's blocking client, the same ``enqueue.lua``.
+
+A synchronous ``send()`` runs the script on the caller's thread over a bounded,
+blocking connection pool shared by every thread, instead of hopping to an event
+loop. Its client is made like the asynchronous one (same retries, timeouts and
+client name), and it refuses an evicting server the same way.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ResponseError
+from redis.retry import Retry
+
+from pigeon.brokers.redis_connect import client_options, log, refuse_eviction
+from pigeon.brokers.redis_data import enqueue_args, script_source
+from pigeon.job import Job
+
+CHUNK = 1000
+"""Jobs per script call, as the asynchronous enqueue: long scripts block every other client."""
+
+
+class RedisProducer:
+    """Runs ``enqueue.lua`` from any thread; connects on first use, at most ``size`` connections.
+
+    Args:
+        server: the server's URL (without ``namespace``), or a cluster's.
+        cluster: a cluster's nodes (empty for one server).
+        prefix: the namespace's key prefix; ``slot_key`` names its slot.
+        size: the most connections open at once.
+    """
+
+    def __init__(
+        self, server: str, cluster: list[tuple[str, int]], prefix: str, slot_key: str, where: str, size: int
+    ) -> None:
+        self._server = server
+        self._cluster = cluster
+        self._prefix = prefix
+        self._slot_key = slot_key
+        self._where = where
+        self._size = size
+        self._lock = threading.Lock()
+        self._client: Any = None  # redis.Redis, or redis.cluster.RedisCluster
+        self._script: Any = None
+
+    def _connected(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                client = self._new_client()
+                try:
+                    _check_eviction(client, self._where)
+                except BaseException:
+                    client.close()
+                    raise
+                self._script = client.register_script(script_source("enqueue"))
+                self._client = client
+            return self._script
+
+    def _new_client(self) -> Any:
+        options = client_options(
+            Retry(ExponentialBackoff(cap=1.0, base=0.02), 8), f"pigeon:{self._prefix[:-1]}"
+        )
+        if not self._cluster:
+            pool = redis.BlockingConnectionPool.from_url(
+                self._server, max_connections=self._size, timeout=30.0, **options
+            )
+            return redis.Redis(connection_pool=pool)
+        from redis.cluster import ClusterNode, RedisCluster
+
+        parts = urlsplit(self._server)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in self._cluster],  # type: ignore[no-untyped-call]
+            username=parts.username,
+            password=parts.password,
+            ssl=parts.scheme.startswith("rediss"),
+            max_connections=self._size,
+            **options,
+        )
+
+    def enqueue(self, jobs: Sequence[Job]) -> list[str]:
+        """Store jobs; the ids standing for them. Raises what redis-py raises."""
+        script = self._connected()
+        now = time.time()
+        ids: list[str] = []
+        for chunk in itertools.batched(enqueue_args(jobs, now), CHUNK):
+            args = [self._prefix, repr(now), *itertools.chain.from_iterable(chunk)]
+            ids.extend(i.decode() for i in script(keys=[self._slot_key], args=args))
+        return ids
+
+    def close(self) -> None:
+        """Close the connections (the next enqueue opens new ones)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+def _check_eviction(client: Any, where: str) -> None:
+    try:
+        found = client.config_get("maxmemory-policy")
+    except ResponseError as exc:  # CONFIG renamed or disabled, as on some hosted services
+        log.warning("cannot read maxmemory-policy (%s); make sure it is noeviction", exc)
+        return
+    refuse_eviction(found, where)

@@ -1,0 +1,61 @@
+"""A small bounded pool of blocking connections, shared by the threads that send synchronously."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+C = TypeVar("C")
+
+
+class SyncPool(Generic[C]):
+    """At most ``size`` connections, opened on first use and kept for the next caller.
+
+    A connection whose use raised is closed rather than kept: it may be broken, and
+    opening another is cheap next to an outage. No thread of its own (a script that
+    only sends exits without waiting on one); :meth:`close` closes the idle ones, and
+    those in use as they come back.
+
+    Args:
+        connect: opens a connection (runs on the calling thread, outside the pool's lock).
+        close: closes one, and must not raise.
+        size: how many may be open at once; callers beyond it wait for one to come back.
+    """
+
+    def __init__(self, connect: Callable[[], C], close: Callable[[C], None], size: int) -> None:
+        self._connect = connect
+        self._close = close
+        self._free = threading.Semaphore(size)
+        self._lock = threading.Lock()
+        self._idle: list[C] = []
+        self._generation = 0  # bumped by close(): connections of an older one are not kept
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[C]:
+        """A connection for the caller's thread alone, until the block ends."""
+        with self._free:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+                generation = self._generation
+            if conn is None:
+                conn = self._connect()
+            try:
+                yield conn
+            except BaseException:
+                self._close(conn)
+                raise
+            with self._lock:
+                if generation == self._generation:
+                    self._idle.append(conn)
+                    return
+            self._close(conn)
+
+    def close(self) -> None:
+        """Close every idle connection; those in use close when they come back."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._generation += 1
+        for conn in idle:
+            self._close(conn)
