@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from benchmarks import backlog, hotpath, nfc, payloads, rabbitmq, servers  # noqa: E402
+from benchmarks import backlog, hotpath, nfc, payloads, rabbitmq, servers, single_send  # noqa: E402
 from benchmarks import sections as scale_sections  # noqa: E402
 from benchmarks.tasks import STAMPS, HueySuite, Suite, burn, calibrate  # noqa: E402
 from pigeon import App, JobState  # noqa: E402
@@ -783,6 +783,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 *scale_sections.SECTIONS,
                 "payloads",
                 "rabbitmq",
+                "single",
             ]
         ),
         action="append",
@@ -843,6 +844,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         faulthandler.cancel_dump_traceback_later()
         console.print(f"  server sections: {time.perf_counter() - began:.0f} s", style="dim")
+    if args.only is None or "single" in args.only:
+        began = time.perf_counter()
+        single_send.run(args.quick, console)
+        console.print(f"  single-send section: {time.perf_counter() - began:.0f} s", style="dim")
     if args.only is None or "backlog" in args.only:
         began = time.perf_counter()
         size, tail = backlog.sizes(args.quick)

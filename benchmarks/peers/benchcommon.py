@@ -12,6 +12,10 @@ so no peer needs a result backend for the harness to see its work done.
   both stamped in the worker, so interpreter start-up is left out for everyone.
 - ``latency N``: one worker idles; N times, after an idle gap, one job is sent
   and timed from just before the send to the job's start (wall clocks of one host).
+- ``single N``: N jobs sent one by one from one thread, timed: the peer's synchronous
+  send where it has one (a web request's), else its async send on the driver's loop.
+- ``threads N``: the same N jobs sent by 4 threads at once (4 tasks on the driver's
+  loop for an async-only peer), timed from the first send to the last one's return.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -103,6 +108,9 @@ class Peer:
 
     def send_stamped(self, k: int, sent: float) -> Any:  # k jobs running loadcommon.stamped(sent)
         raise NotImplementedError
+
+    send_sync: Callable[[], Any] | None = None
+    """One no-op job from synchronous code, if the peer has a synchronous send."""
 
     def worker(self, mode: str, n: int) -> Worker:
         raise NotImplementedError
@@ -243,6 +251,60 @@ class Driver:
             samples.append(float(msg.split()[1]) - sent)
         return {"samples": samples, "why": why, "note": spec.note}
 
+    def single(self, n: int) -> dict[str, Any]:
+        send_sync = self.peer.send_sync
+        if send_sync is None:
+            return self._async_sends(n, 1)
+        send_sync()  # connections and scripts are set up outside the timing, as for the others
+        start = time.perf_counter()
+        for _ in range(n):
+            send_sync()
+        seconds = time.perf_counter() - start
+        return {"jobs": n, "seconds": seconds, "note": "sync send"}
+
+    def threads(self, n: int) -> dict[str, Any]:
+        send_sync = self.peer.send_sync
+        if send_sync is None:
+            return self._async_sends(n, SENDERS)
+        each = n // SENDERS
+        start = threading.Barrier(SENDERS + 1)
+
+        def run() -> None:
+            send_sync()
+            start.wait()
+            for _ in range(each - 1):
+                send_sync()
+
+        threads = [threading.Thread(target=run) for _ in range(SENDERS)]
+        for t in threads:
+            t.start()
+        start.wait()
+        began = time.perf_counter()
+        for t in threads:
+            t.join()
+        seconds = time.perf_counter() - began
+        note = f"sync send, {SENDERS} threads"
+        return {"jobs": each * SENDERS - SENDERS, "seconds": seconds, "note": note}
+
+    def _async_sends(self, n: int, tasks: int) -> dict[str, Any]:
+        async def run() -> float:
+            await self.peer.send()
+
+            async def sends(k: int) -> None:
+                for _ in range(k):
+                    await self.peer.send()
+
+            start = time.perf_counter()
+            await asyncio.gather(*(sends(n // tasks) for _ in range(tasks)))
+            return time.perf_counter() - start
+
+        seconds = self.loop.run_until_complete(run())
+        note = "async send" + (f", {tasks} tasks on one loop" if tasks > 1 else "")
+        return {"jobs": n // tasks * tasks, "seconds": seconds, "note": note}
+
+
+SENDERS = 4
+
 
 class CpuWindow:
     """CPU seconds per job of the worker (its process tree) and of the server, over a drain.
@@ -282,7 +344,7 @@ def main(peer: Peer, argv: Sequence[str] | None = None) -> None:
     import argparse
 
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["enqueue", "drain", "latency", "steady"])
+    p.add_argument("mode", choices=["enqueue", "drain", "latency", "steady", "single", "threads"])
     p.add_argument("n", type=int)
     p.add_argument("--limit", type=float, default=60.0)
     p.add_argument("--gap", type=float, default=0.02)
@@ -301,6 +363,10 @@ def main(peer: Peer, argv: Sequence[str] | None = None) -> None:
             from loadcommon import steady  # N is the rate: jobs/s
 
             out = steady(driver, args.n, args.seconds, args.limit)
+        elif args.mode == "single":
+            out = driver.single(args.n)
+        elif args.mode == "threads":
+            out = driver.threads(args.n)
         else:
             out = driver.latency(args.n, args.gap, args.limit, args.timeout)
     except WorkerDied as exc:

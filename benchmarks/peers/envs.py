@@ -27,6 +27,7 @@ REQUIREMENTS: dict[str, list[str]] = {
     "saq": ["saq[redis]", "typing_extensions"],  # saq 0.26 imports it without requiring it
     "taskiq": ["taskiq", "taskiq-redis"],
     "celery": ["celery[redis]"],
+    "huey": ["huey", "redis"],
 }
 
 INSTALL_TIMEOUT = 600.0

@@ -1,4 +1,8 @@
-"""Huey's driver (SqliteHuey), run with pigeon's own venv; ``$BENCH_URL`` is the database file."""
+"""Huey's driver: ``RedisHuey`` on a Redis ``$BENCH_URL``, else ``SqliteHuey`` on the database file.
+
+``$BENCH_URL`` is a ``redis://`` URL, a ``sqlite:///`` URL or a bare file path. It runs with
+pigeon's own venv (the scale sections) or benchmarks/.envs/huey (the single-send section).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,14 @@ import os
 import sys
 
 from benchcommon import Peer, Worker, hit, main
-from huey import SqliteHuey
+from huey import RedisHuey, SqliteHuey
 from loadcommon import stamped as stamp_start
 
 URL = os.environ.get("BENCH_URL", "")
-huey = SqliteHuey("bench", filename=URL)
+if URL.startswith(("redis://", "rediss://", "unix://")):
+    huey = RedisHuey("bench", url=URL)
+else:
+    huey = SqliteHuey("bench", filename=URL.removeprefix("sqlite:///"))
 # Huey's consumer polls an empty queue after 0.1 s, backing off to 10 s; these flags make
 # it poll every 4 ms, as pigeon's SQLite broker watches for other processes' commits.
 POLL = ["-d", "0.004", "-b", "1", "-m", "0.004"]
@@ -34,6 +41,9 @@ class HueyPeer(Peer):
         noop.map([()] * n)
 
     def send(self) -> None:
+        noop()
+
+    def send_sync(self) -> None:
         noop()
 
     def send_stamped(self, k: int, sent: float) -> None:

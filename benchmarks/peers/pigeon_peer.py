@@ -11,6 +11,7 @@ from loadcommon import stamped as stamp_start
 from pigeon import App
 
 URL = os.environ.get("BENCH_URL", "memory://")
+SYNC_SENDS = os.environ.get("BENCH_SEND") == "sync"
 app = App(URL)
 
 
@@ -46,7 +47,13 @@ class PigeonPeer(Peer):
         noop.send_many([()] * n)
 
     async def send(self) -> None:
-        await noop.asend()
+        if SYNC_SENDS:  # idle latency as a synchronous caller (a web request) sees it
+            noop.send()
+        else:
+            await noop.asend()
+
+    def send_sync(self) -> None:
+        noop.send()
 
     async def send_stamped(self, k: int, sent: float) -> None:
         await stamped.asend_many([(sent,)] * k)

@@ -35,6 +35,9 @@ class RqPeer(Peer):
     def send(self) -> None:
         self.queue.enqueue(NOOP, result_ttl=0)
 
+    def send_sync(self) -> None:
+        self.send()
+
     def worker(self, mode: str, n: int) -> Worker:
         rq = os.path.join(os.path.dirname(sys.executable), "rq")
         argv = [rq, "worker", "-u", URL, "-w", "rq.worker.SimpleWorker", "--logging_level", "WARNING", QUEUE]

@@ -116,7 +116,7 @@ class RedisBroker(RedisInspection, BrokerBase):
     """
 
     capabilities = Capabilities()
-    sync_connections = 2
+    sync_connections = 1
 
     def __init__(
         self,
