@@ -28,7 +28,7 @@ class _Send:
         self.ids: list[str] = []
         self.error: BaseException | None = None
         self.leads = False
-        self.done = threading.Event()
+        self.done: threading.Event | None = None  # made only when the caller must wait
 
 
 class Combiner:
@@ -54,8 +54,9 @@ class Combiner:
                 self._leading += 1
                 mine.leads = True
             else:
+                mine.done = threading.Event()
                 self._waiting.append(mine)
-        if not mine.leads:
+        if mine.done is not None:
             mine.done.wait()
         if mine.leads:
             self._lead(mine)
@@ -83,7 +84,6 @@ class Combiner:
                 self._leading -= 1
             else:
                 follower.leads = True
-        for send in batch[1:]:
-            send.done.set()
-        if follower is not None:
-            follower.done.set()
+        for woken in (*batch[1:], follower):
+            if woken is not None and woken.done is not None:
+                woken.done.set()

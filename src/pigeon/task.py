@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import sys
@@ -269,7 +270,11 @@ class Task(Generic[P, R]):
         """
         given: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
         merged = dataclasses.replace(self.send_defaults, **given)
-        return Task(self.client, self.fn, self.name, self.defaults, merged)
+        # A copy, not a new Task: the codec (its signature, its argument decoder) is built
+        # once per task, not on every send with options (a Django enqueue makes one each).
+        sender = copy.copy(self)
+        sender.send_defaults = merged
+        return sender
 
     def make_job(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
         """The job this send would enqueue; arguments are checked and encoded here.

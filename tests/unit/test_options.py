@@ -35,3 +35,18 @@ def test_a_bad_option_is_refused_at_registration() -> None:
     app = App("memory://")
     with pytest.raises(ValueError, match="max_attempts"):
         app.task(max_attempts=0)(lambda: None)
+
+
+def test_options_share_the_tasks_codec_and_leave_the_task_alone() -> None:
+    app = App("memory://")
+
+    @app.task(queue="base")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    urgent = add.options(priority=9, queue="urgent")
+    assert urgent.codec is add.codec  # built once per task, not on every send with options
+    assert (urgent.make_job((1, 2), {}).queue, urgent.make_job((1, 2), {}).priority) == ("urgent", 9)
+    assert (add.make_job((1, 2), {}).queue, add.make_job((1, 2), {}).priority) == ("base", 0)
+    with pytest.raises(TypeError):
+        urgent.make_job(("x", 2), {})

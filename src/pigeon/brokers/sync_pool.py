@@ -27,35 +27,54 @@ class SyncPool(Generic[C]):
     def __init__(self, connect: Callable[[], C], close: Callable[[C], None], size: int) -> None:
         self._connect = connect
         self._close = close
-        self._free = threading.Semaphore(size)
+        self._size = size
         self._lock = threading.Lock()
+        self._returned = threading.Condition(self._lock)  # waited on only when all are in use
         self._idle: list[C] = []
+        self._open = 0  # connections idle or in use (or being opened)
         self._generation = 0  # bumped by close(): connections of an older one are not kept
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[C]:
         """A connection for the caller's thread alone, until the block ends."""
-        with self._free:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
-                generation = self._generation
+        with self._lock:
+            while not self._idle and self._open >= self._size:
+                self._returned.wait()
+            conn = self._idle.pop() if self._idle else None
             if conn is None:
-                conn = self._connect()
+                self._open += 1
+            generation = self._generation
+        if conn is None:
             try:
-                yield conn
+                conn = self._connect()
             except BaseException:
-                self._close(conn)
+                self._forget()
                 raise
-            with self._lock:
-                if generation == self._generation:
-                    self._idle.append(conn)
-                    return
+        try:
+            yield conn
+        except BaseException:
             self._close(conn)
+            self._forget()
+            raise
+        with self._lock:
+            if generation == self._generation:
+                self._idle.append(conn)
+                self._returned.notify()
+                return
+        self._close(conn)
+        self._forget()
+
+    def _forget(self) -> None:
+        with self._lock:
+            self._open -= 1
+            self._returned.notify()
 
     def close(self) -> None:
         """Close every idle connection; those in use close when they come back."""
         with self._lock:
             idle, self._idle = self._idle, []
+            self._open -= len(idle)
             self._generation += 1
+            self._returned.notify_all()
         for conn in idle:
             self._close(conn)

@@ -29,6 +29,7 @@ from pigeon.contrib.django.dbapi import enqueue_in_django
 from pigeon.errors import JobNotFound
 from pigeon.job import Job
 from pigeon.retry import BackoffPolicy
+from pigeon.task import Task
 
 if TYPE_CHECKING:
     _Task = DjangoTask[Any, Any]
@@ -88,6 +89,8 @@ class PigeonTask(_Task):
         return dataclasses.replace(self, **changes)
 
 
+_SENDERS = 1024
+"""Django tasks whose pigeon sender a backend keeps (each is made once, not per enqueue)."""
 _DJANGO_FIELDS = {f.name for f in dataclasses.fields(_Task)}
 PIGEON_TASK_FIELDS = tuple(f.name for f in dataclasses.fields(PigeonTask) if f.name not in _DJANGO_FIELDS)
 """The options PigeonTask adds to Django's Task, read from its fields."""
@@ -105,6 +108,8 @@ class PigeonBackend(BaseTaskBackend):
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
         self._params = params
+        self._senders: dict[DjangoTask[Any, Any], Task[Any, Any]] = {}
+        self._senders_of: DjangoApp | None = None
 
     @property
     def app(self) -> DjangoApp:
@@ -122,9 +127,24 @@ class PigeonBackend(BaseTaskBackend):
         # Django's own check (TaskResult normalises arguments), before anything is stored.
         normalize_json(args)
         normalize_json(kwargs)
-        pigeon_task = self.app.register(task)
+        app = self.app
+        if app is not self._senders_of:  # a new app (tests swap them): its own tasks
+            self._senders, self._senders_of = {}, app
+        try:
+            sender = self._senders.get(task)
+        except TypeError:  # a task with an unhashable option: made each time
+            sender = self._sender(task)
+        if sender is None:
+            sender = self._sender(task)
+            if len(self._senders) < _SENDERS:  # tasks made with .using() on the fly: keep a few
+                self._senders[task] = sender
+        job = sender.make_job(tuple(args), dict(kwargs))
+        return results.with_keywords(job, results.keyword_names(task, kwargs))
+
+    def _sender(self, task: DjangoTask[Any, Any]) -> Task[Any, Any]:
+        """The pigeon task sending with the django task's options (made once per django task)."""
         delay = getattr(task, "delay", None)
-        sender = pigeon_task.options(
+        return self.app.register(task).options(
             queue=task.queue_name,
             priority=task.priority,
             max_attempts=getattr(task, "max_attempts", None),
@@ -133,8 +153,6 @@ class PigeonBackend(BaseTaskBackend):
             delay=delay if task.run_after is None else None,
             run_at=None if task.run_after is None else _aware(task.run_after),
         )
-        job = sender.make_job(tuple(args), dict(kwargs))
-        return results.with_keywords(job, results.keyword_names(task, kwargs))
 
     def enqueue(
         self, task: DjangoTask[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]
