@@ -22,7 +22,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import servers
+from benchmarks import django_send, servers
 from benchmarks.servers import Cell, Column, Interpreter, Notes, Tool, aim_text, best_peer
 
 TOOLS = {
@@ -161,3 +161,4 @@ def run(quick: bool, console: Console) -> None:
         "after one warm-up send each. Idle latency: one idle `pigeon worker`, one job per 20 ms, from "
         "just before the send to the job's start.[/]"
     )
+    django_send.run(quick, console)
