@@ -201,6 +201,31 @@ async def test_survives_lost_connections(broker: PostgresBroker, base_url: str, 
         await waiting
 
 
+async def test_synchronous_sends_survive_lost_connections(
+    broker: PostgresBroker, base_url: str, tag: str
+) -> None:
+    """A send() after the server cut the producer's pooled connection just works, as asend() does."""
+    producer = new_broker(broker.url)
+    first, second = make_job(), make_job()
+    try:
+        assert await asyncio.to_thread(producer.enqueue_sync, [first]) == [first.id]
+        assert await terminate(base_url, tag) >= 2  # the broker's pool, and the producer's connection
+        assert await asyncio.to_thread(producer.enqueue_sync, [second]) == [second.id]
+    finally:
+        producer.close_sync()
+    assert {c.job.id for c in await broker.claim("w", Q, 10, 30)} == {first.id, second.id}
+
+
+async def test_synchronous_sends_refuse_what_opening_refuses(url: str) -> None:
+    """No schema: the same ConfigurationError as opening the broker; no server: a connection error."""
+    unmigrated = new_broker(url)
+    with pytest.raises(ConfigurationError, match="pigeon migrate"):
+        await asyncio.to_thread(unmigrated.enqueue_sync, [make_job()])
+    nowhere = new_broker("postgresql://postgres@127.0.0.1:1/nowhere?connect_timeout=2")
+    with pytest.raises(BrokerConnectionError):
+        await asyncio.to_thread(nowhere.enqueue_sync, [make_job()])
+
+
 async def test_operations_fail_cleanly_then_recover_when_killed_mid_use(
     broker: PostgresBroker, base_url: str, tag: str
 ) -> None:

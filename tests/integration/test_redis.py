@@ -157,9 +157,13 @@ async def test_refuses_a_server_that_may_evict_jobs(workdir: Path) -> None:
             broker = redis_broker(server.url + "?namespace=evict", {})
             with pytest.raises(ConfigurationError, match="noeviction"):
                 await broker.__aenter__()
+            with pytest.raises(ConfigurationError, match="noeviction"):  # a sync send() refuses it too
+                await asyncio.to_thread(broker.enqueue_sync, [make_job()])
             await admin.config_set("maxmemory-policy", "noeviction")
             async with redis_broker(server.url + "?namespace=evict", {}) as ok:
                 assert await ok.stats() == []
+            assert await asyncio.to_thread(broker.enqueue_sync, [job := make_job()]) == [job.id]
+            broker.close_sync()
         finally:
             await admin.aclose()
 

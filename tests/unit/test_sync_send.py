@@ -180,3 +180,26 @@ def opener(opened: list[Conn]) -> Callable[[], Conn]:
 
 def _close(conn: Conn) -> None:
     conn.closed = True
+
+
+def test_run_retries_once_on_a_new_connection_when_a_kept_one_went_stale() -> None:
+    opened: list[Conn] = []
+    pool = SyncPool(opener(opened), _close, 1)
+    with pool.connection():
+        pass  # kept idle from here on
+
+    def use(conn: Conn) -> int:
+        if conn.n == 0:
+            raise ConnectionResetError("closed by the server while idle")
+        return conn.n
+
+    assert pool.run(use, ConnectionResetError) == 1
+    assert opened[0].closed
+
+    def always(conn: Conn) -> int:
+        raise ConnectionResetError("down")
+
+    pool.close()
+    with pytest.raises(ConnectionResetError):  # a new connection failing is an outage: raised
+        pool.run(always, ConnectionResetError)
+    assert len(opened) == 3

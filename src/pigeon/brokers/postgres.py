@@ -313,8 +313,7 @@ class PostgresBroker(SqlReads, BrokerBase):
             BrokerError: the insert failed (BrokerConnectionError when unreachable).
         """
         try:
-            with self._producing.connection() as conn:
-                return self.enqueue_in_sync(conn, jobs)
+            return self._producing.run(lambda conn: self.enqueue_in_sync(conn, jobs), BrokerConnectionError)
         except psycopg.Error as exc:
             raise self._error(exc) from exc
         except (TimeoutError, OSError) as exc:

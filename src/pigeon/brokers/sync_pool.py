@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 C = TypeVar("C")
+T = TypeVar("T")
 
 
 class SyncPool(Generic[C]):
@@ -37,6 +38,36 @@ class SyncPool(Generic[C]):
     @contextlib.contextmanager
     def connection(self) -> Iterator[C]:
         """A connection for the caller's thread alone, until the block ends."""
+        conn, _, generation = self._checkout()
+        try:
+            yield conn
+        except BaseException:
+            self._close(conn)
+            self._forget()
+            raise
+        self._checkin(conn, generation)
+
+    def run(self, fn: Callable[[C], T], stale: type[BaseException]) -> T:
+        """``fn(connection)``; run once more on a new connection if a kept one raised ``stale``.
+
+        A connection kept idle may have been closed by the server since (a restart, an
+        idle timeout): its first use fails, and only a new one tells an outage from that.
+        ``fn`` must be safe to repeat (an enqueue is: ids are stored once).
+        """
+        while True:
+            conn, kept, generation = self._checkout()
+            try:
+                out = fn(conn)
+            except BaseException as exc:
+                self._close(conn)
+                self._forget()
+                if kept and isinstance(exc, stale):
+                    continue
+                raise
+            self._checkin(conn, generation)
+            return out
+
+    def _checkout(self) -> tuple[C, bool, int]:
         with self._lock:
             while not self._idle and self._open >= self._size:
                 self._returned.wait()
@@ -44,18 +75,15 @@ class SyncPool(Generic[C]):
             if conn is None:
                 self._open += 1
             generation = self._generation
-        if conn is None:
-            try:
-                conn = self._connect()
-            except BaseException:
-                self._forget()
-                raise
+        if conn is not None:
+            return conn, True, generation
         try:
-            yield conn
+            return self._connect(), False, generation
         except BaseException:
-            self._close(conn)
             self._forget()
             raise
+
+    def _checkin(self, conn: C, generation: int) -> None:
         with self._lock:
             if generation == self._generation:
                 self._idle.append(conn)
