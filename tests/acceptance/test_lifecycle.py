@@ -76,6 +76,55 @@ def test_a_script_that_sends_exits_silently_with_the_job_stored(url: str, tmp_pa
         checker.close()
 
 
+FORKING = """
+    import os
+    import sys
+
+    from pigeon import App
+
+    app = App(os.environ["PIGEON_URL"])
+
+
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+
+    def say(job_id: str) -> None:
+        os.write(1, f"{job_id}\\n".encode())  # one write: the processes' lines do not interleave
+
+
+    say(add.send(0, 0).id)  # the parent's connection, kept open
+    children = []
+    for c in range(3):  # a pre-forking server's workers, after the master sent a job
+        pid = os.fork()
+        if pid == 0:
+            for i in range(30):  # at the same time as its siblings
+                say(add.send(c, i).id)
+            sys.exit(0)  # an orderly exit: the app closes its connections, and only its own
+        children.append(pid)
+    for pid in children:
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    say(add.send(9, 9).id)
+"""
+
+
+def test_forked_children_send_on_connections_of_their_own(url: str, tmp_path: Path) -> None:
+    script = tmp_path / "fork.py"
+    script.write_text(textwrap.dedent(FORKING))
+    done = subprocess.run(
+        [sys.executable, str(script)], env=_env(url), capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    ids = done.stdout.split()
+    checker = App(url)
+    try:
+        assert len(set(ids)) == 92
+        assert all(checker.job(i).status is JobState.QUEUED for i in ids)
+    finally:
+        checker.close()
+
+
 @pytest.mark.parametrize("task", ["mark", "mark_async"])
 def test_sigterm_hands_jobs_back_within_the_grace(url: str, tmp_path: Path, task: str) -> None:
     from tests.acceptance import jobs_app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
@@ -34,6 +35,8 @@ class SyncPool(Generic[C]):
         self._idle: list[C] = []
         self._open = 0  # connections idle or in use (or being opened)
         self._generation = 0  # bumped by close(): connections of an older one are not kept
+        self._pid = os.getpid()
+        self._inherited: list[C] = []
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[C]:
@@ -69,6 +72,11 @@ class SyncPool(Generic[C]):
 
     def _checkout(self) -> tuple[C, bool, int]:
         with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent's connections are not its own
+                # Kept, never closed nor collected: closing one here would end the parent's session.
+                self._inherited.extend(self._idle)
+                self._idle, self._open, self._pid = [], 0, os.getpid()
+                self._generation += 1
             while not self._idle and self._open >= self._size:
                 self._returned.wait()
             conn = self._idle.pop() if self._idle else None
