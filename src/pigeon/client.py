@@ -197,7 +197,9 @@ class Client:
         given has stopped; call it yourself to close sooner.
         """
         self._portal.close(self.aclose())
-        seam = self._shared.get("producer_seam")
+        with self._brokers_lock:  # the next send opens anew, from the URL as it is then
+            seam = self._shared.pop("producer_seam", None)
+            self._shared.pop("producer", None)
         if isinstance(seam, InstrumentedBroker):
             seam.close_sync()
 

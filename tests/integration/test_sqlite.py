@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from pigeon import App
 from pigeon.brokers import sqlite as sqlite_broker
 from pigeon.brokers.base import create_broker
+from pigeon.errors import JobNotFound
 from pigeon.job import Outcome, OutcomeKind
 from tests.helpers import make_job
 
@@ -96,3 +98,23 @@ async def test_brokers_of_one_client_wait_their_turn_to_write_not_in_sqlites_bus
         assert await second.enqueue([make_job()])
         await held
         assert len(await first.claim("w", Q, 10, 30)) == 1
+
+
+def test_a_send_after_close_goes_to_the_url_set_since(tmp_path: Path) -> None:
+    """Tests and set-up code point an app elsewhere between closes: its sends follow."""
+    app = App(f"sqlite:///{tmp_path}/first.db")
+
+    @app.task
+    def noop() -> None: ...
+
+    first = noop.send()
+    app.close()
+    app.url = f"sqlite:///{tmp_path}/second.db"
+    second = noop.send()
+    assert second.record() is not None
+    app.close()
+    app.url = f"sqlite:///{tmp_path}/first.db"
+    assert first.record() is not None and noop.send().record() is not None
+    with pytest.raises(JobNotFound):
+        second.record()
+    app.close()

@@ -48,13 +48,8 @@ from pigeon.brokers.base import BrokerBase, Capabilities
 from pigeon.brokers.inspection import JobFilter
 from pigeon.brokers.postgres_listen import Listener
 from pigeon.brokers.postgres_rows import SETTLE_COLUMNS, EnqueueBatch, columns, settle_row
-from pigeon.brokers.postgres_schema import (
-    SCHEMA_EXISTS,
-    MigrationPlan,
-    check_current,
-    schema_version,
-    schema_version_query,
-)
+from pigeon.brokers.postgres_schema import SCHEMA_EXISTS, MigrationPlan, check_current, schema_version_query
+from pigeon.brokers.postgres_sync import connect_producer
 from pigeon.brokers.sql import SqlReads, filter_clause, find_sql, queries, record_from_row
 from pigeon.brokers.sync_pool import SyncPool
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
@@ -125,6 +120,7 @@ class PostgresBroker(SqlReads, BrokerBase):
         }
         self._channel = f"pigeon:{namespace}"
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._produced = False  # connected once: later connections wait out a restart
         self._producing = SyncPool(self._producer_connection, psycopg.Connection.close, self.sync_connections)
         self._listener = Listener(
             self._channel,
@@ -324,12 +320,9 @@ class PostgresBroker(SqlReads, BrokerBase):
         self._producing.close()
 
     def _producer_connection(self) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self._conninfo, autocommit=True, **self._kwargs)
-        try:
-            check_current(self.namespace, schema_version(conn, self.namespace), self._where)
-        except BaseException:
-            conn.close()
-            raise
+        patience = _POOL_TIMEOUT if self._produced else 0.0
+        conn = connect_producer(self._conninfo, self._kwargs, self.namespace, self._where, patience)
+        self._produced = True
         return conn
 
     async def _enqueue_async(self, conn: psycopg.AsyncConnection[Any], jobs: Sequence[Job]) -> list[str]:
