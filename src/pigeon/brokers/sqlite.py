@@ -182,14 +182,13 @@ class SqliteBroker(SqlReads, BrokerBase):
         return self.enqueue_in_sync(connection, jobs)
 
     def enqueue_sync(self, jobs: Sequence[Job]) -> list[str]:
-        """:meth:`enqueue` from any thread, on a connection of the calling threads' own.
+        """:meth:`enqueue` from any thread, on the calling threads' own connection.
 
         Raises:
             BrokerError: the insert failed.
             BrokerConnectionError: the file cannot be opened or its tables made.
         """
-        rows = _rows(jobs)
-        insert = functools.partial(self._insert, jobs=jobs, rows=rows)
+        insert = functools.partial(self._insert, jobs=jobs, rows=_rows(jobs))
         try:
             with self._producing.connection() as db, self._write_lock:
                 return _write(db, insert)
