@@ -28,16 +28,22 @@ def at_once(threads: int, fn: Callable[[int], T]) -> list[T]:
     """``fn(0)`` … ``fn(threads - 1)``, each on a thread of its own, released together."""
     start = threading.Barrier(threads)
     out: dict[int, T] = {}
+    errors: list[BaseException] = []
 
     def run(n: int) -> None:
         start.wait(timeout=10)
-        out[n] = fn(n)
+        try:
+            out[n] = fn(n)
+        except Exception as exc:  # noqa: BLE001 - raised again on the calling thread
+            errors.append(exc)
 
     started = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
     for t in started:
         t.start()
     for t in started:
         t.join()
+    if errors:
+        raise errors[0]
     assert len(out) == threads, "a sending thread failed"
     return [out[n] for n in range(threads)]
 
