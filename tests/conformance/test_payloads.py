@@ -73,8 +73,10 @@ async def test_arguments_over_max_payload_are_refused_before_anything_is_stored(
         await small.apublish("big", {"data": big})
     with pytest.raises(PayloadTooLarge):  # a chain's later step counts with its first
         await chain(take.s(5, "small"), take.s(6, big)).asend()
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(PayloadTooLarge):  # the synchronous path (a broker's own producer) checks too
         await asyncio.to_thread(take.send, 7, big)
+    with pytest.raises(TypeError, match="nothing of this batch was stored"):
+        await asyncio.to_thread(take.send_many, [(9, "small"), (10, big)])
     handle = await take.asend(8, "x" * (LIMIT - 100))  # just under the limit goes through
     await small.make_worker(burst=True, **FAST).run(install_signals=False)
     assert ran == [8]

@@ -20,7 +20,7 @@ from tests.conformance.conftest import Producer
 
 T = TypeVar("T")
 FAST: dict[str, Any] = {"poll": 0.05, "heartbeat": 0.2, "lease": 5.0}
-SYNC_PRODUCING = ("sqlite", "postgresql", "redis", "redis+cluster")
+SYNC_PRODUCING = ("sqlite", "postgresql", "redis", "redis+cluster", "redis+sentinel")
 """The schemes whose brokers store synchronous sends themselves (the others go through a loop)."""
 
 

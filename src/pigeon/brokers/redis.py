@@ -144,7 +144,7 @@ class RedisBroker(RedisInspection, BrokerBase):
         self._reading = asyncio.Lock()
         self._turn = asyncio.Event()
         self._producer = RedisProducer(
-            url, self._cluster, self._prefix, self._slot_key, self._where, self.sync_connections
+            url, self._cluster, self._prefix, self._slot_key, self._where, self.sync_connections, sentinel
         )
 
     @classmethod

@@ -13,14 +13,14 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ResponseError
 from redis.retry import Retry
 
-from pigeon.brokers.redis_connect import client_options, log, refuse_eviction
+from pigeon.brokers.redis_connect import SentinelService, client_options, log, refuse_eviction
 from pigeon.brokers.redis_data import enqueue_args, script_source
 from pigeon.job import Job
 
@@ -32,17 +32,26 @@ class RedisProducer:
     """Runs ``enqueue.lua`` from any thread; connects on first use, at most ``size`` connections.
 
     Args:
-        server: the server's URL (without ``namespace``), or a cluster's.
+        server: the server's URL (without ``namespace``), or a cluster's or sentinels'.
         cluster: a cluster's nodes (empty for one server).
+        sentinel: the Sentinel service whose master it writes to, if any.
         prefix: the namespace's key prefix; ``slot_key`` names its slot.
         size: the most connections open at once.
     """
 
     def __init__(
-        self, server: str, cluster: list[tuple[str, int]], prefix: str, slot_key: str, where: str, size: int
+        self,
+        server: str,
+        cluster: list[tuple[str, int]],
+        prefix: str,
+        slot_key: str,
+        where: str,
+        size: int,
+        sentinel: SentinelService | None = None,
     ) -> None:
         self._server = server
         self._cluster = cluster
+        self._sentinel = sentinel
         self._prefix = prefix
         self._slot_key = slot_key
         self._where = where
@@ -68,6 +77,8 @@ class RedisProducer:
         options = client_options(
             Retry(ExponentialBackoff(cap=1.0, base=0.02), 8), f"pigeon:{self._prefix[:-1]}"
         )
+        if self._sentinel is not None:
+            return _sentinel_master(self._sentinel, urlsplit(self._server), options)
         if not self._cluster:
             pool = redis.BlockingConnectionPool.from_url(
                 self._server, max_connections=self._size, timeout=30.0, **options
@@ -101,6 +112,35 @@ class RedisProducer:
             client, self._client = self._client, None
         if client is not None:
             client.close()
+            for sentinel in getattr(client, "sentinels", ()):
+                sentinel.close()
+
+
+def _sentinel_master(sentinel: SentinelService, parts: SplitResult, options: dict[str, Any]) -> Any:
+    """The blocking twin of ``redis_connect._sentinel_master``: each new connection asks for the master."""
+    from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
+
+    plain = parts.scheme.startswith("redis+")
+    base = SentinelManagedConnection if plain else SentinelManagedSSLConnection
+
+    class Connection(base):  # type: ignore[misc, valid-type]
+        # As the async one: the command's retries are enough, not 8 more per connect.
+        def connect(self) -> None:
+            self._connect_retry()
+
+    quick = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+    manager = Sentinel(sentinel.sentinels, sentinel_kwargs=quick)  # type: ignore[no-untyped-call]
+    # The combiner runs at most ``size`` enqueues at once, so the pool needs no bound of its own.
+    master = manager.master_for(  # type: ignore[no-untyped-call]
+        sentinel.service,
+        connection_class=Connection,
+        db=sentinel.db,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        **options,
+    )
+    master.sentinels = manager.sentinels  # closed with it
+    return master
 
 
 def _check_eviction(client: Any, where: str) -> None:
