@@ -32,7 +32,6 @@ import contextlib
 import itertools
 import os
 import re
-import selectors
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Self
@@ -49,7 +48,7 @@ from pigeon.brokers.inspection import JobFilter
 from pigeon.brokers.postgres_listen import Listener
 from pigeon.brokers.postgres_rows import SETTLE_COLUMNS, EnqueueBatch, columns, settle_row
 from pigeon.brokers.postgres_schema import SCHEMA_EXISTS, MigrationPlan, check_current, schema_version_query
-from pigeon.brokers.postgres_sync import connect_producer
+from pigeon.brokers.postgres_sync import check_idle, connect_producer
 from pigeon.brokers.sql import SqlReads, filter_clause, find_sql, queries, record_from_row
 from pigeon.brokers.sync_pool import SyncPool
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
@@ -68,12 +67,10 @@ _CONNECTION_STATES = ("57P01", "57P02", "57P03")  # admin/crash shutdown, cannot
 _POOL_TIMEOUT = 10.0
 _CLAIM_PASSES = 4
 _CHUNK = 1000
-"""Outcomes per settle statement: a worker that fell behind flushes a long outbox in steps,
-each holding its row locks briefly."""
+"""Outcomes per settle statement: a long outbox goes in steps, each holding row locks briefly."""
 _PRUNE_BATCH = 10_000
 """Jobs one prune statement deletes, each its own short transaction."""
-_PREPARE_AFTER = 5
-"""Runs of one statement on a connection before it is prepared (psycopg's default)."""
+_PREPARE_AFTER = 5  # runs of one statement on a connection before it is prepared (psycopg's default)
 
 AnyConnection = psycopg.AsyncConnection[Any] | psycopg.Connection[Any]
 
@@ -239,7 +236,7 @@ class PostgresBroker(SqlReads, BrokerBase):
             min_size=1,
             max_size=self._max,
             kwargs={"autocommit": True, **self._kwargs},
-            check=_check_idle,
+            check=check_idle,
             timeout=_POOL_TIMEOUT,
             name=f"pigeon-{self.namespace}",
             open=False,
@@ -501,16 +498,3 @@ class PostgresBroker(SqlReads, BrokerBase):
 
     async def paused_queues(self) -> list[str]:
         return [q for (q,) in await self._fetch("paused", {})]
-
-
-async def _check_idle(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Refuse a pooled connection the server has closed (a restart, pg_terminate_backend).
-
-    An idle connection's socket only turns readable when the server says goodbye,
-    so the round trip of a real check is paid only then.
-    """
-    with selectors.DefaultSelector() as sel:  # not select.select: descriptors may exceed 1024
-        sel.register(conn.fileno(), selectors.EVENT_READ)
-        readable = sel.select(0)
-    if readable:
-        await AsyncConnectionPool.check_connection(conn)

@@ -1,11 +1,13 @@
-"""How PostgreSQL's synchronous producer connects: as the broker opens, then as its pool waits."""
+"""PostgreSQL connections: how the synchronous producer connects, how the pool checks an idle one."""
 
 from __future__ import annotations
 
+import selectors
 import time
 from typing import Any
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 from pigeon.brokers.postgres_schema import check_current, schema_version
 
@@ -41,3 +43,16 @@ def connect_producer(
         conn.close()
         raise
     return conn
+
+
+async def check_idle(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Refuse a pooled connection the server has closed (a restart, pg_terminate_backend).
+
+    An idle connection's socket only turns readable when the server says goodbye,
+    so the round trip of a real check is paid only then.
+    """
+    with selectors.DefaultSelector() as sel:  # not select.select: descriptors may exceed 1024
+        sel.register(conn.fileno(), selectors.EVENT_READ)
+        readable = sel.select(0)
+    if readable:
+        await AsyncConnectionPool.check_connection(conn)

@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
@@ -30,7 +29,8 @@ import msgspec
 from pigeon import bucket
 from pigeon.brokers.base import BrokerBase, Capabilities
 from pigeon.brokers.inspection import JobFilter
-from pigeon.brokers.sql import SqlReads, filter_clause, find_sql, migrations, queries, record_from_row
+from pigeon.brokers.sql import SqlReads, filter_clause, find_sql, queries, record_from_row
+from pigeon.brokers.sqlite_schema import connect, write
 from pigeon.brokers.sync_pool import SyncPool
 from pigeon.bucket import Bucket
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
@@ -108,10 +108,10 @@ class SqliteBroker(SqlReads, BrokerBase):
         db = self._db
         assert db is not None
         with self._write_lock:
-            return _write(db, fn)
+            return write(db, fn)
 
     def _connect(self) -> None:
-        self._db, self.applied = _connect(self.path, self._busy_timeout, self._write_lock)
+        self._db, self.applied = connect(self.path, self._busy_timeout, self._write_lock)
 
     async def migrate(self) -> list[str]:
         """Create or upgrade the tables (opening the broker does this too)."""
@@ -191,7 +191,7 @@ class SqliteBroker(SqlReads, BrokerBase):
         insert = functools.partial(self._insert, jobs=jobs, rows=_rows(jobs))
         try:
             with self._producing.connection() as db, self._write_lock:
-                return _write(db, insert)
+                return write(db, insert)
         except sqlite3.Error as exc:
             raise BrokerError(f"SQLite ({self.path}): {exc}") from exc
 
@@ -201,7 +201,7 @@ class SqliteBroker(SqlReads, BrokerBase):
 
     def _producer_connection(self) -> sqlite3.Connection:
         try:
-            return _connect(self.path, self._busy_timeout, self._write_lock)[0]
+            return connect(self.path, self._busy_timeout, self._write_lock)[0]
         except (sqlite3.Error, OSError) as exc:
             raise BrokerConnectionError(f"SQLite ({self.path}): {exc}") from exc
 
@@ -443,77 +443,3 @@ def _rows(jobs: Sequence[Job]) -> list[tuple[Any, ...]]:
         )
         for j in jobs
     ]
-
-
-def _connect(path: str, busy_timeout: float, lock: threading.Lock) -> tuple[sqlite3.Connection, list[str]]:
-    """A connection in WAL mode to the file, with its tables made; and the migrations applied."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout, check_same_thread=False)
-    try:
-        # Switching to WAL needs an exclusive lock and does not wait for one: do it only
-        # when the file is not in WAL mode yet (once, ever), not while others hold it open.
-        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            _retry_busy(lambda: db.execute("PRAGMA journal_mode=WAL"), busy_timeout)
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-        with lock:
-            return db, _write(db, migrate_connection)
-    except BaseException:
-        db.close()
-        raise
-
-
-def _write(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """``fn(db)`` in one write transaction."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        out = fn(db)
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-    return out
-
-
-def _retry_busy(fn: Callable[[], object], within: float) -> None:
-    """Run ``fn``, retrying while SQLite answers "database is locked", for up to ``within`` s."""
-    deadline = time.monotonic() + within
-    pause = 0.005
-    while True:
-        try:
-            fn()
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(pause)  # on the broker's own thread, waiting for another process's lock
-            pause = min(pause * 2, 0.2)
-
-
-def migrate_connection(db: sqlite3.Connection) -> list[str]:
-    """Create or upgrade pigeon's tables on a connection, in its current transaction.
-
-    For frameworks that run schema changes themselves (Django migrations).
-    Returns the migrations applied.
-    """
-    current = db.execute("PRAGMA user_version").fetchone()[0]
-    known = migrations("sqlite")
-    latest = known[-1][0] if known else 0
-    if current > latest:
-        raise ConfigurationError(
-            f"the database schema is version {current}, newer than this pigeon knows ({latest}): "
-            "upgrade pigeon"
-        )
-    applied = []
-    for version, name, sql in known:
-        if version > current:
-            for statement in _statements(sql):
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version={version}")
-            applied.append(f"{version:04d}_{name}")
-    return applied
-
-
-def _statements(sql: str) -> list[str]:
-    body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
-    return [s.strip() for s in body.split(";") if s.strip()]

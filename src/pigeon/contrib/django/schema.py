@@ -27,7 +27,7 @@ def create(apps: Any, schema_editor: BaseDatabaseSchemaEditor) -> None:
         return
     conn.ensure_connection()
     if conn.vendor == "sqlite":
-        from pigeon.brokers.sqlite import migrate_connection
+        from pigeon.brokers.sqlite_schema import migrate_connection
 
         migrate_connection(conn.connection)
     elif conn.vendor == "postgresql":
