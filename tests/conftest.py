@@ -79,14 +79,15 @@ async def delete_rabbitmq_queues(
     if not urlsplit(url).scheme.startswith("amqp"):
         return
     from pigeon.brokers.rabbitmq import RabbitBroker
+    from pigeon.brokers.rabbitmq._alone import AloneBroker
 
     names = set(queues)
     for b in brokers:
         inner = b.inner if isinstance(b, InstrumentedBroker) else b
-        if isinstance(inner, RabbitBroker):
+        if isinstance(inner, RabbitBroker | AloneBroker):
             names |= inner._used
     fresh = create_broker(url, {})
-    if not isinstance(fresh, RabbitBroker):  # RabbitMQ alone: a topology of its own to delete
+    if not isinstance(fresh, RabbitBroker | AloneBroker):
         return
     async with fresh:
         await fresh.delete_queues(sorted(names))

@@ -26,7 +26,7 @@ from pigeon.brokers.rabbitmq._alone import AloneBroker
 from pigeon.errors import ConfigurationError
 from pigeon.job import ErrorInfo, Outcome, OutcomeKind
 from pigeon.retry import Fixed
-from tests.conftest import server_url, with_namespace
+from tests.conftest import delete_rabbitmq_queues, server_url, with_namespace
 from tests.helpers import eventually, make_job
 
 pytestmark = pytest.mark.server
@@ -34,8 +34,10 @@ Q = ("default",)
 
 
 @pytest.fixture
-def url() -> str:
-    return with_namespace(server_url("rabbitmq"), f"t_{uuid.uuid4().hex[:12]}")
+async def url() -> AsyncIterator[str]:
+    url = with_namespace(server_url("rabbitmq"), f"t_{uuid.uuid4().hex[:12]}")
+    yield url
+    await delete_rabbitmq_queues(url, queues=Q)  # the quorum queues a test declared stay otherwise
 
 
 async def opened(url: str) -> AloneBroker:
@@ -49,6 +51,7 @@ async def opened(url: str) -> AloneBroker:
 async def broker(url: str) -> AsyncIterator[AloneBroker]:
     b = await opened(url)
     yield b
+    await b.delete_queues()
     await b.close()
 
 
@@ -281,3 +284,21 @@ async def test_events_reach_every_handler_and_an_unheard_one_is_no_error(url: st
         assert got == {"exact": [{"id": 7}], "pattern": [{"id": 7}], "other": []}
     finally:
         await app.aclose()
+
+
+async def test_delete_queues_removes_the_namespaces_queues_and_keeps_the_delay_levels(
+    url: str, channel: Any
+) -> None:
+    broker = await opened(url)
+    try:
+        await broker.enqueue([make_job(), make_job(queue="other", run_at=time.time() + 3600)])
+        namespace = url.rsplit("=", 1)[1]
+        assert await depth(channel, f"{namespace}.default") == 1
+        deleted = await broker.delete_queues()
+    finally:
+        await broker.close()
+    expected = [f"{namespace}.{q}{d}" for q in ("default", "other") for d in ("", ".dead")]
+    assert sorted(deleted) == sorted(expected)
+    assert await depth(channel, "pigeon.delay.0") >= 0  # shared by every namespace: still there
+    with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+        await channel.declare_queue(f"{namespace}.default", passive=True)

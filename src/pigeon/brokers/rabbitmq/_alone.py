@@ -30,22 +30,35 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Self, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
 from aio_pika.connection import make_url
 
 from pigeon.brokers.base import BrokerBase, Capabilities
 from pigeon.brokers.rabbitmq import _topology as topo
 from pigeon.brokers.rabbitmq._connection import CALL, translated, version_of, where
 from pigeon.brokers.rabbitmq._inbox import Arrival, Inbox
-from pigeon.brokers.rabbitmq._messages import ATTEMPTS, DUE, Send, ack, as_int, send
+from pigeon.brokers.rabbitmq._messages import (
+    ATTEMPTS,
+    DUE,
+    Running,
+    Send,
+    ack,
+    as_int,
+    send,
+    side_channel,
+    unsupported,
+)
 from pigeon.brokers.rabbitmq._messages import message as job_message
-from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError, UnsupportedFeature
+from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import (
     WORKER_LOST,
     Claim,
@@ -64,23 +77,6 @@ _EARLY = 0.002
 """Seconds early a delayed delivery may be run rather than sent round again."""
 _FIRST = 2.0
 """Seconds a claim waits, on a queue it starts consuming, for the messages already there."""
-NO_RECORD = (
-    "RabbitMQ alone keeps no record of a job; give it a companion store for this: "
-    "App('amqp://…', store='postgresql://…'), $PIGEON_STORE or OPTIONS['store'] in Django"
-)
-
-
-def unsupported(what: str) -> UnsupportedFeature:
-    return UnsupportedFeature(f"the amqp broker without a store cannot {what}: {NO_RECORD}")
-
-
-@dataclass(slots=True)
-class Running:
-    """A claimed delivery: unacknowledged while its job runs."""
-
-    message: AbstractIncomingMessage
-    job: Job
-    attempt: int
 
 
 class AloneBroker(BrokerBase):
@@ -117,6 +113,8 @@ class AloneBroker(BrokerBase):
         self._publisher: AbstractRobustChannel | None = None
         self._consumer: AbstractRobustChannel | None = None
         self._declared: set[str] = set()
+        self._used: set[str] = set()
+        """Every queue this broker declared, for :meth:`delete_queues`."""
         self._delays = False
         self._consumers: dict[str, str] = {}
         self._declaring = asyncio.Lock()
@@ -221,48 +219,54 @@ class AloneBroker(BrokerBase):
                 async with asyncio.timeout(CALL):
                     await connection.close()
 
-    def _channel(self, channel: AbstractRobustChannel | None) -> AbstractRobustChannel:
+    def _channel[T](self, channel: T | None) -> T:
         if channel is None:
             raise BrokerConnectionError("the RabbitMQ broker is not open (use `async with broker:`)")
         return channel
 
     async def _declare(self, queues: Sequence[str]) -> None:
-        """Declare the job queues not declared yet, their dead-letter queues and the delay topology.
-
-        On a channel of their own: a refused declaration closes its channel, and
-        must not take the publishing channel with it.
-        """
+        """Declare the job queues not declared yet, their dead-letter queues and the delay topology."""
         missing = [q for q in dict.fromkeys(queues) if q not in self._declared]
         if not missing:
             return
         async with self._declaring:
-            if self._connection is None:
-                raise BrokerConnectionError("the RabbitMQ broker is not open (use `async with broker:`)")
             with self._translated():
-                async with asyncio.timeout(CALL):
-                    channel = await self._connection.channel(publisher_confirms=False)
-            try:
-                with self._translated():
+                async with side_channel(self._channel(self._connection)) as channel:
                     if not self._delays:
                         await topo.declare_delays(channel, CALL)
                         self._delays = True
                     for q in missing:
                         if q not in self._declared:
-                            await self._declare_queue(channel, q)
+                            name, dead = self.queue_name(q), self.dead_name(q)
+                            kind, limit = self._queue_type, self._delivery_limit
+                            await topo.declare_queue(channel, name, dead, kind, limit, CALL)
                             self._declared.add(q)
-            finally:
-                with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError):
-                    async with asyncio.timeout(CALL):
-                        await channel.close()
+                            self._used.add(q)
 
-    async def _declare_queue(self, channel: Any, queue: str) -> None:
-        dead, name = self.dead_name(queue), self.queue_name(queue)
-        await channel.declare_queue(
-            dead, durable=True, arguments={"x-queue-type": self._queue_type}, timeout=CALL
-        )
-        args = topo.queue_arguments(self._queue_type, dead, self._delivery_limit)
-        await channel.declare_queue(name, durable=True, arguments=args, timeout=CALL)
-        await topo.bind_destination(channel, name, CALL)
+    async def delete_queues(self, queues: Sequence[str] = ()) -> list[str]:
+        """Delete this namespace's job and dead-letter queues, named or declared here, with their messages.
+
+        For a namespace done with, such as a test's: RabbitMQ keeps a queue until
+        it is deleted, and a node slows down under many unused quorum queues. The
+        delay levels stay, shared by every namespace on the server.
+
+        Returns:
+            The RabbitMQ names of the queues deleted (one already gone is no error).
+        """
+        names = sorted({*queues, *self._used})
+        deleted: list[str] = []
+        async with self._declaring:
+            with self._translated():
+                async with side_channel(self._channel(self._connection)) as channel:
+                    for q in names:
+                        for name in (self.queue_name(q), self.dead_name(q)):
+                            await channel.queue_delete(name, timeout=CALL)
+                            deleted.append(name)
+                        self._declared.discard(q)
+                        self._used.discard(q)
+                        self._consumers.pop(q, None)
+                        self._inbox.forget(q)
+        return deleted
 
     # -- publishing ------------------------------------------------------------
 

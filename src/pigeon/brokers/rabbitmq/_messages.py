@@ -5,14 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustChannel
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+)
 
 from pigeon.brokers.rabbitmq import _topology as topo
+from pigeon.errors import UnsupportedFeature
 from pigeon.job import ErrorInfo, Job
 
 _CALL = 10.0
@@ -78,3 +86,38 @@ async def ack(delivery: AbstractIncomingMessage) -> None:
     ):
         async with asyncio.timeout(_CALL):
             await delivery.ack()
+
+
+@contextlib.asynccontextmanager
+async def side_channel(connection: AbstractConnection) -> AsyncIterator[AbstractChannel]:
+    """A channel of its own for declarations and deletions: a refused one closes only it.
+
+    Closed within a bound, as it is used under a lock every claim may need.
+    """
+    async with asyncio.timeout(_CALL):
+        channel = await connection.channel(publisher_confirms=False)
+    try:
+        yield channel
+    finally:
+        with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, OSError, TimeoutError):
+            async with asyncio.timeout(_CALL):
+                await channel.close()
+
+
+NO_RECORD = (
+    "RabbitMQ alone keeps no record of a job; give it a companion store for this: "
+    "App('amqp://…', store='postgresql://…'), $PIGEON_STORE or OPTIONS['store'] in Django"
+)
+
+
+def unsupported(what: str) -> UnsupportedFeature:
+    return UnsupportedFeature(f"the amqp broker without a store cannot {what}: {NO_RECORD}")
+
+
+@dataclass(slots=True)
+class Running:
+    """A claimed delivery: unacknowledged while its job runs."""
+
+    message: AbstractIncomingMessage
+    job: Job
+    attempt: int

@@ -108,6 +108,16 @@ async def declare_delays(channel: AbstractChannel, timeout: float) -> None:
         below = exchange
 
 
+async def declare_queue(
+    channel: AbstractChannel, name: str, dead: str, queue_type: str, delivery_limit: int, timeout: float
+) -> None:
+    """Declare a job queue and its dead-letter queue, and route delayed messages for it."""
+    await channel.declare_queue(dead, durable=True, arguments={"x-queue-type": queue_type}, timeout=timeout)
+    args = queue_arguments(queue_type, dead, delivery_limit)
+    await channel.declare_queue(name, durable=True, arguments=args, timeout=timeout)
+    await bind_destination(channel, name, timeout)
+
+
 async def bind_destination(channel: AbstractChannel, queue: str, timeout: float) -> None:
     """Route delayed messages for ``queue`` from the delivery exchange to it."""
     source = f"{DELAYS}.deliver"
