@@ -9,6 +9,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 
+from pigeon.brokers.rabbitmq._arrivals import Arrivals
 from pigeon.job import Claim
 
 HOLD = 60.0
@@ -42,9 +43,7 @@ class Held:
         self.ready: dict[str, list[AbstractIncomingMessage]] = {}
         self.deliveries = 0
         """Deliveries received, for diagnostics and tests."""
-        self._arrived = asyncio.Event()
-        self._arrivals: dict[str, int] = {}
-        self._reported: dict[str, int] = {}
+        self._arrivals = Arrivals()
         self._acking: set[asyncio.Future[None]] = set()
         self._claimed: dict[str, None] = {}
         """Ids claimed here lately (oldest first): their late deliveries are dropped."""
@@ -60,9 +59,8 @@ class Held:
                 return
             self.deliveries += 1
             self.ready.setdefault(queue, []).append(message)
-            self._arrivals[queue] = self._arrivals.get(queue, 0) + 1
             loop.call_later(HOLD, self._release, queue, message)
-            self._arrived.set()
+            self._arrivals.note(queue)
 
         return arrived
 
@@ -113,26 +111,8 @@ class Held:
         await ack(done)
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
-        """Return when a delivery for ``queues`` arrived since the last wait, or after ``timeout``.
-
-        Deliveries already reported stay held for the next claim; reporting them
-        again would spin a busy worker's watcher.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            fresh = [q for q in queues if self._arrivals.get(q, 0) > self._reported.get(q, 0)]
-            if fresh:
-                for q in fresh:
-                    self._reported[q] = self._arrivals[q]
-                return
-            self._arrived.clear()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await self._arrived.wait()
+        """Return when a delivery for ``queues`` arrived since the last wait, or after ``timeout``."""
+        await self._arrivals.wait(queues, timeout)
 
     async def close(self) -> None:
         """Let the acknowledgements under way finish (briefly); forget the rest."""

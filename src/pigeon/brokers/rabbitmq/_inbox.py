@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
+
+from pigeon.brokers.rabbitmq._arrivals import Arrivals
 
 
 @dataclass(slots=True)
@@ -38,9 +38,7 @@ class Inbox:
         self.deliveries = 0
         """Deliveries received, for diagnostics and tests."""
         self._seq = itertools.count()
-        self._arrived = asyncio.Event()
-        self._arrivals: dict[str, int] = {}
-        self._reported: dict[str, int] = {}
+        self._arrivals = Arrivals()
 
     def receiver(
         self, queue: str, route: Any = None
@@ -50,8 +48,7 @@ class Inbox:
         async def arrived(message: AbstractIncomingMessage) -> None:
             self.deliveries += 1
             self.ready.setdefault(queue, []).append(Arrival(next(self._seq), queue, message, route))
-            self._arrivals[queue] = self._arrivals.get(queue, 0) + 1
-            self._arrived.set()
+            self._arrivals.note(queue)
 
         return arrived
 
@@ -73,31 +70,8 @@ class Inbox:
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
         """Return when a delivery for ``queues`` arrived since the last wait, or after ``timeout``."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            fresh = [q for q in queues if self._arrivals.get(q, 0) > self._reported.get(q, 0)]
-            if fresh:
-                for q in fresh:
-                    self._reported[q] = self._arrivals[q]
-                return
-            self._arrived.clear()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await self._arrived.wait()
+        await self._arrivals.wait(queues, timeout)
 
     async def until(self, queues: Sequence[str], count: int, timeout: float) -> None:
         """Wait (up to ``timeout``) until ``count`` deliveries of ``queues`` are held."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.held(queues) < count:
-            self._arrived.clear()
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await self._arrived.wait()
+        await self._arrivals.until(lambda: self.held(queues) >= count, timeout)
