@@ -118,3 +118,24 @@ def test_a_send_after_close_goes_to_the_url_set_since(tmp_path: Path) -> None:
     with pytest.raises(JobNotFound):
         second.record()
     app.close()
+
+
+async def test_a_broker_opens_while_another_connection_holds_the_write_lock(tmp_path: Path) -> None:
+    """A Django request's transaction on the same file: the first lookup must not wait for its end."""
+    path = tmp_path / "shared.db"
+    async with sqlite_broker.SqliteBroker(str(path)) as first:  # migrated, as Django's migrate leaves it
+        job = make_job()
+        await first.enqueue([job])
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA journal_mode=DELETE")  # what a database Django created is in
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE held (x)")  # the transaction holds the write lock from here on
+    try:
+        # The old open switched to WAL and re-ran the migrations in a write transaction: both wait
+        # for this lock, and failed with "database is locked" after the busy timeout.
+        async with sqlite_broker.SqliteBroker(str(path), busy_timeout=2.0) as second:
+            record = await second.get(job.id)
+            assert record is not None and record.job.id == job.id
+    finally:
+        other.execute("ROLLBACK")
+        other.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -13,6 +14,8 @@ from pigeon.brokers.sql import migrations
 from pigeon.errors import ConfigurationError
 
 T = TypeVar("T")
+log = logging.getLogger("pigeon.sqlite")
+_WAL_WAIT = 1.0  # seconds to wait for the lock that switching to WAL needs, once per file
 
 
 def connect(path: str, busy_timeout: float, lock: threading.Lock) -> tuple[sqlite3.Connection, list[str]]:
@@ -23,14 +26,34 @@ def connect(path: str, busy_timeout: float, lock: threading.Lock) -> tuple[sqlit
         # Switching to WAL needs an exclusive lock and does not wait for one: do it only
         # when the file is not in WAL mode yet (once, ever), not while others hold it open.
         if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            retry_busy(lambda: db.execute("PRAGMA journal_mode=WAL"), busy_timeout)
+            _to_wal(db, path, min(busy_timeout, _WAL_WAIT))
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        # A schema already current needs no write: opening must not wait for the write lock,
+        # which a Django transaction on the same file may hold until its request ends.
+        if db.execute("PRAGMA user_version").fetchone()[0] == _latest():
+            return db, []
         with lock:
             return db, write(db, migrate_connection)
     except BaseException:
         db.close()
         raise
+
+
+def _to_wal(db: sqlite3.Connection, path: str, within: float) -> None:
+    try:
+        retry_busy(lambda: db.execute("PRAGMA journal_mode=WAL"), within)
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc):
+            raise
+        # Another connection holds the file (a Django transaction, say): work in its journal mode
+        # now rather than wait for the transaction; the next connection switches it.
+        log.warning("%s is in use: staying in its journal mode until a later connection makes it WAL", path)
+
+
+def _latest() -> int:
+    known = migrations("sqlite")
+    return known[-1][0] if known else 0
 
 
 def write(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -68,7 +91,7 @@ def migrate_connection(db: sqlite3.Connection) -> list[str]:
     """
     current = db.execute("PRAGMA user_version").fetchone()[0]
     known = migrations("sqlite")
-    latest = known[-1][0] if known else 0
+    latest = _latest()
     if current > latest:
         raise ConfigurationError(
             f"the database schema is version {current}, newer than this pigeon knows ({latest}): "
