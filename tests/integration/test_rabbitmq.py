@@ -101,6 +101,21 @@ async def test_a_nacked_delivery_is_an_error_in_send_and_the_job_is_kept(
     await broker.enqueue([make_job(queue="other")])  # the publishing channel is still fine
 
 
+async def test_a_send_right_after_its_channel_closed_lands_when_the_channel_reopens(
+    broker: RabbitBroker, channel: aio_pika.abc.AbstractChannel, namespace: str
+) -> None:
+    """A chain step publishing its next job must not fail because the channel was reopening."""
+    await broker.enqueue([make_job()])  # declares the queue
+    publisher = broker._publisher
+    assert publisher is not None
+    # The server closes a channel that asks for an exchange it does not have; robust, it reopens.
+    with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+        await publisher.get_exchange(f"{namespace}.no-such-exchange", ensure=True)
+    job = make_job()
+    await broker.enqueue([job])  # the old code raised "did not confirm … closed" here
+    assert await depth(channel, f"{namespace}.default") == 2
+
+
 async def test_a_second_start_declares_the_same_queues_without_complaint(url: str) -> None:
     for _ in range(2):
         b = await opened(url)

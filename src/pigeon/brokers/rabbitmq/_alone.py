@@ -44,7 +44,7 @@ from aio_pika.connection import make_url
 
 from pigeon.brokers.base import BrokerBase, Capabilities
 from pigeon.brokers.rabbitmq import _topology as topo
-from pigeon.brokers.rabbitmq._connection import CALL, translated, version_of, where
+from pigeon.brokers.rabbitmq._connection import AGAIN, CALL, translated, version_of, where, worth_again
 from pigeon.brokers.rabbitmq._inbox import Arrival, Inbox
 from pigeon.brokers.rabbitmq._messages import (
     ATTEMPTS,
@@ -71,8 +71,6 @@ from pigeon.job import (
     decode_stored,
 )
 
-_AGAIN = (0.0, 0.1, 0.3, 0.9)
-"""Pauses before publishing nacked or returned messages again."""
 _EARLY = 0.002
 """Seconds early a delayed delivery may be run rather than sent round again."""
 _FIRST = 2.0
@@ -286,8 +284,8 @@ class AloneBroker(BrokerBase):
         channel = self._channel(self._publisher)
         with self._translated():
             failed = await send(channel, sends)
-        for pause in _AGAIN:
-            if not failed or not all(isinstance(e, aiormq.exceptions.DeliveryError) for _, e in failed):
+        for pause in AGAIN:
+            if not failed or not all(worth_again(e) for _, e in failed):
                 break
             await asyncio.sleep(pause)
             with self._translated():

@@ -17,13 +17,11 @@ from aio_pika.connection import make_url
 
 from pigeon.brokers.base import Broker, BrokerBase, Capabilities, Migrating, create_broker
 from pigeon.brokers.inspection import Inspecting
-from pigeon.brokers.rabbitmq._connection import CALL, translated, version_of, where
+from pigeon.brokers.rabbitmq._connection import AGAIN, CALL, translated, version_of, where, worth_again
 from pigeon.brokers.rabbitmq._held import Held
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import Claim, Job, JobRecord, Outcome, WorkerInfo
 
-_AGAIN = (0.0, 0.1, 0.3, 0.9)
-"""Pauses before publishing nacked or returned deliveries again."""
 _QUEUE_TYPES = ("quorum", "classic")
 _MIN_QUORUM = (3, 8)
 """Quorum queues appeared in RabbitMQ 3.8."""
@@ -307,8 +305,8 @@ class RabbitBroker(BrokerBase):
             return
         await self._declare([j.queue for j in jobs])
         failed = await self._send(jobs)
-        for pause in _AGAIN:
-            if not failed or not all(isinstance(e, aiormq.exceptions.DeliveryError) for _, e in failed):
+        for pause in AGAIN:
+            if not failed or not all(worth_again(e) for _, e in failed):
                 break
             await asyncio.sleep(pause)
             returned = {j.queue for j, e in failed if isinstance(e, aiormq.exceptions.PublishError)}

@@ -13,6 +13,18 @@ from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 
 CALL = 10.0
 """Seconds any one call to RabbitMQ may take: a stuck server is an error, not a hang."""
+AGAIN = (0.0, 0.1, 0.3, 0.9)
+"""Pauses before publishing again what did not land (see :func:`worth_again`)."""
+
+
+def worth_again(exc: Exception) -> bool:
+    """Whether a publish that failed with ``exc`` may land if sent again shortly.
+
+    Nacked or returned (a quorum queue starting its leader, a queue being deleted), or
+    caught by its channel closing: a robust channel reopens by itself, and failing the
+    send for that would fail a job that only published its next step.
+    """
+    return isinstance(exc, (aiormq.exceptions.DeliveryError, aiormq.exceptions.ChannelInvalidStateError))
 
 
 def version_of(text: str) -> tuple[int, ...]:
