@@ -109,3 +109,19 @@ async def test_what_the_store_lacks_is_a_clear_error(monkeypatch: pytest.MonkeyP
         await broker.take("k", 1.0, 1.0)
     with pytest.raises(UnsupportedFeature, match="cannot keep progress reports"):
         await broker.progress("j", "t", b"{}")
+
+
+def test_a_due_time_crosses_the_wire_to_the_millisecond() -> None:
+    # AMQP tables carry a Python float as 32 bits: a due time sent as one came back up to 64 s off.
+    from pamqp import decode, encode
+
+    from pigeon.brokers.rabbitmq._messages import due_of, message
+    from tests.helpers import make_job
+
+    job = make_job()
+    due = 1_796_170_949.1236
+    headers = message(job, 1, due, None).headers
+    _, wire = decode.field_table(encode.field_table(dict(headers)))
+    got = due_of(wire, None)
+    assert got is not None and due <= got < due + 0.002
+    assert due_of({}, 5.0) == 5.0

@@ -48,11 +48,11 @@ from pigeon.brokers.rabbitmq._connection import AGAIN, CALL, translated, version
 from pigeon.brokers.rabbitmq._inbox import Arrival, Inbox
 from pigeon.brokers.rabbitmq._messages import (
     ATTEMPTS,
-    DUE,
     Running,
     Send,
     ack,
     as_int,
+    due_of,
     send,
     side_channel,
     unsupported,
@@ -116,6 +116,7 @@ class AloneBroker(BrokerBase):
         self._delays = False
         self._consumers: dict[str, str] = {}
         self._declaring = asyncio.Lock()
+        self._consuming = asyncio.Lock()
         self._inbox = Inbox()
         self._running: dict[str, Running] = {}
         self.server_version: tuple[int, ...] = ()
@@ -329,12 +330,26 @@ class AloneBroker(BrokerBase):
         if connection is None or not connection.connected.is_set():
             return 0
         channel = self._channel(self._consumer)
+        if not await self._missing(channel, queues):
+            return 0
+        # One at a time: a claim and a wait that both saw a queue without its consumer started
+        # two, and the second dropped what the first had received (held unacknowledged, so
+        # delivered to nobody until the connection closed).
+        async with self._consuming:
+            missing = await self._missing(channel, queues)
+            if not missing:
+                return 0
+            return await self._start_consumers(channel, missing)
+
+    async def _missing(self, channel: AbstractRobustChannel, queues: Sequence[str]) -> list[str]:
+        """The queues of ``queues`` without a live consumer on ``channel``."""
         with self._translated():
             async with asyncio.timeout(CALL):
                 live = cast(aiormq.Channel, await channel.get_underlay_channel()).consumers
-        missing = [q for q in queues if self._consumers.get(q) not in live]
-        if not missing:
-            return 0
+        return [q for q in queues if self._consumers.get(q) not in live]
+
+    async def _start_consumers(self, channel: AbstractRobustChannel, missing: Sequence[str]) -> int:
+        """Consume ``missing`` (declaring them again); return how many messages they had."""
         self._declared -= {q for q in missing if q in self._consumers}
         await self._declare(missing)
         waiting = 0
@@ -374,8 +389,8 @@ class AloneBroker(BrokerBase):
         returned = as_int(headers.get("x-delivery-count")) or int(bool(message.redelivered))
         attempt = spent + returned + 1
         now = time.time()
-        due = headers.get(DUE, job.run_at)
-        if malformed is None and isinstance(due, int | float) and due > now + _EARLY:
+        due = due_of(headers, job.run_at)
+        if malformed is None and due is not None and due > now + _EARLY:
             await self._forward(message, job, spent, float(due), None, job.queue)  # not due yet
             return None
         if malformed is None and attempt > job.max_attempts:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Sequence
+import math
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +27,10 @@ from pigeon.job import ErrorInfo, Job
 _CALL = 10.0
 ATTEMPTS = "x-pigeon-attempts"
 """Attempts the job spent before this message was published."""
-DUE = "x-pigeon-due"
-"""When a retried or deferred job is due (its envelope keeps its first ``run_at``)."""
+DUE = "x-pigeon-due-ms"
+"""When a retried or deferred job is due, in integer milliseconds since the epoch (its envelope
+keeps its first ``run_at``). Not a float: AMQP tables carry a Python float as 32 bits, which at
+today's epoch rounds to a multiple of 128 s, so a retry was sent round the delays for up to a minute."""
 ERROR = "x-pigeon-error"
 """A dead letter's last error, as JSON: ``type``, ``message``, ``traceback``."""
 
@@ -39,7 +42,7 @@ def message(job: Job, attempts: int, due: float | None, error: ErrorInfo | None)
     """The persistent message that carries ``job``: its JSON envelope, and the headers above."""
     headers: dict[str, Any] = {ATTEMPTS: attempts}
     if due is not None:
-        headers[DUE] = due
+        headers[DUE] = math.ceil(due * 1000)  # never early: an early arrival goes round again
     if error is not None:
         headers[ERROR] = json.dumps(
             {"type": error.type, "message": error.message, "traceback": error.traceback}
@@ -73,6 +76,12 @@ async def send(channel: AbstractRobustChannel, sends: Sequence[Send]) -> list[tu
         elif isinstance(result, BaseException):
             raise result  # a cancellation
     return failed
+
+
+def due_of(headers: Mapping[str, object], default: float | None) -> float | None:
+    """When a delivery is due, from its headers (seconds since the epoch), else ``default``."""
+    ms = headers.get(DUE)
+    return ms / 1000 if isinstance(ms, int) and not isinstance(ms, bool) else default
 
 
 def as_int(value: object) -> int:
