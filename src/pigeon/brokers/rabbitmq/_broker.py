@@ -70,6 +70,7 @@ class RabbitBroker(BrokerBase):
         self._consumers: dict[str, str] = {}
         """The consumer tag of each queue consumed."""
         self._declaring = asyncio.Lock()
+        self._consuming = asyncio.Lock()
         self._held = Held()
         self.server_version: tuple[int, ...] = ()
 
@@ -359,19 +360,29 @@ class RabbitBroker(BrokerBase):
         if connection is None or not connection.connected.is_set():
             return
         channel = self._channel(self._consumer)
+        if not await self._missing(channel, queues):
+            return
+        # One at a time: two calls that both found a queue without its consumer started two,
+        # and the second dropped what the first had received (unacknowledged until the
+        # connection closed, holding prefetch slots).
+        async with self._consuming:
+            missing = await self._missing(channel, queues)
+            if not missing:
+                return
+            self._declared -= {q for q in missing if q in self._consumers}  # cancelled: deleted, maybe
+            await self._declare(missing)
+            for q in missing:
+                self._held.forget(q)
+                with self._translated():
+                    queue = await channel.get_queue(self._queue_name(q), ensure=False)
+                    self._consumers[q] = await queue.consume(self._held.receiver(q), timeout=CALL)
+
+    async def _missing(self, channel: AbstractRobustChannel, queues: Sequence[str]) -> list[str]:
+        """The queues of ``queues`` without a live consumer on ``channel``."""
         with self._translated():
             async with asyncio.timeout(CALL):
                 live = cast(aiormq.Channel, await channel.get_underlay_channel()).consumers
-        missing = [q for q in queues if self._consumers.get(q) not in live]
-        if not missing:
-            return
-        self._declared -= {q for q in missing if q in self._consumers}  # cancelled: deleted, maybe
-        await self._declare(missing)
-        for q in missing:
-            self._held.forget(q)
-            with self._translated():
-                queue = await channel.get_queue(self._queue_name(q), ensure=False)
-                self._consumers[q] = await queue.consume(self._held.receiver(q), timeout=CALL)
+        return [q for q in queues if self._consumers.get(q) not in live]
 
     async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
         """Claim in the store; acknowledge the deliveries this claim settles (see ``Held.settle``)."""
