@@ -16,6 +16,8 @@
   then acknowledged. A worker that dies in between runs the job again
   (at least once), never loses it.
 
+Events are a topic exchange with a queue per handler (``_events_topic.py``).
+
 Nothing records a job, so ``get`` and ``cancel`` (except of a job this broker
 holds) raise :class:`UnsupportedFeature`, as do unique keys and concurrency
 limits; the optional protocols (inspection, rate limits, progress) are not
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -42,9 +43,19 @@ from aio_pika.abc import (
 )
 from aio_pika.connection import make_url
 
-from pigeon.brokers.base import BrokerBase, Capabilities
+from pigeon.brokers.base import BrokerBase, Capabilities, EventHandler
+from pigeon.brokers.rabbitmq import _events_topic as topics
 from pigeon.brokers.rabbitmq import _topology as topo
-from pigeon.brokers.rabbitmq._connection import AGAIN, CALL, translated, version_of, where, worth_again
+from pigeon.brokers.rabbitmq._connection import (
+    AGAIN,
+    ALONE_OPTIONS,
+    CALL,
+    alone_options,
+    translated,
+    version_of,
+    where,
+    worth_again,
+)
 from pigeon.brokers.rabbitmq._inbox import Arrival, Inbox
 from pigeon.brokers.rabbitmq._messages import (
     ATTEMPTS,
@@ -99,7 +110,7 @@ class AloneBroker(BrokerBase):
     ) -> None:
         self.url = url
         parts = urlsplit(url)
-        query = [(k, v) for k, v in parse_qsl(parts.query) if k not in _OURS]
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ALONE_OPTIONS]
         self._server = urlunsplit(parts._replace(query=urlencode(query)))
         self._namespace = namespace
         self._queue_type = queue_type
@@ -117,6 +128,7 @@ class AloneBroker(BrokerBase):
         self._consumers: dict[str, str] = {}
         self._declaring = asyncio.Lock()
         self._inbox = Inbox()
+        self._topics = topics.Topics(namespace)
         self._running: dict[str, Running] = {}
         self.server_version: tuple[int, ...] = ()
 
@@ -127,22 +139,7 @@ class AloneBroker(BrokerBase):
         Raises:
             ConfigurationError: a bad parameter.
         """
-        query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
-        namespace = query.get("namespace", "pigeon")
-        if not re.fullmatch(r"[\w.-]+", namespace):
-            raise ConfigurationError(f"{url!r}: namespace must be a plain word")
-        queue_type = query.get("queue_type", "quorum")
-        if queue_type not in ("quorum", "classic"):
-            raise ConfigurationError(f"{url!r}: queue_type must be one of quorum, classic")
-        numbers = {}
-        for name, default, top in (("prefetch", 64, 65535), ("delivery_limit", 10, 1_000_000)):
-            try:
-                numbers[name] = int(query.get(name, str(default)))
-            except ValueError:
-                numbers[name] = 0
-            if not 1 <= numbers[name] <= top:
-                raise ConfigurationError(f"{url!r}: {name} must be a whole number from 1 to {top}")
-        return cls(url, namespace=namespace, queue_type=queue_type, **numbers)
+        return cls(url, **alone_options(url))
 
     # -- plumbing ------------------------------------------------------------
 
@@ -251,7 +248,7 @@ class AloneBroker(BrokerBase):
         Returns:
             The RabbitMQ names of the queues deleted (one already gone is no error).
         """
-        names = sorted({*queues, *self._used})
+        names = sorted({*queues, *self._used, *self._topics.forget()})
         deleted: list[str] = []
         async with self._declaring:
             with self._translated():
@@ -351,6 +348,7 @@ class AloneBroker(BrokerBase):
 
         ``lease`` does not apply: a job is leased until this connection acknowledges it or dies.
         """
+        queues = self._topics.widen(queues)
         waiting = await self._consume(queues)
         if waiting:  # a consumer just started: let what was in its queues arrive
             await self._inbox.until(queues, min(limit, waiting), _FIRST)
@@ -367,22 +365,25 @@ class AloneBroker(BrokerBase):
 
     async def _claimable(self, arrival: Arrival) -> Claim | None:
         """The claim for a delivery, or None once it was sent round again or dead-lettered."""
-        message = arrival.message
-        job, malformed = decode_stored(message.message_id or uuid.uuid4().hex, message.body)
+        message, route = arrival.message, self._topics.route(arrival.queue)
         headers = message.headers or {}
+        if route is not None and ATTEMPTS not in headers:  # an event, not a retry of its handler's job
+            job, malformed = topics.job_of(route, message)
+        else:
+            job, malformed = decode_stored(message.message_id or uuid.uuid4().hex, message.body)
         spent = as_int(headers.get(ATTEMPTS))
         returned = as_int(headers.get("x-delivery-count")) or int(bool(message.redelivered))
         attempt = spent + returned + 1
         now = time.time()
         due = headers.get(DUE, job.run_at)
         if malformed is None and isinstance(due, int | float) and due > now + _EARLY:
-            await self._forward(message, job, spent, float(due), None, job.queue)  # not due yet
+            await self._forward(message, job, spent, float(due), None, arrival.queue)  # not due yet
             return None
         if malformed is None and attempt > job.max_attempts:
-            await self._forward(message, job, attempt - 1, None, WORKER_LOST, self.dead_name(job.queue))
+            await self._forward(message, job, attempt - 1, None, WORKER_LOST, self.dead_name(arrival.queue))
             return None
         token = uuid.uuid4().hex
-        self._running[token] = Running(message, job, attempt)
+        self._running[token] = Running(message, job, attempt, arrival.queue)
         return Claim(job, token, attempt, malformed)
 
     async def _forward(
@@ -402,6 +403,7 @@ class AloneBroker(BrokerBase):
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
         """Return when a delivery for ``queues`` arrived since the last wait, or after ``timeout``."""
+        queues = self._topics.widen(queues)
         await self._consume(queues)
         await self._inbox.wait(queues, timeout)
 
@@ -436,12 +438,12 @@ class AloneBroker(BrokerBase):
             settled.append((o.token, running))
             job, attempt = running.job, running.attempt
             if o.kind is OutcomeKind.FAIL:
-                sends.append(("", self.dead_name(job.queue), job_message(job, attempt, None, o.error)))
+                sends.append(("", self.dead_name(running.queue), job_message(job, attempt, None, o.error)))
             elif o.kind is not OutcomeKind.COMPLETE:
                 spent = attempt if o.kind is OutcomeKind.RETRY else attempt - 1
                 due = o.run_at if o.kind is not OutcomeKind.RELEASE else None
                 message = job_message(job, spent, due, o.error)
-                sends.append((*self._route(job.queue, due, now), message))
+                sends.append((*self._route(running.queue, due, now), message))
         try:
             if sends:
                 await self._publish(sends)
@@ -450,6 +452,24 @@ class AloneBroker(BrokerBase):
             raise
         await asyncio.gather(*(ack(r.message) for _, r in settled))
         return done
+
+    # -- events ------------------------------------------------------------------
+
+    async def bind_handlers(self, handlers: Sequence[EventHandler]) -> None:
+        """Declare each handler's queue (``<namespace>.events.<task>``) and bind it to the events exchange."""
+        fresh = self._topics.fresh(handlers)
+        if fresh:
+            await self._declare([r.key for r in fresh])
+            with self._translated():
+                await self._topics.bind(self._channel(self._connection), fresh, self.queue_name)
+
+    async def publish_event(self, event_id: str, topic: str, payload: bytes) -> bool:
+        """One confirmed, mandatory message to ``<namespace>.events``; False when no queue takes its topic."""
+        event = topics.message(event_id, topic, payload)
+        with self._translated():
+            return await self._topics.publish(
+                self._channel(self._connection), self._channel(self._publisher), topic, event
+            )
 
     async def heartbeat(
         self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float
@@ -477,6 +497,3 @@ class AloneBroker(BrokerBase):
                 await ack(running.message)
                 return True
         raise unsupported("cancel a job by id")
-
-
-_OURS = ("namespace", "queue_type", "prefetch", "delivery_limit")

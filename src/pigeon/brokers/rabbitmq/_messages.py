@@ -121,3 +121,5 @@ class Running:
     message: AbstractIncomingMessage
     job: Job
     attempt: int
+    queue: str
+    """The pigeon queue it was delivered from: where its retries and dead letter go (a handler's own)."""
