@@ -32,7 +32,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from typing import Any, Self, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aio_pika
 import aiormq
@@ -48,9 +47,9 @@ from pigeon.brokers.rabbitmq import _events_topic as topics
 from pigeon.brokers.rabbitmq import _topology as topo
 from pigeon.brokers.rabbitmq._connection import (
     AGAIN,
-    ALONE_OPTIONS,
     CALL,
     alone_options,
+    server_of,
     translated,
     version_of,
     where,
@@ -109,9 +108,7 @@ class AloneBroker(BrokerBase):
         delivery_limit: int = 10,
     ) -> None:
         self.url = url
-        parts = urlsplit(url)
-        query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ALONE_OPTIONS]
-        self._server = urlunsplit(parts._replace(query=urlencode(query)))
+        self._server = server_of(url)
         self._namespace = namespace
         self._queue_type = queue_type
         self._prefetch = prefetch
@@ -127,6 +124,7 @@ class AloneBroker(BrokerBase):
         self._delays = False
         self._consumers: dict[str, str] = {}
         self._declaring = asyncio.Lock()
+        self._consuming = asyncio.Lock()  # claim and wait both start consumers: two at once doubled them
         self._inbox = Inbox()
         self._topics = topics.Topics(namespace)
         self._running: dict[str, Running] = {}
@@ -322,26 +320,27 @@ class AloneBroker(BrokerBase):
         A consumer RabbitMQ cancelled, or lost with its connection, is started
         again on the next claim or wait; what it held is redelivered by RabbitMQ.
         """
-        connection = self._connection
-        if connection is None or not connection.connected.is_set():
-            return 0
-        channel = self._channel(self._consumer)
-        with self._translated():
-            async with asyncio.timeout(CALL):
-                live = cast(aiormq.Channel, await channel.get_underlay_channel()).consumers
-        missing = [q for q in queues if self._consumers.get(q) not in live]
-        if not missing:
-            return 0
-        self._declared -= {q for q in missing if q in self._consumers}
-        await self._declare(missing)
-        waiting = 0
-        for q in missing:
-            self._inbox.forget(q)
+        async with self._consuming:
+            connection = self._connection
+            if connection is None or not connection.connected.is_set():
+                return 0
+            channel = self._channel(self._consumer)
             with self._translated():
-                queue = await channel.declare_queue(self.queue_name(q), passive=True, timeout=CALL)
-                waiting += queue.declaration_result.message_count or 0
-                self._consumers[q] = await queue.consume(self._inbox.receiver(q), timeout=CALL)
-        return waiting
+                async with asyncio.timeout(CALL):
+                    live = cast(aiormq.Channel, await channel.get_underlay_channel()).consumers
+            missing = [q for q in queues if self._consumers.get(q) not in live]
+            if not missing:
+                return 0
+            self._declared -= {q for q in missing if q in self._consumers}
+            await self._declare(missing)
+            waiting = 0
+            for q in missing:
+                self._inbox.forget(q)
+                with self._translated():
+                    queue = await channel.declare_queue(self.queue_name(q), passive=True, timeout=CALL)
+                    waiting += queue.declaration_result.message_count or 0
+                    self._consumers[q] = await queue.consume(self._inbox.receiver(q), timeout=CALL)
+            return waiting
 
     async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
         """Claim deliveries held here, highest priority first; a delivery's lease is its being unacknowledged.

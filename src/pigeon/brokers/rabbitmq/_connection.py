@@ -6,7 +6,7 @@ import contextlib
 import re
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiormq
 
@@ -54,6 +54,13 @@ def alone_options(url: str) -> dict[str, Any]:
         if not 1 <= options[name] <= top:
             raise ConfigurationError(f"{url!r}: {name} must be a whole number from 1 to {top}")
     return options
+
+
+def server_of(url: str) -> str:
+    """RabbitMQ alone's URL without pigeon's parameters: what to connect to."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ALONE_OPTIONS]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def version_of(text: str) -> tuple[int, ...]:
