@@ -8,8 +8,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import server_url, with_namespace
 
 
@@ -42,12 +40,6 @@ def test_nfc_demo_runs_on_rabbitmq(tmp_path: Path) -> None:
     assert "every read was answered by a light" in done.stdout
 
 
-@pytest.mark.skip(
-    reason=(
-        "RabbitMQ alone: under parallel load a delayed retry can arrive late or not within 30 s;"
-        " cause not found yet (docs/rabbitmq.md)"
-    )
-)
 def test_nfc_demo_runs_on_rabbitmq_alone(tmp_path: Path) -> None:
     url = with_namespace(server_url("rabbitmq"), f"t_{uuid.uuid4().hex[:12]}")
     command = ["demo", "--seconds", "2", "--interval", "0.2", "--url", url, "--store", "none"]

@@ -58,11 +58,11 @@ from pigeon.brokers.rabbitmq._connection import (
 from pigeon.brokers.rabbitmq._inbox import Arrival, Inbox
 from pigeon.brokers.rabbitmq._messages import (
     ATTEMPTS,
-    DUE,
     Running,
     Send,
     ack,
     as_int,
+    due_of,
     send,
     side_channel,
     unsupported,
@@ -374,9 +374,9 @@ class AloneBroker(BrokerBase):
         returned = as_int(headers.get("x-delivery-count")) or int(bool(message.redelivered))
         attempt = spent + returned + 1
         now = time.time()
-        due = headers.get(DUE, job.run_at)
-        if malformed is None and isinstance(due, int | float) and due > now + _EARLY:
-            await self._forward(message, job, spent, float(due), None, arrival.queue)  # not due yet
+        due = due_of(headers, job.run_at)
+        if malformed is None and due is not None and due > now + _EARLY:
+            await self._forward(message, job, spent, due, None, arrival.queue)  # not due yet
             return None
         if malformed is None and attempt > job.max_attempts:
             await self._forward(message, job, attempt - 1, None, WORKER_LOST, self.dead_name(arrival.queue))

@@ -27,7 +27,10 @@ _CALL = 10.0
 ATTEMPTS = "x-pigeon-attempts"
 """Attempts the job spent before this message was published."""
 DUE = "x-pigeon-due"
-"""When a retried or deferred job is due (its envelope keeps its first ``run_at``)."""
+"""When a retried or deferred job is due, in Unix milliseconds (the envelope keeps its first ``run_at``).
+
+An integer because AMQP table floats are 32 bits as pamqp writes them: a due time in
+seconds came back rounded to 128 s, so a retry waited up to a minute past its time."""
 ERROR = "x-pigeon-error"
 """A dead letter's last error, as JSON: ``type``, ``message``, ``traceback``."""
 
@@ -39,7 +42,7 @@ def message(job: Job, attempts: int, due: float | None, error: ErrorInfo | None)
     """The persistent message that carries ``job``: its JSON envelope, and the headers above."""
     headers: dict[str, Any] = {ATTEMPTS: attempts}
     if due is not None:
-        headers[DUE] = due
+        headers[DUE] = round(due * 1000)
     if error is not None:
         headers[ERROR] = json.dumps(
             {"type": error.type, "message": error.message, "traceback": error.traceback}
@@ -73,6 +76,14 @@ async def send(channel: AbstractRobustChannel, sends: Sequence[Send]) -> list[tu
         elif isinstance(result, BaseException):
             raise result  # a cancellation
     return failed
+
+
+def due_of(headers: dict[str, Any], default: float | None) -> float | None:
+    """The due time a message's :data:`DUE` header gives (Unix seconds), else ``default``."""
+    due = headers.get(DUE)
+    if isinstance(due, int) and not isinstance(due, bool):
+        return due / 1000
+    return due if isinstance(due, float) else default  # a float: seconds, as written before
 
 
 def as_int(value: object) -> int:
