@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from pigeon import codec
+from pigeon import codec, limits
 from pigeon.brokers.base import EventHandler
 from pigeon.client import Client
 from pigeon.job import Job, new_id
@@ -150,7 +150,7 @@ async def publish(
     """
     broker = await client.connection()
     if broker.routing_events is not None:
-        return await _route(broker, handlers, topic, payload)
+        return await _route(client, broker, handlers, topic, payload)
     jobs = fan_out(handlers, topic, payload)
     if is_unrouted(jobs):
         if not broker.capabilities.get_result:  # a broker that keeps no record (RabbitMQ alone)
@@ -162,7 +162,11 @@ async def publish(
 
 
 async def _route(
-    broker: InstrumentedBroker, handlers: Sequence[tuple[str, Task[Any, Any]]], topic: str, payload: Any
+    client: Client,
+    broker: InstrumentedBroker,
+    handlers: Sequence[tuple[str, Task[Any, Any]]],
+    topic: str,
+    payload: Any,
 ) -> list[str]:
     """Publish one message for the broker to route; return this process's matching handlers' job ids.
 
@@ -174,8 +178,9 @@ async def _route(
     check_immutable(payload)
     body = codec.encode_sendable(payload, f"the payload of {topic!r}")
     matching = [(p, t) for p, t in handlers if pattern_regex(p).match(topic)]
-    for _, t in matching:
-        t.make_event_job(topic, body)  # a payload that does not fit fails here, as with fan_out
+    # A payload that does not fit a handler here, or is over max_payload, fails as with fan_out.
+    jobs = [t.make_event_job(topic, body) for _, t in matching]
+    limits.check_sizes(jobs or [Job(id="", task=topic, payload=msgspec.Raw(body))], client.max_payload)
     await broker.bind_handlers(event_handlers(handlers))
     event_id = new_id()
     if not await broker.publish_event(event_id, topic, body):
