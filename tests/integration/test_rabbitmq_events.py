@@ -225,3 +225,28 @@ async def test_a_failing_handler_retries_then_is_dead_lettered(
     error = json.loads(letter.headers["x-pigeon-error"])
     assert error["type"].endswith("RuntimeError") and "order 5" in error["message"]
     assert json.loads(letter.body)["task"] == "flaky"
+
+
+async def test_a_handlers_queue_deleted_under_a_worker_is_declared_and_bound_again(
+    url: str, namespace: str, channel: Any
+) -> None:
+    app = App(url)
+    got: list[Any] = []
+
+    @app.on("order.*", name="keeper")
+    async def keeper(event: dict[str, int]) -> None:
+        got.append(event)
+
+    publisher = App(url)  # no handler: it binds nothing itself
+
+    async def published_and_heard() -> list[Any]:
+        await publisher.apublish("order.paid", {"id": 3})
+        return got
+
+    try:
+        async with app.worker(poll=0.05):
+            await channel.queue_delete(handler_queue(namespace, "keeper"))  # its consumer is cancelled
+            await eventually(published_and_heard, timeout=20, what="an event heard after the deletion")
+    finally:
+        await publisher.aclose()
+        await app.aclose()

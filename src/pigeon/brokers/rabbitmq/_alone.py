@@ -331,8 +331,10 @@ class AloneBroker(BrokerBase):
             missing = [q for q in queues if self._consumers.get(q) not in live]
             if not missing:
                 return 0
-            self._declared -= {q for q in missing if q in self._consumers}
+            self._declared -= set(missing)  # declared again: one may have been deleted since (an operator's)
             await self._declare(missing)
+            if routes := [r for q in missing if (r := self._topics.route(q)) is not None]:  # bound again
+                await self._topics.bind(self._channel(self._connection), routes, self.queue_name)
             waiting = 0
             for q in missing:
                 self._inbox.forget(q)
