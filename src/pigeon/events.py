@@ -7,12 +7,18 @@ cannot change what another sees.
 
 Topic patterns are dot-separated: ``*`` matches one segment, ``**`` any number
 (``nfc.*`` matches ``nfc.tag_read``; ``**`` matches everything).
+
+A broker that routes events itself (:class:`~pigeon.brokers.base.RoutingEvents`:
+RabbitMQ alone's topic exchange) takes a publish as one message instead, and
+each handler's job is made where it is received, under an id derived from the
+event's and the handler's (:func:`handler_job_id`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 import re
 import time
@@ -21,9 +27,11 @@ from typing import Any
 
 import msgspec
 
-from pigeon import codec
+from pigeon import codec, limits
+from pigeon.brokers.base import EventHandler
 from pigeon.client import Client
 from pigeon.job import Job, new_id
+from pigeon.seam import InstrumentedBroker
 from pigeon.task import Task
 
 log = logging.getLogger("pigeon.events")
@@ -107,6 +115,20 @@ def fan_out(handlers: Sequence[tuple[str, Task[Any, Any]]], topic: str, payload:
     return jobs
 
 
+def handler_job_id(event_id: str, handler: str) -> str:
+    """The id of ``handler``'s job for event ``event_id``: the event's time, then a digest of both."""
+    digest = hashlib.blake2b(f"{event_id}/{handler}".encode(), digest_size=10).hexdigest()
+    return event_id[:12] + digest
+
+
+def event_handlers(handlers: Sequence[tuple[str, Task[Any, Any]]]) -> list[EventHandler]:
+    """The handlers as a broker that routes events sees them."""
+    return [
+        EventHandler(pattern, t.name, t.send_defaults.queue or t.defaults.queue, t.make_event_job)
+        for pattern, t in handlers
+    ]
+
+
 def is_unrouted(jobs: Sequence[Job]) -> bool:
     """Whether ``fan_out`` found no handler (its one job only records the event)."""
     return len(jobs) == 1 and jobs[0].task == UNROUTED
@@ -120,17 +142,48 @@ async def publish(
     An event nobody handles is kept, cancelled, in the ``pigeon.unrouted``
     queue for ``failed_ttl`` seconds (so ``pigeon status`` shows it), and no id
     is returned; a broker that keeps no record of a job (RabbitMQ alone) only logs it.
+    A broker that routes events itself gets one message (see :func:`_route`).
 
     Raises:
         TypeError: the payload is mutable, cannot be encoded, or does not fit a handler.
         ValueError: the topic is malformed.
     """
+    broker = await client.connection()
+    if broker.routing_events is not None:
+        return await _route(client, broker, handlers, topic, payload)
     jobs = fan_out(handlers, topic, payload)
     if is_unrouted(jobs):
-        broker = await client.connection()
         if not broker.capabilities.get_result:  # a broker that keeps no record (RabbitMQ alone)
             return []
         await client.aenqueue(jobs)
         await broker.cancel(jobs[0].id, time.time() + client.failed_ttl)
         return []
     return await client.aenqueue(jobs)
+
+
+async def _route(
+    client: Client,
+    broker: InstrumentedBroker,
+    handlers: Sequence[tuple[str, Task[Any, Any]]],
+    topic: str,
+    payload: Any,
+) -> list[str]:
+    """Publish one message for the broker to route; return this process's matching handlers' job ids.
+
+    This process's handlers are bound first (once per broker), so an event
+    published before any worker started waits in their queues. Handlers that
+    other processes bound receive it too; their jobs' ids are not known here.
+    """
+    check_topic(topic)
+    check_immutable(payload)
+    body = codec.encode_sendable(payload, f"the payload of {topic!r}")
+    matching = [(p, t) for p, t in handlers if pattern_regex(p).match(topic)]
+    # A payload that does not fit a handler here, or is over max_payload, fails as with fan_out.
+    jobs = [t.make_event_job(topic, body) for _, t in matching]
+    limits.check_sizes(jobs or [Job(id="", task=topic, payload=msgspec.Raw(body))], client.max_payload)
+    await broker.bind_handlers(event_handlers(handlers))
+    event_id = new_id()
+    if not await broker.publish_event(event_id, topic, body):
+        log.info("event %s has no handlers", topic)
+        return []
+    return [handler_job_id(event_id, t.name) for _, t in matching]

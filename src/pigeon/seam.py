@@ -26,9 +26,11 @@ from typing import Any, Protocol, Self, TypeVar
 from pigeon.brokers.base import (
     Broker,
     Capabilities,
+    EventHandler,
     Limiting,
     Migrating,
     Reporting,
+    RoutingEvents,
     SyncProducing,
     TransactionalBroker,
     capabilities_of,
@@ -97,6 +99,8 @@ class InstrumentedBroker:
         self._inspecting = inner if isinstance(inner, Inspecting) else None
         self._limiting = inner if isinstance(inner, Limiting) else None
         self._reporting = inner if isinstance(inner, Reporting) else None
+        self.routing_events = inner if isinstance(inner, RoutingEvents) else None
+        """The broker, if it routes events itself (None: a publish is one job per handler)."""
         self._transactional = inner if isinstance(inner, TransactionalBroker) else None
         self.sync_producing = inner if isinstance(inner, SyncProducing) else None
         """The broker, if it stores jobs from synchronous code itself (None: go through a loop)."""
@@ -296,6 +300,16 @@ class InstrumentedBroker:
         if self._reporting is None:
             raise self._lacks("keep progress reports")
         return await self._call("progress", self._reporting.progress(job_id, token, data))
+
+    async def bind_handlers(self, handlers: Sequence[EventHandler]) -> None:
+        if self.routing_events is None:
+            raise self._lacks("route events")
+        await self._call("bind_handlers", self.routing_events.bind_handlers(handlers))
+
+    async def publish_event(self, event_id: str, topic: str, payload: bytes) -> bool:
+        if self.routing_events is None:
+            raise self._lacks("route events")
+        return await self._call("publish_event", self.routing_events.publish_event(event_id, topic, payload))
 
     # -- SyncProducing, where the broker is one --------------------------------
 

@@ -23,6 +23,8 @@ import pytest
 from pigeon import App
 from pigeon.brokers.base import create_broker
 from pigeon.brokers.rabbitmq._alone import AloneBroker
+from pigeon.brokers.rabbitmq._messages import due_of
+from pigeon.brokers.rabbitmq._messages import message as job_message
 from pigeon.errors import ConfigurationError
 from pigeon.job import Claim, ErrorInfo, Outcome, OutcomeKind
 from pigeon.retry import Fixed
@@ -193,6 +195,17 @@ async def test_a_retry_backs_off_through_rabbitmq(broker: AloneBroker) -> None:
     assert await broker.settle([defer]) == [True]
     (c3,) = await eventually(lambda: broker.claim("w", Q, 1, 30), what="the deferred attempt")
     assert c3.attempt == 2  # a deferral gives its attempt back
+
+
+async def test_a_due_time_survives_the_headers_to_the_millisecond(broker: AloneBroker, channel: Any) -> None:
+    # AMQP table floats are 32 bits as pamqp writes them: a due time in seconds came back rounded
+    # to 128 s, and a retry due at once waited up to a minute (the "late delays" seen under load).
+    due = 1796171481.326
+    await broker._declare(Q)
+    await broker._publish([("", broker.queue_name("default"), job_message(make_job(), 1, due, None))])
+    queue = await channel.declare_queue(broker.queue_name("default"), passive=True)
+    got = await eventually(lambda: queue.get(fail=False, no_ack=True), what="the message")
+    assert due_of(got.headers, None) == pytest.approx(due, abs=0.001)
 
 
 async def test_a_failure_is_dead_lettered_with_its_error(broker: AloneBroker, channel: Any) -> None:

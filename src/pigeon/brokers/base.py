@@ -16,7 +16,7 @@ import asyncio
 import dataclasses
 import importlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol, Self, runtime_checkable
@@ -166,6 +166,40 @@ class Reporting(Protocol):
 
     async def progress(self, job_id: str, token: str, data: bytes) -> bool:
         """Store a running job's latest progress report; False if the token no longer owns it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class EventHandler:
+    """An event handler as a broker that routes events sees it."""
+
+    pattern: str
+    """Its topic pattern (``nfc.*``)."""
+    name: str
+    """Its task's name: what its queue is named after."""
+    queue: str
+    """The pigeon queue its jobs run on: a worker that claims from it runs the handler."""
+    make: Callable[[str, bytes], Job]
+    """Its job for a topic and an encoded payload (raises TypeError when the payload does not fit)."""
+
+
+@runtime_checkable
+class RoutingEvents(Protocol):
+    """A broker that routes events itself (RabbitMQ alone: a topic exchange), not as one job per handler.
+
+    A publish is then one message, and every handler bound anywhere receives it,
+    whichever process registered it.
+    """
+
+    async def bind_handlers(self, handlers: Sequence[EventHandler]) -> None:
+        """Make sure ``handlers`` each have a durable queue that receives their topics (idempotent).
+
+        A worker's claims from a handler's ``queue`` then include its events.
+        """
+        ...
+
+    async def publish_event(self, event_id: str, topic: str, payload: bytes) -> bool:
+        """Publish one event, confirmed; False when no handler's queue took it (nobody listens)."""
         ...
 
 

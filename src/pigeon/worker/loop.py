@@ -22,6 +22,7 @@ from typing import Any
 
 from pigeon.client import Client
 from pigeon.errors import BrokerError
+from pigeon.events import event_handlers
 from pigeon.hooks import attempt_hooks
 from pigeon.job import Claim, Outcome, OutcomeKind, WorkerInfo
 from pigeon.policy import Ending, Raised, Released, Retention, Unrunnable, decide
@@ -130,6 +131,9 @@ class Worker:
         log.info("worker %s up: queues %s, concurrency %d", self.id, ",".join(cfg.queues), cfg.concurrency)
         try:
             await self._register()
+            if self._broker.routing_events is not None and self.registry.handlers:
+                # events reach this worker only through queues bound to the broker's exchange
+                await self._broker.bind_handlers(event_handlers(self.registry.handlers))
             async with asyncio.TaskGroup() as loops:
                 background = [
                     loops.create_task(self._forward(wake), name="pigeon-wake"),

@@ -35,8 +35,9 @@ aio-pika's robust connection (``pigeon[rabbitmq]``), with separate publishing
 and consuming channels; after a reconnection the consumers are declared again
 and the server redelivers what was unacknowledged.
 
-Without a store, ``amqp://`` is refused: RabbitMQ alone keeps no record of a
-job, so results, lookup, cancel, unique keys and limits cannot work.
+Without a store, ``amqp://`` is RabbitMQ alone (``_alone.py``): it keeps no record
+of a job, so results, lookup, cancel, unique keys and limits are refused, and events
+are a topic exchange (``_events_topic.py``).
 """
 
 from pigeon.brokers.rabbitmq._broker import RabbitBroker

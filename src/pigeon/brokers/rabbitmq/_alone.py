@@ -16,6 +16,8 @@
   then acknowledged. A worker that dies in between runs the job again
   (at least once), never loses it.
 
+Events are a topic exchange with a queue per handler (``_events_topic.py``).
+
 Nothing records a job, so ``get`` and ``cancel`` (except of a job this broker
 holds) raise :class:`UnsupportedFeature`, as do unique keys and concurrency
 limits; the optional protocols (inspection, rate limits, progress) are not
@@ -26,12 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 import uuid
 from collections.abc import Sequence
 from typing import Any, Self, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aio_pika
 import aiormq
@@ -42,9 +42,19 @@ from aio_pika.abc import (
 )
 from aio_pika.connection import make_url
 
-from pigeon.brokers.base import BrokerBase, Capabilities
+from pigeon.brokers.base import BrokerBase, Capabilities, EventHandler
+from pigeon.brokers.rabbitmq import _events_topic as topics
 from pigeon.brokers.rabbitmq import _topology as topo
-from pigeon.brokers.rabbitmq._connection import AGAIN, CALL, translated, version_of, where, worth_again
+from pigeon.brokers.rabbitmq._connection import (
+    AGAIN,
+    CALL,
+    alone_options,
+    server_of,
+    translated,
+    version_of,
+    where,
+    worth_again,
+)
 from pigeon.brokers.rabbitmq._inbox import Arrival, Inbox
 from pigeon.brokers.rabbitmq._messages import (
     ATTEMPTS,
@@ -98,9 +108,7 @@ class AloneBroker(BrokerBase):
         delivery_limit: int = 10,
     ) -> None:
         self.url = url
-        parts = urlsplit(url)
-        query = [(k, v) for k, v in parse_qsl(parts.query) if k not in _OURS]
-        self._server = urlunsplit(parts._replace(query=urlencode(query)))
+        self._server = server_of(url)
         self._namespace = namespace
         self._queue_type = queue_type
         self._prefetch = prefetch
@@ -116,8 +124,9 @@ class AloneBroker(BrokerBase):
         self._delays = False
         self._consumers: dict[str, str] = {}
         self._declaring = asyncio.Lock()
-        self._consuming = asyncio.Lock()
+        self._consuming = asyncio.Lock()  # claim and wait both start consumers: two at once doubled them
         self._inbox = Inbox()
+        self._topics = topics.Topics(namespace)
         self._running: dict[str, Running] = {}
         self.server_version: tuple[int, ...] = ()
 
@@ -128,22 +137,7 @@ class AloneBroker(BrokerBase):
         Raises:
             ConfigurationError: a bad parameter.
         """
-        query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
-        namespace = query.get("namespace", "pigeon")
-        if not re.fullmatch(r"[\w.-]+", namespace):
-            raise ConfigurationError(f"{url!r}: namespace must be a plain word")
-        queue_type = query.get("queue_type", "quorum")
-        if queue_type not in ("quorum", "classic"):
-            raise ConfigurationError(f"{url!r}: queue_type must be one of quorum, classic")
-        numbers = {}
-        for name, default, top in (("prefetch", 64, 65535), ("delivery_limit", 10, 1_000_000)):
-            try:
-                numbers[name] = int(query.get(name, str(default)))
-            except ValueError:
-                numbers[name] = 0
-            if not 1 <= numbers[name] <= top:
-                raise ConfigurationError(f"{url!r}: {name} must be a whole number from 1 to {top}")
-        return cls(url, namespace=namespace, queue_type=queue_type, **numbers)
+        return cls(url, **alone_options(url))
 
     # -- plumbing ------------------------------------------------------------
 
@@ -252,7 +246,7 @@ class AloneBroker(BrokerBase):
         Returns:
             The RabbitMQ names of the queues deleted (one already gone is no error).
         """
-        names = sorted({*queues, *self._used})
+        names = sorted({*queues, *self._used, *self._topics.forget()})
         deleted: list[str] = []
         async with self._declaring:
             with self._translated():
@@ -326,46 +320,36 @@ class AloneBroker(BrokerBase):
         A consumer RabbitMQ cancelled, or lost with its connection, is started
         again on the next claim or wait; what it held is redelivered by RabbitMQ.
         """
-        connection = self._connection
-        if connection is None or not connection.connected.is_set():
-            return 0
-        channel = self._channel(self._consumer)
-        if not await self._missing(channel, queues):
-            return 0
-        # One at a time: a claim and a wait that both saw a queue without its consumer started
-        # two, and the second dropped what the first had received (held unacknowledged, so
-        # delivered to nobody until the connection closed).
         async with self._consuming:
-            missing = await self._missing(channel, queues)
+            connection = self._connection
+            if connection is None or not connection.connected.is_set():
+                return 0
+            channel = self._channel(self._consumer)
+            with self._translated():
+                async with asyncio.timeout(CALL):
+                    live = cast(aiormq.Channel, await channel.get_underlay_channel()).consumers
+            missing = [q for q in queues if self._consumers.get(q) not in live]
             if not missing:
                 return 0
-            return await self._start_consumers(channel, missing)
-
-    async def _missing(self, channel: AbstractRobustChannel, queues: Sequence[str]) -> list[str]:
-        """The queues of ``queues`` without a live consumer on ``channel``."""
-        with self._translated():
-            async with asyncio.timeout(CALL):
-                live = cast(aiormq.Channel, await channel.get_underlay_channel()).consumers
-        return [q for q in queues if self._consumers.get(q) not in live]
-
-    async def _start_consumers(self, channel: AbstractRobustChannel, missing: Sequence[str]) -> int:
-        """Consume ``missing`` (declaring them again); return how many messages they had."""
-        self._declared -= {q for q in missing if q in self._consumers}
-        await self._declare(missing)
-        waiting = 0
-        for q in missing:
-            self._inbox.forget(q)
-            with self._translated():
-                queue = await channel.declare_queue(self.queue_name(q), passive=True, timeout=CALL)
-                waiting += queue.declaration_result.message_count or 0
-                self._consumers[q] = await queue.consume(self._inbox.receiver(q), timeout=CALL)
-        return waiting
+            self._declared -= set(missing)  # declared again: one may have been deleted since (an operator's)
+            await self._declare(missing)
+            if routes := [r for q in missing if (r := self._topics.route(q)) is not None]:  # bound again
+                await self._topics.bind(self._channel(self._connection), routes, self.queue_name)
+            waiting = 0
+            for q in missing:
+                self._inbox.forget(q)
+                with self._translated():
+                    queue = await channel.declare_queue(self.queue_name(q), passive=True, timeout=CALL)
+                    waiting += queue.declaration_result.message_count or 0
+                    self._consumers[q] = await queue.consume(self._inbox.receiver(q), timeout=CALL)
+            return waiting
 
     async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
         """Claim deliveries held here, highest priority first; a delivery's lease is its being unacknowledged.
 
         ``lease`` does not apply: a job is leased until this connection acknowledges it or dies.
         """
+        queues = self._topics.widen(queues)
         waiting = await self._consume(queues)
         if waiting:  # a consumer just started: let what was in its queues arrive
             await self._inbox.until(queues, min(limit, waiting), _FIRST)
@@ -382,22 +366,25 @@ class AloneBroker(BrokerBase):
 
     async def _claimable(self, arrival: Arrival) -> Claim | None:
         """The claim for a delivery, or None once it was sent round again or dead-lettered."""
-        message = arrival.message
-        job, malformed = decode_stored(message.message_id or uuid.uuid4().hex, message.body)
+        message, route = arrival.message, self._topics.route(arrival.queue)
         headers = message.headers or {}
+        if route is not None and ATTEMPTS not in headers:  # an event, not a retry of its handler's job
+            job, malformed = topics.job_of(route, message)
+        else:
+            job, malformed = decode_stored(message.message_id or uuid.uuid4().hex, message.body)
         spent = as_int(headers.get(ATTEMPTS))
         returned = as_int(headers.get("x-delivery-count")) or int(bool(message.redelivered))
         attempt = spent + returned + 1
         now = time.time()
         due = due_of(headers, job.run_at)
         if malformed is None and due is not None and due > now + _EARLY:
-            await self._forward(message, job, spent, float(due), None, job.queue)  # not due yet
+            await self._forward(message, job, spent, due, None, arrival.queue)  # not due yet
             return None
         if malformed is None and attempt > job.max_attempts:
-            await self._forward(message, job, attempt - 1, None, WORKER_LOST, self.dead_name(job.queue))
+            await self._forward(message, job, attempt - 1, None, WORKER_LOST, self.dead_name(arrival.queue))
             return None
         token = uuid.uuid4().hex
-        self._running[token] = Running(message, job, attempt)
+        self._running[token] = Running(message, job, attempt, arrival.queue)
         return Claim(job, token, attempt, malformed)
 
     async def _forward(
@@ -417,6 +404,7 @@ class AloneBroker(BrokerBase):
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
         """Return when a delivery for ``queues`` arrived since the last wait, or after ``timeout``."""
+        queues = self._topics.widen(queues)
         await self._consume(queues)
         await self._inbox.wait(queues, timeout)
 
@@ -451,12 +439,12 @@ class AloneBroker(BrokerBase):
             settled.append((o.token, running))
             job, attempt = running.job, running.attempt
             if o.kind is OutcomeKind.FAIL:
-                sends.append(("", self.dead_name(job.queue), job_message(job, attempt, None, o.error)))
+                sends.append(("", self.dead_name(running.queue), job_message(job, attempt, None, o.error)))
             elif o.kind is not OutcomeKind.COMPLETE:
                 spent = attempt if o.kind is OutcomeKind.RETRY else attempt - 1
                 due = o.run_at if o.kind is not OutcomeKind.RELEASE else None
                 message = job_message(job, spent, due, o.error)
-                sends.append((*self._route(job.queue, due, now), message))
+                sends.append((*self._route(running.queue, due, now), message))
         try:
             if sends:
                 await self._publish(sends)
@@ -465,6 +453,24 @@ class AloneBroker(BrokerBase):
             raise
         await asyncio.gather(*(ack(r.message) for _, r in settled))
         return done
+
+    # -- events ------------------------------------------------------------------
+
+    async def bind_handlers(self, handlers: Sequence[EventHandler]) -> None:
+        """Declare each handler's queue (``<namespace>.events.<task>``) and bind it to the events exchange."""
+        fresh = self._topics.fresh(handlers)
+        if fresh:
+            await self._declare([r.key for r in fresh])
+            with self._translated():
+                await self._topics.bind(self._channel(self._connection), fresh, self.queue_name)
+
+    async def publish_event(self, event_id: str, topic: str, payload: bytes) -> bool:
+        """One confirmed, mandatory message to ``<namespace>.events``; False when no queue takes its topic."""
+        event = topics.message(event_id, topic, payload)
+        with self._translated():
+            return await self._topics.publish(
+                self._channel(self._connection), self._channel(self._publisher), topic, event
+            )
 
     async def heartbeat(
         self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float
@@ -492,6 +498,3 @@ class AloneBroker(BrokerBase):
                 await ack(running.message)
                 return True
         raise unsupported("cancel a job by id")
-
-
-_OURS = ("namespace", "queue_type", "prefetch", "delivery_limit")

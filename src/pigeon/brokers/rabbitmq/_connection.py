@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiormq
 
@@ -25,6 +26,41 @@ def worth_again(exc: Exception) -> bool:
     send for that would fail a job that only published its next step.
     """
     return isinstance(exc, (aiormq.exceptions.DeliveryError, aiormq.exceptions.ChannelInvalidStateError))
+
+
+ALONE_OPTIONS = ("namespace", "queue_type", "prefetch", "delivery_limit")
+"""RabbitMQ alone's URL parameters."""
+
+
+def alone_options(url: str) -> dict[str, Any]:
+    """RabbitMQ alone's keyword arguments from ``amqp://…?namespace=…&queue_type=…&prefetch=…&delivery_limit=…``.
+
+    Raises:
+        ConfigurationError: a bad parameter.
+    """
+    query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    namespace = query.get("namespace", "pigeon")
+    if not re.fullmatch(r"[\w.-]+", namespace):
+        raise ConfigurationError(f"{url!r}: namespace must be a plain word")
+    queue_type = query.get("queue_type", "quorum")
+    if queue_type not in ("quorum", "classic"):
+        raise ConfigurationError(f"{url!r}: queue_type must be one of quorum, classic")
+    options: dict[str, Any] = {"namespace": namespace, "queue_type": queue_type}
+    for name, default, top in (("prefetch", 64, 65535), ("delivery_limit", 10, 1_000_000)):
+        try:
+            options[name] = int(query.get(name, str(default)))
+        except ValueError:
+            options[name] = 0
+        if not 1 <= options[name] <= top:
+            raise ConfigurationError(f"{url!r}: {name} must be a whole number from 1 to {top}")
+    return options
+
+
+def server_of(url: str) -> str:
+    """RabbitMQ alone's URL without pigeon's parameters: what to connect to."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ALONE_OPTIONS]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def version_of(text: str) -> tuple[int, ...]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +26,11 @@ from pigeon.job import ErrorInfo, Job
 _CALL = 10.0
 ATTEMPTS = "x-pigeon-attempts"
 """Attempts the job spent before this message was published."""
-DUE = "x-pigeon-due-ms"
-"""When a retried or deferred job is due, in integer milliseconds since the epoch (its envelope
-keeps its first ``run_at``). Not a float: AMQP tables carry a Python float as 32 bits, which at
-today's epoch rounds to a multiple of 128 s, so a retry was sent round the delays for up to a minute."""
+DUE = "x-pigeon-due"
+"""When a retried or deferred job is due, in Unix milliseconds (the envelope keeps its first ``run_at``).
+
+An integer because AMQP table floats are 32 bits as pamqp writes them: a due time in
+seconds came back rounded to 128 s, so a retry waited up to a minute past its time."""
 ERROR = "x-pigeon-error"
 """A dead letter's last error, as JSON: ``type``, ``message``, ``traceback``."""
 
@@ -42,7 +42,7 @@ def message(job: Job, attempts: int, due: float | None, error: ErrorInfo | None)
     """The persistent message that carries ``job``: its JSON envelope, and the headers above."""
     headers: dict[str, Any] = {ATTEMPTS: attempts}
     if due is not None:
-        headers[DUE] = math.ceil(due * 1000)  # never early: an early arrival goes round again
+        headers[DUE] = round(due * 1000)
     if error is not None:
         headers[ERROR] = json.dumps(
             {"type": error.type, "message": error.message, "traceback": error.traceback}
@@ -78,10 +78,12 @@ async def send(channel: AbstractRobustChannel, sends: Sequence[Send]) -> list[tu
     return failed
 
 
-def due_of(headers: Mapping[str, object], default: float | None) -> float | None:
-    """When a delivery is due, from its headers (seconds since the epoch), else ``default``."""
-    ms = headers.get(DUE)
-    return ms / 1000 if isinstance(ms, int) and not isinstance(ms, bool) else default
+def due_of(headers: dict[str, Any], default: float | None) -> float | None:
+    """The due time a message's :data:`DUE` header gives (Unix seconds), else ``default``."""
+    due = headers.get(DUE)
+    if isinstance(due, int) and not isinstance(due, bool):
+        return due / 1000
+    return due if isinstance(due, float) else default  # a float: seconds, as written before
 
 
 def as_int(value: object) -> int:
@@ -130,3 +132,5 @@ class Running:
     message: AbstractIncomingMessage
     job: Job
     attempt: int
+    queue: str
+    """The pigeon queue it was delivered from: where its retries and dead letter go (a handler's own)."""
