@@ -21,7 +21,7 @@ import click
 import msgspec
 from rich.table import Table
 
-from pigeon import cli_ops
+from pigeon import cli_dead, cli_ops
 from pigeon.app import App
 from pigeon.cli_common import (
     ago,
@@ -415,6 +415,8 @@ def migrate(app_path: str) -> None:
 
 main.add_command(jobs)
 cli_ops.register(main, jobs)
+jobs.add_command(cli_dead.jobs_dead)
+jobs.add_command(cli_dead.jobs_requeue_dead)
 
 
 if __name__ == "__main__":  # pragma: no cover

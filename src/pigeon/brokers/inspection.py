@@ -248,6 +248,23 @@ async def apply_bulk(broker: object, where: JobFilter, action: BulkAction, *, ex
         before = ids[-1]
 
 
+@runtime_checkable
+class DeadLettering(Protocol):
+    """Failed jobs kept as messages in dead-letter queues, not as records (RabbitMQ alone).
+
+    ``pigeon jobs dead`` and ``pigeon jobs requeue-dead`` read through it; on a
+    broker with a record of every job they read the FAILED jobs instead.
+    """
+
+    async def dead_letters(self, queues: Sequence[str], limit: int = 50) -> list[JobRecord]:
+        """Up to ``limit`` failed jobs of ``queues``, left where they are."""
+        ...
+
+    async def requeue_dead(self, queues: Sequence[str], job_ids: Sequence[str] | None = None) -> int:
+        """Queue failed jobs of ``queues`` again (those of ``job_ids``, or all), attempts reset."""
+        ...
+
+
 def as_inspection(broker: object) -> Inspecting:
     """``broker`` as an :class:`Inspecting` broker.
 

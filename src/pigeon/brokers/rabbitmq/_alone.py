@@ -43,17 +43,16 @@ from aio_pika.abc import (
 from aio_pika.connection import make_url
 
 from pigeon.brokers.base import BrokerBase, Capabilities, EventHandler
+from pigeon.brokers.rabbitmq import _dead as dead
 from pigeon.brokers.rabbitmq import _events_topic as topics
 from pigeon.brokers.rabbitmq import _topology as topo
 from pigeon.brokers.rabbitmq._connection import (
-    AGAIN,
     CALL,
     alone_options,
+    check_server,
     server_of,
     translated,
-    version_of,
     where,
-    worth_again,
 )
 from pigeon.brokers.rabbitmq._inbox import Arrival, Inbox
 from pigeon.brokers.rabbitmq._messages import (
@@ -63,12 +62,12 @@ from pigeon.brokers.rabbitmq._messages import (
     ack,
     as_int,
     due_of,
-    send,
+    publish_confirmed,
     side_channel,
     unsupported,
 )
 from pigeon.brokers.rabbitmq._messages import message as job_message
-from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
+from pigeon.errors import BrokerConnectionError
 from pigeon.job import (
     WORKER_LOST,
     Claim,
@@ -81,6 +80,7 @@ from pigeon.job import (
     decode_stored,
 )
 
+_QUORUM_NEEDS = "quorum queues with message TTL and at-least-once dead-lettering"
 _EARLY = 0.002
 """Seconds early a delayed delivery may be run rather than sent round again."""
 _FIRST = 2.0
@@ -180,7 +180,10 @@ class AloneBroker(BrokerBase):
                         raise BrokerConnectionError(
                             f"RabbitMQ ({self._where}): the connection closed at once"
                         )
-                    self._check_server(transport.connection.server_properties)
+                    properties, why = transport.connection.server_properties, _QUORUM_NEEDS
+                    self.server_version = check_server(
+                        properties, self._where, self._queue_type, (3, 10), why
+                    )
                     self._publisher = await self._connection.channel(
                         publisher_confirms=True, on_return_raises=True
                     )
@@ -189,17 +192,6 @@ class AloneBroker(BrokerBase):
         except BaseException:
             await self.close()
             raise
-
-    def _check_server(self, properties: Any) -> None:
-        version = properties.get("version", "0")
-        self.server_version = version_of(version.decode() if isinstance(version, bytes) else str(version))
-        if not (properties.get("capabilities") or {}).get("publisher_confirms"):
-            raise ConfigurationError(f"RabbitMQ ({self._where}) has no publisher confirms; pigeon needs them")
-        if self._queue_type == "quorum" and self.server_version < (3, 10):
-            raise ConfigurationError(
-                f"RabbitMQ {'.'.join(map(str, self.server_version))} ({self._where}): quorum queues with "
-                "message TTL and at-least-once dead-lettering need 3.10+; upgrade, or add ?queue_type=classic"
-            )
 
     async def close(self) -> None:
         """Close the connection: what this consumer held goes back to RabbitMQ."""
@@ -271,26 +263,8 @@ class AloneBroker(BrokerBase):
         return topo.TOP, topo.delay_key(round((due - now) * 1000), name)
 
     async def _publish(self, sends: Sequence[Send]) -> None:
-        """Publish messages (exchange, routing key, message) and await their confirms together.
-
-        Raises:
-            BrokerError: RabbitMQ nacked or returned one four times over about 1.3 s.
-        """
-        channel = self._channel(self._publisher)
-        with self._translated():
-            failed = await send(channel, sends)
-        for pause in AGAIN:
-            if not failed or not all(worth_again(e) for _, e in failed):
-                break
-            await asyncio.sleep(pause)
-            with self._translated():
-                failed = await send(channel, [s for s, _ in failed])
-        if failed:
-            (_, key, message), first = failed[0]
-            raise BrokerError(
-                f"RabbitMQ ({self._where}) did not confirm {len(failed)} of {len(sends)} messages "
-                f"({first}; first {message.message_id} to {key.rsplit('.', 2)[-1]})"
-            ) from first
+        """Publish messages (exchange, routing key, message) and await their confirms together."""
+        await publish_confirmed(self._channel(self._publisher), sends, self._where, self._translated)
 
     # -- the hot path --------------------------------------------------------
 
@@ -401,6 +375,30 @@ class AloneBroker(BrokerBase):
         route = ("", to) if error is not None else self._route(to, due, now)
         await self._publish([(*route, job_message(job, attempts, due, error))])
         await ack(message)
+
+    # -- dead letters ----------------------------------------------------------
+
+    async def dead_letters(self, queues: Sequence[str], limit: int = 50) -> list[JobRecord]:
+        """Up to ``limit`` failed jobs of ``queues``, read from their dead-letter queues and left there."""
+        connection = self._channel(self._connection)
+        with self._translated():
+            async with side_channel(connection) as channel:
+                names = [(q, self.dead_name(q)) for q in queues]
+                return [dead.record(m) for _, m in await dead.fetch(connection, channel, names, limit, CALL)]
+
+    async def requeue_dead(self, queues: Sequence[str], job_ids: Sequence[str] | None = None) -> int:
+        """Send failed jobs of ``queues`` (those of ``job_ids``, or all) to their queues, attempts reset."""
+
+        async def publish(records: Sequence[JobRecord]) -> None:
+            await self._declare(sorted({r.job.queue for r in records}))
+            now = time.time()
+            await self._publish(
+                [(*self._route(r.job.queue, None, now), job_message(r.job, 0, None, None)) for r in records]
+            )
+
+        names = [(q, self.dead_name(q)) for q in queues]
+        with self._translated():
+            return await dead.requeue_all(self._channel(self._connection), names, job_ids, publish, CALL)
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
         """Return when a delivery for ``queues`` arrived since the last wait, or after ``timeout``."""

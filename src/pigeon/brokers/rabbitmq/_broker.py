@@ -17,7 +17,7 @@ from aio_pika.connection import make_url
 
 from pigeon.brokers.base import Broker, BrokerBase, Capabilities, Migrating, create_broker
 from pigeon.brokers.inspection import Inspecting
-from pigeon.brokers.rabbitmq._connection import AGAIN, CALL, translated, version_of, where, worth_again
+from pigeon.brokers.rabbitmq._connection import AGAIN, CALL, check_server, translated, where, worth_again
 from pigeon.brokers.rabbitmq._held import Held
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import Claim, Job, JobRecord, Outcome, WorkerInfo
@@ -169,22 +169,16 @@ class RabbitBroker(BrokerBase):
         transport = self._connection.transport
         if transport is None:
             raise BrokerConnectionError(f"RabbitMQ ({self._where}): the connection closed at once")
-        self._check_server(transport.connection.server_properties)
+        self.server_version = check_server(
+            transport.connection.server_properties,
+            self._where,
+            self._queue_type,
+            _MIN_QUORUM,
+            "quorum queues",
+        )
         self._publisher = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         self._consumer = await self._connection.channel(publisher_confirms=False)
         await self._consumer.set_qos(prefetch_count=self._prefetch)  # per consumer, never global
-
-    def _check_server(self, properties: Any) -> None:
-        version = properties.get("version", "0")
-        self.server_version = version_of(version.decode() if isinstance(version, bytes) else str(version))
-        capabilities = properties.get("capabilities") or {}
-        if not capabilities.get("publisher_confirms"):
-            raise ConfigurationError(f"RabbitMQ ({self._where}) has no publisher confirms; pigeon needs them")
-        if self._queue_type == "quorum" and self.server_version < _MIN_QUORUM:
-            raise ConfigurationError(
-                f"RabbitMQ {'.'.join(map(str, self.server_version))} ({self._where}) has no quorum queues "
-                "(3.8+): upgrade, or add ?queue_type=classic to the URL"
-            )
 
     async def close(self) -> None:
         """Close the connection and the store (pending deliveries go back to the server)."""

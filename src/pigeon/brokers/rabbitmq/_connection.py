@@ -68,6 +68,34 @@ def version_of(text: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
 
 
+def check_server(
+    properties: Any, place: str, queue_type: str, quorum_since: tuple[int, ...], why: str
+) -> tuple[int, ...]:
+    """The server's version, from its connection properties; refuse what cannot work.
+
+    Args:
+        properties: the server properties of the connection's handshake.
+        place: the server, as :func:`where` gives it.
+        queue_type: ``quorum`` or ``classic``.
+        quorum_since: the oldest version whose quorum queues have what the broker uses.
+        why: what that version brings, for the error.
+
+    Raises:
+        ConfigurationError: no publisher confirms, or quorum queues older than ``quorum_since``.
+    """
+    raw = properties.get("version", "0")
+    version = version_of(raw.decode() if isinstance(raw, bytes) else str(raw))
+    if not (properties.get("capabilities") or {}).get("publisher_confirms"):
+        raise ConfigurationError(f"RabbitMQ ({place}) has no publisher confirms; pigeon needs them")
+    if queue_type == "quorum" and version < quorum_since:
+        since = ".".join(map(str, quorum_since))
+        raise ConfigurationError(
+            f"RabbitMQ {'.'.join(map(str, version))} ({place}): {why} need {since}+; "
+            "upgrade, or add ?queue_type=classic to the URL"
+        )
+    return version
+
+
 def where(server: str, namespace: str) -> str:
     """The server and namespace, for error messages (no password)."""
     parts = urlsplit(server)
