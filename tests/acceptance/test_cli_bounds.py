@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+from pathlib import Path
+
+import pytest
 
 from pigeon import App, JobState
-from tests.acceptance.test_cli import pigeon
+from tests.acceptance.test_cli import ROOT, pigeon
+from tests.conftest import url_for
 
 APP = "tests.acceptance.jobs_app:app"
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """The user's shell, on each store an operator may point the CLI at."""
+    return {**os.environ, "PIGEON_URL": url_for(request.param, tmp_path), "PYTHONPATH": str(ROOT)}
 
 
 def listed(env: dict[str, str], *args: str) -> tuple[list[str], str]:
