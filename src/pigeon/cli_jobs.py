@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
+import msgspec
 from rich.markup import escape
 from rich.table import Table
 
 from pigeon.app import App
+from pigeon.brokers.inspection import JobFilter, as_inspection
 from pigeon.cli_common import (
     console,
     inspected_app,
@@ -16,11 +19,11 @@ from pigeon.cli_common import (
     run_on,
     when,
 )
-from pigeon.cli_ops import print_json, record_json
+from pigeon.cli_ops import filter_options, operator_filter, print_json, record_json, search_note
 from pigeon.errors import PigeonError
 from pigeon.events import UNROUTED
-from pigeon.filters import short_task_name, task_name_in
-from pigeon.job import JobRecord, JobState
+from pigeon.filters import short_task_name
+from pigeon.job import JobRecord
 
 
 @click.group()
@@ -30,46 +33,54 @@ def jobs() -> None:
 
 @jobs.command("list")
 @click.argument("app_path", metavar="APP")
-@click.option("--queue", default=None)
-@click.option("--state", type=click.Choice([s.value for s in JobState]), default=None)
-@click.option("--task", default=None)
-@click.option("--limit", type=int, default=50, show_default=True)
+@filter_options
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Jobs per page.")
+@click.option("--before", default=None, metavar="ID", help="Only jobs older than job ID (the next page).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @one_line_errors
-def jobs_list(
-    app_path: str, queue: str | None, state: str | None, task: str | None, limit: int, as_json: bool
-) -> None:
-    """Jobs, newest first."""
+def jobs_list(app_path: str, limit: int, before: str | None, as_json: bool, **raw: Any) -> None:
+    """Jobs, newest first, one page at a time: the last line says how to ask for the next."""
 
-    async def show(app: App) -> None:
-        broker = await app.connection()
-        wanted = None if task is None else task_name_in(app, task)
-        chosen = JobState(state) if state else None
-        records = await broker.list_jobs(queue=queue, state=chosen, task=wanted, limit=limit)
-        if not records and wanted is not None and wanted == task and "." not in task:
+    async def read(app: App) -> tuple[list[JobRecord], bool, JobFilter]:
+        task = raw["task"]
+        where = operator_filter(app, raw)
+        inspect = as_inspection(await app.connection())
+        # One job past the page says whether there is a next page, without counting.
+        records = await inspect.find_jobs(where, limit=limit + 1, before=before)
+        short = where.task if where.task is not None and where.task == (task or "").strip() else None
+        if not records and short is not None and "." not in short:
             # A short name the app (or a bare URL) cannot resolve: match the last part here.
-            scanned = await broker.list_jobs(queue=queue, state=chosen, limit=max(limit * 20, 1000))
-            records = [r for r in scanned if short_task_name(r.job.task) == task][:limit]
-        if as_json:
-            print_json([record_json(r) for r in records])
-            return
-        table = Table()
-        table.add_column("id", no_wrap=True)
-        for col in ("task", "queue", "state", "attempts", "enqueued"):
-            table.add_column(col)
-        for r in records:
-            unrouted = r.job.task == UNROUTED
-            table.add_row(
-                r.job.id,
-                f"event {_topic(r)}" if unrouted else r.job.task,
-                r.job.queue,
-                "unrouted" if unrouted else r.state.value,
-                "" if unrouted else f"{r.attempts}/{r.job.max_attempts}",
-                when(r.job.enqueued_at),
-            )
-        console.print(table if records else "no jobs")
+            anyone = msgspec.structs.replace(where, task=None)
+            scanned = await inspect.find_jobs(anyone, limit=max(limit * 20, 1000), before=before)
+            records = [r for r in scanned if short_task_name(r.job.task) == short]
+        return records[:limit], len(records) > limit, where
 
-    run_on(inspected_app(app_path), show)
+    records, more, where = run_on(inspected_app(app_path), read)
+    notes = [n for n in (search_note(where),) if n is not None]
+    if more:
+        notes.append(f"more jobs: --before {records[-1].job.id}")
+    if as_json:
+        print_json([record_json(r) for r in records])
+        for note in notes:  # stdout stays JSON
+            click.echo(note, err=True)
+        return
+    table = Table()
+    table.add_column("id", no_wrap=True)
+    for col in ("task", "queue", "state", "attempts", "enqueued"):
+        table.add_column(col)
+    for r in records:
+        unrouted = r.job.task == UNROUTED
+        table.add_row(
+            r.job.id,
+            f"event {_topic(r)}" if unrouted else r.job.task,
+            r.job.queue,
+            "unrouted" if unrouted else r.state.value,
+            "" if unrouted else f"{r.attempts}/{r.job.max_attempts}",
+            when(r.job.enqueued_at),
+        )
+    console.print(table if records else "no jobs")
+    for note in notes:
+        console.print(note, highlight=False, markup=False)
 
 
 @jobs.command("show")

@@ -2,9 +2,12 @@
 
 ``pigeon jobs retry|cancel|purge APP`` act on one job (``JOB_ID``) or on every
 job a filter matches (``--state --task --queue --since --until --search``),
-after printing the count and asking (``--yes`` answers for you). Every
-inspection command takes ``--json``. Registered onto the main group by
-:func:`register`.
+after printing the count and asking (``--yes`` answers for you), one page of
+:data:`~pigeon.brokers.inspection.BULK_PAGE` jobs at a time, each page printed as
+it is done. A ``--search`` looks at the newest
+:data:`~pigeon.filters.SEARCH_SCAN` jobs unless ``--scan N|all`` says otherwise,
+and says so. Every inspection command takes ``--json``. Registered onto the main
+group by :func:`register`.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from rich.table import Table
 
 from pigeon import cli_common as cli
 from pigeon.app import App
-from pigeon.brokers.inspection import BulkAction, JobFilter, apply_bulk, as_inspection
+from pigeon.brokers.inspection import BULK_PAGE, BulkAction, JobFilter, apply_bulk, as_inspection
 from pigeon.cli_common import one_line_errors
 from pigeon.errors import PigeonError
-from pigeon.filters import build_filter
+from pigeon.filters import SEARCH_SCAN, build_filter
 from pigeon.job import PENDING_STATES, JobRecord, JobState, WorkerInfo
 
 _DEFAULT_STATES = {
@@ -73,7 +76,7 @@ def print_json(value: Any) -> None:
 
 
 def filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--state --task --queue --since --until --search."""
+    """--state --task --queue --since --until --search --scan."""
     options = [
         click.option("--state", "states", multiple=True, help="A state (repeat, or comma-separate)."),
         click.option("--task", default=None, help="Task name (or its last part)."),
@@ -81,10 +84,33 @@ def filter_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--since", default=None, help="Enqueued since: 30m, 1h, 7d or an ISO date/time."),
         click.option("--until", default=None, help="Enqueued before: a duration ago or an ISO date/time."),
         click.option("--search", default=None, help="Arguments, e.g. 'order_id=42 customer=ann'."),
+        click.option(
+            "--scan",
+            default=None,
+            metavar="N|all",
+            help=f"How many of the newest jobs --search reads (default {SEARCH_SCAN:,}), or all.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def operator_filter(app: App, raw: dict[str, Any]) -> JobFilter:
+    """The filter :func:`filter_options` read: a search bounded to the newest jobs unless ``--scan``.
+
+    Raises:
+        ValueError: an option does not read (the message says which and how).
+    """
+    scan = raw.pop("scan")
+    return build_filter(app=app, scan="" if scan is None else scan, **raw)
+
+
+def search_note(where: JobFilter) -> str | None:
+    """What a bounded search looked at, and how to look further; None when it read every job."""
+    if where.newest is None:
+        return None
+    return f"searched the newest {where.newest:,} jobs (--scan N or --scan all to look further)"
 
 
 def register(main: click.Group, jobs: click.Group) -> None:
@@ -240,7 +266,7 @@ def _bulk_command(action: BulkAction, name: str, doc: str) -> click.Command:
                 )
             click.echo(f"{name}: {job_id}")
             return
-        where = build_filter(app=app, search=raw.pop("search"), **raw)
+        where = operator_filter(app, raw)
         if not where.states:
             where = msgspec.structs.replace(where, states=_DEFAULT_STATES[action])
 
@@ -250,14 +276,24 @@ def _bulk_command(action: BulkAction, name: str, doc: str) -> click.Command:
         n = cli.run_on(app, count)
         states = ",".join(s.value for s in where.states)
         click.echo(f"{n} jobs match ({states})")
+        if (note := search_note(where)) is not None:
+            click.echo(note)
         if n == 0:
             return
         if not yes:
             click.confirm(f"{name} {n} jobs?", abort=True)
 
+        pages = 0
+
+        def page_done(changed: int, done: int) -> None:
+            nonlocal pages
+            pages += 1
+            click.echo(f"page {pages} ({BULK_PAGE} at most): {_past(action)} {changed}, {done} so far")
+
         async def apply(app: App) -> int:
             broker = await app.connection()
-            done = await apply_bulk(broker, where, action, expires_at=time.time() + app.failed_ttl)
+            expires_at = time.time() + app.failed_ttl
+            done = await apply_bulk(broker, where, action, expires_at=expires_at, progress=page_done)
             app.notifier.notify()
             return done
 

@@ -58,6 +58,22 @@ async def test_find_filters_by_task_state_queue_and_arguments(broker: Broker) ->
     assert await b.count_jobs(JobFilter(queue="billing", task="shop.ship")) == 0
 
 
+async def test_a_task_is_matched_whole_and_only_as_the_jobs_own(broker: Broker) -> None:
+    # Redis matches the task in the stored envelope: neither a longer name nor an argument
+    # that reads like the task field may pass for it.
+    ship = make_job("shop.ship", payload=b'{"task":"shop.shipping","n":1}')
+    shipping = make_job("shop.shipping", payload=b'{"task":"shop.ship","n":1}')
+    odd = make_job('shop."odd" \u00e9t\u00e9', payload=b'{"n":1}')
+    await broker.enqueue([ship, shipping, odd])
+    b = inspect(broker)
+    n1 = parse_args_search("n=1")
+    for job in (ship, shipping, odd):
+        assert [r.job.id for r in await b.find_jobs(JobFilter(task=job.task))] == [job.id]
+        assert [r.job.id for r in await b.find_jobs(JobFilter(task=job.task, args=n1))] == [job.id]
+        assert await b.count_jobs(JobFilter(task=job.task, args=n1)) == 1
+    assert await b.count_jobs(JobFilter(task="shop.shi", args=n1)) == 0
+
+
 async def test_an_argument_search_looks_at_the_newest_jobs_it_is_given_only(broker: Broker) -> None:
     jobs = [make_job("t.n", payload=msgspec.json.encode({"n": i % 10})) for i in range(30)]
     await broker.enqueue(jobs[:20])

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,3 +140,46 @@ async def test_a_broker_opens_while_another_connection_holds_the_write_lock(tmp_
     finally:
         other.execute("ROLLBACK")
         other.close()
+
+
+def _plan(db: sqlite3.Connection, sql: str, params: Any) -> str:
+    return " | ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+
+async def test_reads_by_task_use_the_task_index_and_claims_keep_theirs(tmp_path: Path) -> None:
+    """Counting one task's failed jobs walked every failed job (55 to 93 ms at 1,000,000 jobs), and a
+    page of a rare task read the whole table; the (task, state) index must not take the claim's place."""
+    from pigeon.brokers.inspection import JobFilter, parse_args_search
+    from pigeon.brokers.sql import filter_clause, find_sql, queries
+    from pigeon.job import JobState
+
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    await _finished(url, 10, time.time() + 3600)
+    q = queries("sqlite")
+    db = sqlite3.connect(tmp_path / "jobs.db")
+
+    def count_plan(where: JobFilter) -> str:
+        clause, params = filter_clause(where, None, dialect="sqlite", table="pigeon_jobs")
+        return _plan(db, q["count"].replace("{where}", clause), params)
+
+    failed = (JobState.FAILED, JobState.CANCELLED)
+    assert "COVERING INDEX pigeon_jobs_task_state" in count_plan(JobFilter(task="t", states=failed))
+    assert "COVERING INDEX pigeon_jobs_task_state" in count_plan(JobFilter(task="t"))
+    # A bounded search over every state reads the newest rowids, not every job of the task.
+    bounded = JobFilter(task="t", args=parse_args_search("n=1"), newest=100_000)
+    assert "INTEGER PRIMARY KEY (rowid>?)" in count_plan(bounded)
+
+    sql, params = find_sql(
+        q["find_in_state"],
+        JobFilter(task="t", states=tuple(JobState)),
+        None,
+        dialect="sqlite",
+        table="pigeon_jobs",
+    )
+    page = _plan(db, sql, {**params, "limit": 50})
+    assert page.count("INDEX pigeon_jobs_task_state (task=? AND state=?)") == len(JobState)
+    assert "SCAN pigeon_jobs" not in page
+
+    claim = q["candidates"].replace("{queues}", "?")
+    assert "INDEX pigeon_jobs_ready" in _plan(db, claim, ("default",))
+    db.close()

@@ -24,7 +24,7 @@ import enum
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import msgspec
@@ -215,33 +215,43 @@ class BulkAction(enum.StrEnum):
     """Gone, whatever the state."""
 
 
-_PAGE = 500
+BULK_PAGE = 500
+"""Jobs read and changed per broker call in a bulk action: memory stays flat at any count."""
 
 
-async def apply_bulk(broker: object, where: JobFilter, action: BulkAction, *, expires_at: float) -> int:
+async def apply_bulk(
+    broker: object,
+    where: JobFilter,
+    action: BulkAction,
+    *,
+    expires_at: float,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
     """Apply ``action`` to every job matching ``where``; return how many it changed.
 
     ``broker`` is a :class:`~pigeon.brokers.base.Broker` that also implements
     :class:`Inspecting`. ``expires_at`` is when a job cancelled here is pruned.
+    ``progress(changed, done)`` is called after each page of :data:`BULK_PAGE` jobs with
+    how many that page changed and how many so far, so a long action can be followed.
     """
     inspect = as_inspection(broker)
     done = 0
     before: str | None = None
     while True:
-        page = await inspect.find_jobs(where, limit=_PAGE, before=before)
+        page = await inspect.find_jobs(where, limit=BULK_PAGE, before=before)
         if not page:
             return done
         ids = [r.job.id for r in page]
         if action is BulkAction.DELETE:
-            deleted = await inspect.delete_jobs(ids)
-            done += deleted
-            if deleted == 0:
-                return done
+            changed = await inspect.delete_jobs(ids)
         elif action is BulkAction.RETRY:
-            done += await inspect.requeue_jobs(ids)
+            changed = await inspect.requeue_jobs(ids)
         else:
-            done += await inspect.cancel_jobs(ids, expires_at)
-        if len(page) < _PAGE:
+            changed = await inspect.cancel_jobs(ids, expires_at)
+        done += changed
+        if progress is not None:
+            progress(changed, done)
+        if len(page) < BULK_PAGE or (action is BulkAction.DELETE and changed == 0):
             return done
         if action is BulkAction.DELETE:
             continue  # the page is gone: the next one starts from the newest left

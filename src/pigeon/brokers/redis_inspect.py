@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 
 from pigeon.brokers.inspection import JobFilter
@@ -134,6 +135,7 @@ class RedisInspection:
         high = last + 1 if top is None else top
         floor = 0 if where.newest is None else last - where.newest + 1  # the oldest position looked at
         needles = [n for pair in where.needles() for n in pair]
+        task = b"" if where.task is None else msgspec.json.encode(where.task)  # as the envelope has it
         span = 1000
         prefix = len(self._prefix)
         while True:
@@ -148,7 +150,7 @@ class RedisInspection:
             if high <= floor:
                 return
             low = max(floor, high - span)
-            calls = [(key[prefix:], f"({high}", low, where.task or "", mode, *needles) for key in keys]
+            calls = [(key[prefix:], f"({high}", low, task, mode, *needles) for key in keys]
             yield await self._script_each("find", calls)
             high = low
             span = min(span * 2, _SCAN_SPAN)

@@ -380,7 +380,9 @@ class SqliteBroker(SqlReads, BrokerBase):
     async def find_jobs(
         self, where: JobFilter, *, limit: int = 50, before: str | None = None
     ) -> list[JobRecord]:
-        if where.states:
+        # A task's page walks (task, state) backwards once per state, whatever the task's share
+        # of the table: one walk of every row for a rare task, or a sort of a common task's, otherwise.
+        if where.states or where.task is not None:
             sql, params = find_sql(
                 self._q["find_in_state"], where, before, dialect="sqlite", table="pigeon_jobs"
             )

@@ -114,11 +114,12 @@ class SqlReads:
 
 
 def filter_clause(
-    where: JobFilter, before: str | None, *, dialect: str, table: str
+    where: JobFilter, before: str | None, *, dialect: str, table: str, in_state: bool = False
 ) -> tuple[str, dict[str, Any]]:
     """The ``WHERE`` conditions and parameters for a :class:`JobFilter` (``TRUE`` when empty).
 
     ``before`` pages by enqueue order (``seq``): only jobs older than that job.
+    ``in_state``: the conditions go next to one state's (``find_sql``'s walks).
     """
     pg = dialect == "postgres"
 
@@ -138,7 +139,10 @@ def filter_clause(
         terms.append(f"state IN ({', '.join(p(n) for n in names)})")
         params.update({n: s.value for n, s in zip(names, states, strict=True)})
     if where.task is not None:
-        terms.append(f"task = {p('task')}")
+        # SQLite's (task, state) index (migration 0005) would walk every job of the task where
+        # `newest` over every state reads a range of the rowid: `+task` keeps it off the index.
+        hint = "+" if not pg and where.newest is not None and not states and not in_state else ""
+        terms.append(f"{hint}task = {p('task')}")
         params["task"] = where.task
     if where.since is not None:
         terms.append(f"enqueued_at >= {p('since')}")
@@ -181,7 +185,7 @@ def find_sql(
         args=where.args,
         newest=where.newest,
     )
-    clause, params = filter_clause(rest, before, dialect=dialect, table=table)
+    clause, params = filter_clause(rest, before, dialect=dialect, table=table, in_state=True)
     mark = "%({})s" if dialect == "postgres" else ":{}"
     parts = []
     for i, state in enumerate(where.states or tuple(JobState)):
