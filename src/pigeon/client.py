@@ -233,13 +233,14 @@ class Client:
 
     async def aenqueue(self, jobs: Sequence[Job]) -> list[str]:
         """Store built jobs; return the id standing for each (a unique key's pending job's)."""
-        jobs = self._before_enqueue(jobs)
+        jobs = self.before_enqueue(jobs)
         broker = await self.connection()
         ids = await broker.enqueue(jobs)
         self.notifier.notify()
         return ids
 
-    def _before_enqueue(self, jobs: Sequence[Job]) -> Sequence[Job]:
+    def before_enqueue(self, jobs: Sequence[Job]) -> Sequence[Job]:
+        """``jobs`` checked against ``max_payload`` and passed through the enqueue hooks."""
         limits.check_sizes(jobs, self.max_payload)
         for hook in self.enqueue_hooks:
             jobs = hook(jobs)
@@ -255,7 +256,7 @@ class Client:
         producer = self._producer()
         if producer is None:
             return self.portal_call(self.aenqueue(jobs))
-        ids = producer.enqueue(self._before_enqueue(jobs))
+        ids = producer.enqueue(self.before_enqueue(jobs))
         self.notifier.notify()
         return ids
 
@@ -292,14 +293,14 @@ class Client:
             UnsupportedFeature: the broker cannot write in the caller's transaction.
             BrokerError: the insert failed.
         """
-        jobs = self._before_enqueue(jobs)
+        jobs = self.before_enqueue(jobs)
         ids = self._transactional().enqueue_in_sync(connection, jobs)
         self.notifier.notify()  # a no-op until commit; then in-process workers look at once
         return ids
 
     async def aenqueue_in(self, connection: Any, jobs: Sequence[Job]) -> list[str]:
         """Asynchronous :meth:`enqueue_in` (an async driver connection, or a sync one)."""
-        jobs = self._before_enqueue(jobs)
+        jobs = self.before_enqueue(jobs)
         ids = await self._transactional().enqueue_in(connection, jobs)
         self.notifier.notify()
         return ids

@@ -183,7 +183,10 @@ async def _route(
     limits.check_sizes(jobs or [Job(id="", task=topic, payload=msgspec.Raw(body))], client.max_payload)
     await broker.bind_handlers(event_handlers(handlers))
     event_id = new_id()
-    if not await broker.publish_event(event_id, topic, body):
+    # The enqueue hooks (a producer span, the sent-jobs counter) see this process's handlers'
+    # jobs, or the event itself; the context they add rides with the message to every handler.
+    sent = client.before_enqueue(jobs or [Job(id=event_id, task=topic, payload=msgspec.Raw(body))])
+    if not await broker.publish_event(event_id, topic, body, sent[0].headers):
         log.info("event %s has no handlers", topic)
         return []
     return [handler_job_id(event_id, t.name) for _, t in matching]

@@ -306,10 +306,13 @@ class InstrumentedBroker:
             raise self._lacks("route events")
         await self._call("bind_handlers", self.routing_events.bind_handlers(handlers))
 
-    async def publish_event(self, event_id: str, topic: str, payload: bytes) -> bool:
+    async def publish_event(
+        self, event_id: str, topic: str, payload: bytes, headers: Sequence[tuple[str, str]] = ()
+    ) -> bool:
         if self.routing_events is None:
             raise self._lacks("route events")
-        return await self._call("publish_event", self.routing_events.publish_event(event_id, topic, payload))
+        published = self.routing_events.publish_event(event_id, topic, payload, headers)
+        return await self._call("publish_event", published)
 
     # -- SyncProducing, where the broker is one --------------------------------
 

@@ -250,3 +250,47 @@ async def test_a_handlers_queue_deleted_under_a_worker_is_declared_and_bound_aga
     finally:
         await publisher.aclose()
         await app.aclose()
+
+
+async def test_a_trace_crosses_the_topic_exchange_into_the_handler(url: str, namespace: str) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from pigeon.otel import instrument
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = App(url)
+    instrument(app, tracer_provider=provider)
+    handled = asyncio.Event()
+
+    @app.task
+    async def checkout(order_id: int) -> None:
+        await app.apublish("orders.paid", {"order_id": order_id})
+
+    @app.on("orders.paid", name="keeper")
+    async def keeper(event: dict[str, int]) -> None:
+        handled.set()
+
+    try:
+        async with app.worker(poll=0.05):
+            with provider.get_tracer("web").start_as_current_span("POST /checkout") as request:
+                await checkout.asend(42)
+            await asyncio.wait_for(handled.wait(), 30)
+            spans = await eventually(
+                lambda: asyncio.sleep(0, [s for s in exporter.get_finished_spans()]),
+                lambda got: any(s.name == "run keeper" for s in got),
+                what="the handler's span",
+            )
+    finally:
+        await app.aclose()
+    by_name = {s.name: s for s in spans}
+    publish = by_name["send keeper"]  # the enqueue hooks saw the routed publish
+    run = by_name[f"run {checkout.name}"]
+    handler = by_name["run keeper"]
+    trace_id = request.get_span_context().trace_id
+    assert {publish.context.trace_id, run.context.trace_id, handler.context.trace_id} == {trace_id}
+    assert publish.parent is not None and publish.parent.span_id == run.context.span_id
+    assert handler.parent is not None and handler.parent.span_id == publish.context.span_id

@@ -198,8 +198,13 @@ class RoutingEvents(Protocol):
         """
         ...
 
-    async def publish_event(self, event_id: str, topic: str, payload: bytes) -> bool:
-        """Publish one event, confirmed; False when no handler's queue took it (nobody listens)."""
+    async def publish_event(
+        self, event_id: str, topic: str, payload: bytes, headers: Sequence[tuple[str, str]] = ()
+    ) -> bool:
+        """Publish one event, confirmed; False when no handler's queue took it (nobody listens).
+
+        ``headers`` is the context every handler's job carries (``Job.headers``: trace context).
+        """
         ...
 
 

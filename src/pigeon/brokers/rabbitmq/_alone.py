@@ -462,9 +462,11 @@ class AloneBroker(BrokerBase):
             with self._translated():
                 await self._topics.bind(self._channel(self._connection), fresh, self.queue_name)
 
-    async def publish_event(self, event_id: str, topic: str, payload: bytes) -> bool:
+    async def publish_event(
+        self, event_id: str, topic: str, payload: bytes, headers: Sequence[tuple[str, str]] = ()
+    ) -> bool:
         """One confirmed, mandatory message to ``<namespace>.events``; False when no queue takes its topic."""
-        event = topics.message(event_id, topic, payload)
+        event = topics.message(event_id, topic, payload, headers)
         with self._translated():
             return await self._topics.publish(
                 self._channel(self._connection), self._channel(self._publisher), topic, event

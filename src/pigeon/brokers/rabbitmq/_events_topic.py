@@ -77,8 +77,13 @@ class Route:
     handler: EventHandler
 
 
-def message(event_id: str, topic: str, payload: bytes) -> aio_pika.Message:
-    """The persistent message of one event: its JSON envelope and the properties above."""
+def message(
+    event_id: str, topic: str, payload: bytes, headers: Sequence[tuple[str, str]] = ()
+) -> aio_pika.Message:
+    """The persistent message of one event: its JSON envelope, the properties above, and ``headers``.
+
+    ``headers`` (``traceparent``, ``tracestate``) become every handler's ``Job.headers``.
+    """
     now = time.time()
     body = (
         b'{"id":' + codec.encode(event_id) + b',"topic":' + codec.encode(topic)
@@ -91,6 +96,7 @@ def message(event_id: str, topic: str, payload: bytes) -> aio_pika.Message:
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         timestamp=now,
+        headers=dict(headers) or None,
     )
 
 
@@ -108,9 +114,11 @@ def job_of(route: Route, delivery: AbstractIncomingMessage) -> tuple[Job, str | 
         )
         return stand_in, f"the event does not make a {route.handler.name} job: {exc}"
     published = envelope.published_at or job.enqueued_at
-    return msgspec.structs.replace(
-        job, id=handler_job_id(event_id, route.handler.name), enqueued_at=published
-    ), None
+    carried = tuple(
+        (k, v) for k, v in (delivery.headers or {}).items() if isinstance(v, str) and not k.startswith("x-")
+    )
+    job_id = handler_job_id(event_id, route.handler.name)
+    return msgspec.structs.replace(job, id=job_id, enqueued_at=published, headers=carried), None
 
 
 class Topics:
