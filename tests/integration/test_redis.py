@@ -262,6 +262,20 @@ async def test_a_synchronous_send_survives_its_connection_killed(
         broker.close_sync()
 
 
+async def test_synchronous_sends_from_more_threads_than_connections_share_them(shared_url: str) -> None:
+    broker = redis_broker(shared_url, {})
+    try:
+
+        def send_some() -> list[str]:
+            return [i for _ in range(20) for i in broker.enqueue_sync([make_job()])]
+
+        async with asyncio.timeout(20):  # a connection kept but not handed on would stall a thread 30 s
+            sent = await asyncio.gather(*(asyncio.to_thread(send_some) for _ in range(4)))
+        assert len({i for ids in sent for i in ids}) == 80
+    finally:
+        broker.close_sync()
+
+
 async def test_a_synchronous_send_refused_by_the_server_is_a_broker_error(
     shared_url: str, admin: aioredis.Redis
 ) -> None:

@@ -11,16 +11,19 @@ encoded once, each argument is framed with one format, and the command goes out 
 a pooled connection under the connection's own retry policy, as redis-py's
 ``execute_command`` would send it. redis-py's generic packing (an encoder call and
 type checks per argument) and its per-command bookkeeping cost about three times
-the server's time for the script itself. A server that lost the script (a restart
+the server's time for the script itself. The producer keeps its pool connections
+between sends rather than giving them back (at most ``size`` exist, since the
+combiner runs that many enqueues at once). A server that lost the script (a restart
 without persistence of the script cache, ``SCRIPT FLUSH``) answers ``NOSCRIPT``;
-the script is loaded and the command sent once more. A cluster keeps redis-py's
-own path, which routes by key.
+the script is loaded on the same connection and the command sent once more. A
+cluster keeps redis-py's own path, which routes by key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -73,6 +76,13 @@ class RedisProducer:
         self._source = script_source("enqueue")
         self._sha = hashlib.sha1(self._source.encode()).hexdigest()
         self._head = b"".join(_bulk(v) for v in ("EVALSHA", self._sha, 1, slot_key, prefix))
+        self._load = b"*3\r\n" + b"".join(_bulk(v) for v in ("SCRIPT", "LOAD", self._source))
+        # Pool connections kept between sends: taking one from the pool and giving it back
+        # (its checks, a poll of the socket, its bookkeeping) cost as much as packing the command.
+        self._kept: list[Any] = []
+        self._taken = 0  # connections taken from the pool and not given back (kept or in use)
+        self._returned = threading.Condition()  # waited on only when all ``size`` are in use
+        self._pid = os.getpid()
 
     def _connected(self) -> Any:
         client = self._client
@@ -134,11 +144,45 @@ class RedisProducer:
         return b"".join(parts)
 
     def _evalsha(self, client: redis.Redis, command: bytes) -> Any:
+        conn = self._take(client)
         try:
-            return _round_trip(client, command)
-        except NoScriptError:
-            client.script_load(self._source)
-            return _round_trip(client, command)
+            try:
+                reply = _round_trip(conn, command)
+            except NoScriptError:
+                _round_trip(conn, self._load)
+                reply = _round_trip(conn, command)
+        except BaseException:
+            self._give_back(client, conn)  # the pool checks it before its next use
+            raise
+        with self._returned:
+            if self._client is client:
+                self._kept.append(conn)
+                self._returned.notify()
+                return reply
+        self._give_back(client, conn)  # closed meanwhile
+        return reply
+
+    def _take(self, client: redis.Redis) -> Any:
+        with self._returned:
+            if self._pid != os.getpid():  # a forked child: the kept sockets are its parent's
+                self._kept, self._taken, self._pid = [], 0, os.getpid()
+            while not self._kept and self._taken >= self._size:
+                self._returned.wait()
+            if self._kept:
+                return self._kept.pop()
+            self._taken += 1
+        try:
+            return client.connection_pool.get_connection()
+        except BaseException:
+            self._give_back(client, None)
+            raise
+
+    def _give_back(self, client: redis.Redis, conn: Any) -> None:
+        if conn is not None:
+            client.connection_pool.release(conn)
+        with self._returned:
+            self._taken -= 1
+            self._returned.notify()
 
     def _cluster_evalsha(self, client: Any, args: list[Any]) -> Any:
         try:
@@ -149,8 +193,11 @@ class RedisProducer:
 
     def close(self) -> None:
         """Close the connections (the next enqueue opens new ones)."""
-        with self._lock:
+        with self._lock, self._returned:
             client, self._client = self._client, None
+            self._taken -= len(self._kept)
+            self._kept = []
+            self._returned.notify_all()
         if client is not None:
             client.close()
             for sentinel in getattr(client, "sentinels", ()):
@@ -170,24 +217,20 @@ def _bulk(value: object) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
-def _round_trip(client: redis.Redis, command: bytes) -> Any:
-    """Send a packed command on a pooled connection and read its reply, retried as redis-py's own.
+def _round_trip(conn: Any, command: bytes) -> Any:
+    """Send a packed command and read its reply, retried as redis-py's own commands are.
 
     As ``Redis.execute_command``: a connection error or a timeout disconnects and tries
-    again under the connection's retry policy (the enqueue is safe to repeat: ids are
-    stored once); an error reply is raised as redis-py's exception, the connection kept.
+    again under the connection's retry policy (an idle connection the server closed
+    fails here, once; the enqueue is safe to repeat: ids are stored once); an error
+    reply is raised as redis-py's exception, the reply read in full.
     """
-    pool = client.connection_pool
-    conn = pool.get_connection()
 
     def send() -> Any:
         conn.send_packed_command([command])
         return conn.read_response()
 
-    try:
-        return conn.retry.call_with_retry(send, lambda _error: conn.disconnect())
-    finally:
-        pool.release(conn)
+    return conn.retry.call_with_retry(send, lambda _error: conn.disconnect())
 
 
 def _sentinel_master(sentinel: SentinelService, parts: SplitResult, options: dict[str, Any]) -> Any:
