@@ -227,6 +227,72 @@ async def test_server_errors_are_broker_errors(shared_url: str, admin: aioredis.
         await admin.delete(f"{namespace}:queues")
 
 
+async def test_a_synchronous_send_loads_the_script_again_after_script_flush(
+    shared_url: str, admin: aioredis.Redis
+) -> None:
+    broker = redis_broker(shared_url, {})
+    try:
+        first, second = make_job(), make_job()
+        assert await asyncio.to_thread(broker.enqueue_sync, [first]) == [first.id]
+        await admin.script_flush()  # the server answers NOSCRIPT to the cached digest
+        assert await asyncio.to_thread(broker.enqueue_sync, [second]) == [second.id]
+        async with broker:
+            stored = await broker.get(second.id)
+        assert stored is not None and stored.state is JobState.QUEUED
+    finally:
+        broker.close_sync()
+
+
+async def test_a_synchronous_send_survives_its_connection_killed(
+    shared_url: str, admin: aioredis.Redis
+) -> None:
+    name = "pigeon:" + shared_url.rsplit("namespace=", 1)[1]
+    broker = redis_broker(shared_url, {})
+    try:
+        assert await asyncio.to_thread(broker.enqueue_sync, [make_job()])
+        killed = await _names(admin, name)
+        assert killed
+        for c in killed:
+            await admin.client_kill_filter(_id=c["id"])
+        job = make_job()
+        assert await asyncio.to_thread(broker.enqueue_sync, [job]) == [job.id]
+        async with broker:
+            assert await broker.get(job.id) is not None
+    finally:
+        broker.close_sync()
+
+
+async def test_synchronous_sends_from_more_threads_than_connections_share_them(shared_url: str) -> None:
+    broker = redis_broker(shared_url, {})
+    try:
+
+        def send_some() -> list[str]:
+            return [i for _ in range(20) for i in broker.enqueue_sync([make_job()])]
+
+        async with asyncio.timeout(20):  # a connection kept but not handed on would stall a thread 30 s
+            sent = await asyncio.gather(*(asyncio.to_thread(send_some) for _ in range(4)))
+        assert len({i for ids in sent for i in ids}) == 80
+    finally:
+        broker.close_sync()
+
+
+async def test_a_synchronous_send_refused_by_the_server_is_a_broker_error(
+    shared_url: str, admin: aioredis.Redis
+) -> None:
+    namespace = shared_url.rsplit("namespace=", 1)[1]
+    broker = redis_broker(shared_url, {})
+    try:
+        await admin.set(f"{namespace}:queues", "not a set")  # the script's SADD fails
+        with pytest.raises(BrokerError) as caught:
+            await asyncio.to_thread(broker.enqueue_sync, [make_job()])
+        assert not isinstance(caught.value, BrokerConnectionError)
+        await admin.delete(f"{namespace}:queues")
+        job = make_job()  # the same connection, its reply read in full, serves the next send
+        assert await asyncio.to_thread(broker.enqueue_sync, [job]) == [job.id]
+    finally:
+        broker.close_sync()
+
+
 async def test_prune_and_purge_leave_no_keys_of_a_job(shared_url: str, admin: aioredis.Redis) -> None:
     namespace = shared_url.rsplit("namespace=", 1)[1]
     async with redis_broker(shared_url, {}) as broker:

@@ -290,8 +290,8 @@ class PostgresBroker(SqlReads, BrokerBase):
         # cursor factory binds client-side, as Django's does; it shares the caller's transaction.
         cur = psycopg.Cursor(connection)
         try:
-            while (params := batch.next_insert()) is not None:
-                keys = batch.inserted(cur.execute(self._q["enqueue"], params).fetchall())
+            while (insert := batch.next_insert()) is not None:
+                keys = batch.inserted(cur.execute(self._q[insert[0]], insert[1]).fetchall())
                 if keys:
                     batch.found(cur.execute(self._q["pending_by_key"], {"keys": keys}).fetchall())
         except psycopg.Error as exc:
@@ -324,8 +324,8 @@ class PostgresBroker(SqlReads, BrokerBase):
 
     async def _enqueue_async(self, conn: psycopg.AsyncConnection[Any], jobs: Sequence[Job]) -> list[str]:
         batch = EnqueueBatch(jobs, self._channel)
-        while (params := batch.next_insert()) is not None:
-            keys = batch.inserted(await (await conn.execute(self._q["enqueue"], params)).fetchall())
+        while (insert := batch.next_insert()) is not None:
+            keys = batch.inserted(await (await conn.execute(self._q[insert[0]], insert[1])).fetchall())
             if keys:
                 found = await (await conn.execute(self._q["pending_by_key"], {"keys": keys})).fetchall()
                 batch.found(found)

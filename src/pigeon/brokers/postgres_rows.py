@@ -42,7 +42,13 @@ class EnqueueBatch:
                     self._by_key[key] = i
                 self._todo.append(i)
 
-    def next_insert(self) -> dict[str, Any] | None:
+    def next_insert(self) -> tuple[str, dict[str, Any]] | None:
+        """The next insert: its statement's name and parameters (None: every job is answered).
+
+        One job without a concurrency limit (a lone ``send()``) goes as ``enqueue_one``, a
+        plain one-row insert: the arrays of ``enqueue`` cost the server more to bind, plan
+        and unnest than the insert itself costs.
+        """
         if not self._todo:
             return None
         self._tries += 1
@@ -53,8 +59,11 @@ class EnqueueBatch:
             return None
         now = time.time()
         rows = [enqueue_row(self._jobs[i], now) for i in self._todo]
+        if len(rows) == 1 and rows[0][-2] is None:
+            return "enqueue_one", {**dict(zip(ENQUEUE_NAMES, rows[0], strict=True)), "channel": self._channel}
         limit_keys = sorted({r[-2] for r in rows if r[-2] is not None})
-        return {**columns(ENQUEUE_COLUMNS, rows), "limit_keys": limit_keys, "channel": self._channel}
+        params = {**columns(ENQUEUE_COLUMNS, rows), "limit_keys": limit_keys, "channel": self._channel}
+        return "enqueue", params
 
     def inserted(self, rows: list[Any]) -> list[str]:
         """Record the inserted ids; return the unique keys whose pending job must be looked up."""
@@ -85,6 +94,7 @@ class EnqueueBatch:
 ENQUEUE_COLUMNS = (
     "id task queue priority state envelope max_attempts unique_key run_at enqueued_at limit_key limit_n"
 )
+ENQUEUE_NAMES = ENQUEUE_COLUMNS.split()
 SETTLE_COLUMNS = "id token state result error keep_error release run_at finished_at expires_at"
 
 

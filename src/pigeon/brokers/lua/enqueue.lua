@@ -15,8 +15,9 @@ for i = 3, #ARGV, 11 do
     out[#out + 1] = id
     if redis.call('EXISTS', jkey(id)) == 0 then
       local seq = redis.call('INCR', P .. 'seq')
-      redis.call('HSET', jkey(id), 'env', ARGV[i + 7], 'task', ARGV[i + 1], 'q', q, 'prio', ARGV[i + 3],
-        'seq', seq, 'max', ARGV[i + 4], 'ukey', ukey, 'att', 0)
+      local task, state = ARGV[i + 1], ARGV[i + 10]
+      redis.call('HSET', jkey(id), 'env', ARGV[i + 7], 'task', task, 'q', q, 'prio', ARGV[i + 3],
+        'seq', seq, 'max', ARGV[i + 4], 'ukey', ukey, 'att', 0, 'state', state)
       if ARGV[i + 8] ~= '' then
         redis.call('HSET', jkey(id), 'lk', ARGV[i + 8], 'lim', ARGV[i + 9])
       end
@@ -24,10 +25,10 @@ for i = 3, #ARGV, 11 do
       if ukey ~= '' then
         redis.call('SET', P .. 'unique:' .. ukey, id)
       end
-      if ARGV[i + 10] == 'scheduled' then
-        schedule(id, q, seq, run_at, nil)
+      if state == 'scheduled' then
+        schedule(id, q, seq, run_at, nil, task)
       else
-        push_ready(id, q, ARGV[i + 3], seq, nil)
+        push_ready(id, q, ARGV[i + 3], seq, nil, task)
       end
     end
   end

@@ -30,9 +30,10 @@ local function jkey(id)
   return P .. 'job:' .. id
 end
 
--- A job of queue q changes state (from nil: arrives; to nil: goes).
-local function tally(id, q, from, to)
-  local task = redis.call('HGET', jkey(id), 'task')
+-- A job of queue q changes state (from nil: arrives; to nil: goes); task: the job's, if the caller
+-- has it (an arrival does), else read from its hash.
+local function tally(id, q, from, to, task)
+  task = task or redis.call('HGET', jkey(id), 'task')
   if not task then
     return
   end
@@ -45,27 +46,31 @@ local function tally(id, q, from, to)
   end
 end
 
-local function move(id, q, seq, from, to)
+-- An arrival (from nil) passes its task, and has written its state into the new hash already:
+-- two calls fewer on the enqueue path.
+local function move(id, q, seq, from, to, task)
   if from then
     redis.call('ZREM', P .. 'idx:' .. q .. ':' .. from, id)
   else
     redis.call('SETNX', P .. 'tallied', seq)
   end
   redis.call('ZADD', P .. 'idx:' .. q .. ':' .. to, seq, id)
-  tally(id, q, from, to)
-  redis.call('HSET', jkey(id), 'state', to)
+  tally(id, q, from, to, task)
+  if from then
+    redis.call('HSET', jkey(id), 'state', to)
+  end
 end
 
-local function push_ready(id, q, prio, seq, from)
+local function push_ready(id, q, prio, seq, from, task)
   local score = -tonumber(prio) * BIG + tonumber(seq)
   redis.call('ZADD', P .. 'ready:' .. q, string.format('%.17g', score), id)
-  move(id, q, seq, from, 'queued')
+  move(id, q, seq, from, 'queued', task)
   woken[q] = true
 end
 
-local function schedule(id, q, seq, run_at, from)
+local function schedule(id, q, seq, run_at, from, task)
   redis.call('ZADD', P .. 'sched:' .. q, run_at, id)
-  move(id, q, seq, from, 'scheduled')
+  move(id, q, seq, from, 'scheduled', task)
 end
 
 local function free_unique(id, ukey)

@@ -123,7 +123,6 @@ class PigeonBackend(BaseTaskBackend):
     # -- enqueue -------------------------------------------------------------
 
     def _job(self, task: DjangoTask[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]) -> Job:
-        self.validate_task(task)
         # Django's own check (TaskResult normalises arguments), before anything is stored.
         normalize_json(args)
         normalize_json(kwargs)
@@ -132,9 +131,13 @@ class PigeonBackend(BaseTaskBackend):
             self._senders, self._senders_of = {}, app
         try:
             sender = self._senders.get(task)
-        except TypeError:  # a task with an unhashable option: made each time
+        except TypeError:  # a task with an unhashable option: checked and made each time
+            self.validate_task(task)
             sender = self._sender(task)
         if sender is None:
+            # A task is frozen: checked once, when its sender is made (inspecting its function
+            # at every enqueue cost as much as encoding the arguments).
+            self.validate_task(task)
             sender = self._sender(task)
             if len(self._senders) < _SENDERS:  # tasks made with .using() on the fly: keep a few
                 self._senders[task] = sender
@@ -165,20 +168,21 @@ class PigeonBackend(BaseTaskBackend):
             BrokerError: the job could not be stored.
         """
         job = self._job(task, args, kwargs)
-        cfg = self.config
+        app = self.app
+        cfg = app.config
         conn = connections[cfg.database]
         if conn.in_atomic_block:
             if cfg.in_django_db:
-                job_id = enqueue_in_django(self.app, conn, [job])[0]
+                job_id = enqueue_in_django(app, conn, [job])[0]
             else:
-                transaction.on_commit(lambda: self.app.enqueue([job]), using=cfg.database, robust=False)
+                transaction.on_commit(lambda: app.enqueue([job]), using=cfg.database, robust=False)
                 job_id = job.id
             result = self._ready(task, job_id, job, args, kwargs)
             transaction.on_commit(
                 lambda: task_enqueued.send(type(self), task_result=result), using=cfg.database
             )
             return result
-        job_id = self.app.enqueue([job])[0].id
+        job_id = app.client.enqueue([job])[0]  # the id alone: no handle to make
         result = self._ready(task, job_id, job, args, kwargs)
         task_enqueued.send(type(self), task_result=result)
         return result
