@@ -221,3 +221,14 @@ async def test_a_claim_over_more_queues_than_a_compound_select_joins_still_claim
         await broker.enqueue([make_job(queue="q0"), make_job(queue="q500", priority=1)])
         claims = await broker.claim("w", queues, 10, 30)
     assert [c.job.queue for c in claims] == ["q500", "q0"]
+
+
+async def test_a_queue_named_twice_in_a_claim_yields_each_job_once(tmp_path: Path) -> None:
+    """One SELECT per queue would read a queue named twice twice, and fill the batch with repeats."""
+    broker = _broker(f"sqlite:///{tmp_path}/jobs.db")
+    await broker.migrate()
+    async with broker:
+        jobs = [make_job() for _ in range(3)]
+        await broker.enqueue(jobs)
+        claims = await broker.claim("w", ("default", "default"), 3, 30)
+    assert sorted(c.job.id for c in claims) == sorted(j.id for j in jobs)
