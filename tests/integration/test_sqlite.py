@@ -180,6 +180,55 @@ async def test_reads_by_task_use_the_task_index_and_claims_keep_theirs(tmp_path:
     assert page.count("INDEX pigeon_jobs_task_state (task=? AND state=?)") == len(JobState)
     assert "SCAN pigeon_jobs" not in page
 
-    claim = q["candidates"].replace("{queues}", "?")
+    claim = q["candidates"] + " ORDER BY priority DESC, seq"
     assert "INDEX pigeon_jobs_ready" in _plan(db, claim, ("default",))
     db.close()
+
+
+async def test_a_claim_over_several_queues_walks_each_queues_ready_index_without_sorting(
+    tmp_path: Path,
+) -> None:
+    """A claim over two queues read every queued job of both through the (state, queue) index and
+    sorted them: 1.2 to 2.8 s a claim at 1,000,000 jobs, against microseconds for one queue."""
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    broker = _broker(url)
+    await broker.migrate()
+    queues = ("default", "other", "third")
+    async with broker:
+        await broker.enqueue([make_job(queue=queues[i % 3], priority=i % 2) for i in range(3000)])
+        store = broker._db
+        assert store is not None
+        store.execute("ANALYZE")  # the statistics a long-lived store has
+        statements: list[str] = []
+        store.set_trace_callback(statements.append)
+        claims = await broker.claim("w", queues, 10, 30)
+        store.set_trace_callback(None)
+    assert [c.job.priority for c in claims] == [1] * 10
+    [candidates] = [s for s in statements if "ORDER BY priority DESC, seq" in s]
+    db = sqlite3.connect(tmp_path / "jobs.db")
+    plan = _plan(db, candidates, ())
+    db.close()
+    assert plan.count("USING INDEX pigeon_jobs_ready (queue=?)") == len(queues), plan
+    assert "TEMP B-TREE" not in plan, plan
+
+
+async def test_a_claim_over_more_queues_than_a_compound_select_joins_still_claims(tmp_path: Path) -> None:
+    """SQLite joins at most 500 SELECTs with UNION ALL; a claim over more queues reads them in one."""
+    broker = _broker(f"sqlite:///{tmp_path}/jobs.db")
+    await broker.migrate()
+    queues = tuple(f"q{i}" for i in range(501))
+    async with broker:
+        await broker.enqueue([make_job(queue="q0"), make_job(queue="q500", priority=1)])
+        claims = await broker.claim("w", queues, 10, 30)
+    assert [c.job.queue for c in claims] == ["q500", "q0"]
+
+
+async def test_a_queue_named_twice_in_a_claim_yields_each_job_once(tmp_path: Path) -> None:
+    """One SELECT per queue would read a queue named twice twice, and fill the batch with repeats."""
+    broker = _broker(f"sqlite:///{tmp_path}/jobs.db")
+    await broker.migrate()
+    async with broker:
+        jobs = [make_job() for _ in range(3)]
+        await broker.enqueue(jobs)
+        claims = await broker.claim("w", ("default", "default"), 3, 30)
+    assert sorted(c.job.id for c in claims) == sorted(j.id for j in jobs)

@@ -49,6 +49,7 @@ from pigeon.transitions import Transition, arriving, settled
 T = TypeVar("T")
 
 _PRUNE_BATCH = 5000
+_MERGED_QUEUES = 500  # SQLITE_MAX_COMPOUND_SELECT's default
 """Jobs one prune statement deletes, each its own short write transaction."""
 _WATCH_EVERY = 0.004
 # Errors are stored as text: SQLite's json() refuses a BLOB (or, from 3.45, reads it as JSONB).
@@ -210,7 +211,8 @@ class SqliteBroker(SqlReads, BrokerBase):
     async def claim(self, worker_id: str, queues: Sequence[str], limit: int, lease: float) -> list[Claim]:
         if limit <= 0 or not queues:
             return []
-        candidates = self._q["candidates"].replace("{queues}", ",".join("?" * len(queues)))
+        queues = list(dict.fromkeys(queues))  # a queue named twice would yield its jobs twice
+        candidates = self._candidates(len(queues))
         token = os.urandom(8).hex()
 
         def claim(db: sqlite3.Connection) -> list[tuple[int, int, bytes, int, str]]:
@@ -226,11 +228,18 @@ class SqliteBroker(SqlReads, BrokerBase):
         rows.sort(key=lambda r: (-r[0], r[1]))
         return [stored_claim(jid, env, token, attempts) for _, _, env, attempts, jid in rows]
 
+    def _candidates(self, n: int) -> str:
+        # One index walk per queue, merged in claim order; past SQLite's 500 terms of a
+        # compound SELECT, one statement that sorts.
+        if n > _MERGED_QUEUES:
+            return self._q["candidates_any"].replace("{queues}", ",".join("?" * n))
+        return " UNION ALL ".join([self._q["candidates"]] * n) + " ORDER BY priority DESC, seq"
+
     def _within_limits(self, db: sqlite3.Connection, rows: sqlite3.Cursor, limit: int) -> list[int]:
         # The cursor walks the claim order lazily; a key at its limit is passed over.
         running: dict[str, int] = {}
         chosen: list[int] = []
-        for seq, key, cap in rows:
+        for seq, key, cap, _ in rows:
             if key is not None:
                 if key not in running:
                     running[key] = db.execute(self._q["running_by_key"], (key,)).fetchone()[0]
