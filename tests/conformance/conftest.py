@@ -67,6 +67,7 @@ NEEDS_RECORD = {
     "test_requeue_jobs_leaves_a_job_whose_unique_key_is_taken",
     "test_bulk_actions_take_one_broker_call_per_page",
     "test_an_argument_search_looks_at_the_newest_jobs_it_is_given_only",
+    "test_a_task_is_matched_whole_and_only_as_the_jobs_own",
     "test_a_result_over_max_payload_fails_the_job_and_the_worker_goes_on",
     "test_arguments_over_max_payload_are_refused_before_anything_is_stored",
     "test_a_1mb_argument_and_result_round_trip",

@@ -7,8 +7,8 @@ Every randomised run prints its seed; ``PIGEON_FAULTS_SEED`` replays it.
 from __future__ import annotations
 
 import asyncio
-import functools
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -35,8 +35,13 @@ def test_kill_9_loop_during_a_drain(url: str, tmp_path: Path) -> None:
         run.start_worker()
         run.start_worker()
         for _ in range(kills):
-            victim = run.rng.choice(run.alive())
-            wait_until(functools.partial(started_on, run, victim.pid), timeout=30, what="the victim at work")
+            # A worker that has run something: one started just now may find the queue drained
+            # by the others before it is up (on a loaded machine), and would never be at work.
+            def busy_workers() -> list[subprocess.Popen[bytes]]:
+                return [p for p in run.alive() if started_on(run, p.pid)]
+
+            busy = wait_until(busy_workers, timeout=30, what="a worker at work")
+            victim = run.rng.choice(busy)
             time.sleep(run.rng.uniform(0.1, 0.6))  # a random moment of its work, from the seed
             run.fault("kill -9", victim, signal.SIGKILL)
             run.start_worker()
