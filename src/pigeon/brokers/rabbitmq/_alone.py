@@ -33,14 +33,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Self, cast
 
-import aio_pika
 import aiormq
 from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
-from aio_pika.connection import make_url
 
 from pigeon.brokers.base import BrokerBase, Capabilities, EventHandler
 from pigeon.brokers.rabbitmq import _dead as dead
@@ -50,6 +48,8 @@ from pigeon.brokers.rabbitmq._connection import (
     CALL,
     alone_options,
     check_server,
+    connect,
+    hosts_of,
     server_of,
     translated,
     where,
@@ -109,6 +109,7 @@ class AloneBroker(BrokerBase):
     ) -> None:
         self.url = url
         self._server = server_of(url)
+        self._hosts = hosts_of(self._server)  # a bad host list fails here, before anything connects
         self._namespace = namespace
         self._queue_type = queue_type
         self._prefetch = prefetch
@@ -169,12 +170,8 @@ class AloneBroker(BrokerBase):
         """
         try:
             with self._translated():
+                self._connection = await connect(self._hosts, f"pigeon:{self._namespace}")
                 async with asyncio.timeout(CALL):
-                    self._connection = aio_pika.RobustConnection(
-                        make_url(self._server),
-                        client_properties={"connection_name": f"pigeon:{self._namespace}"},
-                    )
-                    await self._connection.connect(timeout=CALL)
                     transport = self._connection.transport
                     if transport is None:
                         raise BrokerConnectionError(

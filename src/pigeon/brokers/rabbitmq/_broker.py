@@ -13,11 +13,19 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustChannel, AbstractRobustConnection
-from aio_pika.connection import make_url
 
 from pigeon.brokers.base import Broker, BrokerBase, Capabilities, Migrating, create_broker
 from pigeon.brokers.inspection import Inspecting
-from pigeon.brokers.rabbitmq._connection import AGAIN, CALL, check_server, translated, where, worth_again
+from pigeon.brokers.rabbitmq._connection import (
+    AGAIN,
+    CALL,
+    check_server,
+    connect,
+    hosts_of,
+    translated,
+    where,
+    worth_again,
+)
 from pigeon.brokers.rabbitmq._held import Held
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import Claim, Job, JobRecord, Outcome, WorkerInfo
@@ -49,6 +57,7 @@ class RabbitBroker(BrokerBase):
     ) -> None:
         self.url = url
         self._server = url
+        self._hosts = hosts_of(url)  # a bad host list fails here, before anything connects
         self._store = store
         self._namespace = namespace
         self._queue_type = queue_type
@@ -154,19 +163,18 @@ class RabbitBroker(BrokerBase):
         await self._store.__aenter__()
         try:
             with self._translated():
-                async with asyncio.timeout(CALL):
-                    await self._connect()
+                await self._connect()
         except BaseException:
             await self.close()
             raise
 
     async def _connect(self) -> None:
-        # Held before it connects, so close() ends its reconnect loop when the connect times out.
-        self._connection = aio_pika.RobustConnection(
-            make_url(self._server), client_properties={"connection_name": f"pigeon:{self._namespace}"}
-        )
-        await self._connection.connect(timeout=CALL)
-        transport = self._connection.transport
+        self._connection = await connect(self._hosts, f"pigeon:{self._namespace}")  # each host within CALL
+        async with asyncio.timeout(CALL):
+            await self._opened(self._connection)
+
+    async def _opened(self, connection: AbstractRobustConnection) -> None:
+        transport = connection.transport
         if transport is None:
             raise BrokerConnectionError(f"RabbitMQ ({self._where}): the connection closed at once")
         self.server_version = check_server(
@@ -176,8 +184,8 @@ class RabbitBroker(BrokerBase):
             _MIN_QUORUM,
             "quorum queues",
         )
-        self._publisher = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-        self._consumer = await self._connection.channel(publisher_confirms=False)
+        self._publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._consumer = await connection.channel(publisher_confirms=False)
         await self._consumer.set_qos(prefetch_count=self._prefetch)  # per consumer, never global
 
     async def close(self) -> None:
