@@ -19,6 +19,7 @@ from pigeon.brokers.inspection import Inspecting
 from pigeon.brokers.rabbitmq._connection import (
     AGAIN,
     CALL,
+    SLICE,
     check_server,
     connect,
     hosts_of,
@@ -307,7 +308,9 @@ class RabbitBroker(BrokerBase):
         if not jobs:
             return
         await self._declare([j.queue for j in jobs])
-        failed = await self._send(jobs)
+        failed = []
+        for at in range(0, len(jobs), SLICE):  # each publish waits for its confirm within CALL
+            failed += await self._send(jobs[at : at + SLICE])
         for pause in AGAIN:
             if not failed or not all(worth_again(e) for _, e in failed):
                 break

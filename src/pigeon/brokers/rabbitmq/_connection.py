@@ -24,6 +24,10 @@ from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 
 CALL = 10.0
 """Seconds any one call to RabbitMQ may take: a stuck server is an error, not a hang."""
+SLICE = 1000
+"""Messages published before their confirms are awaited. Each publish waits for its confirm
+within :data:`CALL`: 20,000 at once overran it on a loaded node (confirms came at about 600 a
+second), so a big batch goes in slices, each confirmed before the next."""
 AGAIN = (0.0, 0.1, 0.3, 0.9)
 """Pauses before publishing again what did not land (see :func:`worth_again`)."""
 
