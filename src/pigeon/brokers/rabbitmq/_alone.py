@@ -114,6 +114,8 @@ class AloneBroker(BrokerBase):
         self._queue_type = queue_type
         self._prefetch = prefetch
         self._delivery_limit = delivery_limit
+        self._qos = prefetch
+        """The consumers' prefetch: ``prefetch``, raised by a worker's concurrency (see heartbeat)."""
         # Priorities only where the queue type has them (quorum queues: none on 3.x).
         self.capabilities = Capabilities(priority=queue_type == "classic", get_result=False)
         self._connection: AbstractRobustConnection | None = None
@@ -186,6 +188,7 @@ class AloneBroker(BrokerBase):
                     )
                     self._consumer = await self._connection.channel(publisher_confirms=False)
                     await self._consumer.set_qos(prefetch_count=self._prefetch)  # per consumer, never global
+                    self._qos = self._prefetch
         except BaseException:
             await self.close()
             raise
@@ -470,8 +473,23 @@ class AloneBroker(BrokerBase):
     async def heartbeat(
         self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float
     ) -> list[str]:
-        """The jobs of ``leases`` this connection no longer holds (their deliveries died with a channel)."""
+        """The jobs of ``leases`` this connection no longer holds (their deliveries died with a channel).
+
+        The worker's concurrency raises the consumers' prefetch to it plus ``prefetch``: a running
+        job's delivery stays unacknowledged, so a consumer held to ``prefetch`` alone would run
+        at most that many jobs (64 of 200 in the I/O benchmark). A worker registers with a
+        heartbeat before it claims, so its consumers start with the raised prefetch.
+        """
+        await self._hold_for(worker.concurrency)
         return [job_id for job_id, token in leases if self._owned(job_id, token) is None]
+
+    async def _hold_for(self, concurrency: int) -> None:
+        wanted = min(65535, concurrency + self._prefetch)
+        if wanted <= self._qos or self._consumer is None:
+            return
+        with self._translated():
+            await self._consumer.set_qos(prefetch_count=wanted, timeout=CALL)  # per consumer, never global
+        self._qos = wanted
 
     async def recover(self, dead_after: float, expires_at: float | None = None) -> int:
         """Nothing to do: RabbitMQ delivers a dead consumer's jobs again by itself."""
