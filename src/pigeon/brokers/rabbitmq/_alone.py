@@ -80,7 +80,7 @@ from pigeon.job import (
     decode_stored,
 )
 
-_QUORUM_NEEDS = "quorum queues with message TTL and at-least-once dead-lettering"
+_NEEDS = ((3, 10), "quorum queues with message TTL and at-least-once dead-lettering")
 _EARLY = 0.002
 """Seconds early a delayed delivery may be run rather than sent round again."""
 _FIRST = 2.0
@@ -114,8 +114,7 @@ class AloneBroker(BrokerBase):
         self._queue_type = queue_type
         self._prefetch = prefetch
         self._delivery_limit = delivery_limit
-        self._qos = prefetch
-        """The consumers' prefetch: ``prefetch``, raised by a worker's concurrency (see heartbeat)."""
+        self._qos = prefetch  # the consumers' prefetch, raised by a worker's concurrency
         # Priorities only where the queue type has them (quorum queues: none on 3.x).
         self.capabilities = Capabilities(priority=queue_type == "classic", get_result=False)
         self._connection: AbstractRobustConnection | None = None
@@ -172,21 +171,12 @@ class AloneBroker(BrokerBase):
         """
         try:
             with self._translated():
-                self._connection = await connect(self._hosts, f"pigeon:{self._namespace}")
+                connection, properties = await connect(self._hosts, f"pigeon:{self._namespace}")
+                self._connection = connection
                 async with asyncio.timeout(CALL):
-                    transport = self._connection.transport
-                    if transport is None:
-                        raise BrokerConnectionError(
-                            f"RabbitMQ ({self._where}): the connection closed at once"
-                        )
-                    properties, why = transport.connection.server_properties, _QUORUM_NEEDS
-                    self.server_version = check_server(
-                        properties, self._where, self._queue_type, (3, 10), why
-                    )
-                    self._publisher = await self._connection.channel(
-                        publisher_confirms=True, on_return_raises=True
-                    )
-                    self._consumer = await self._connection.channel(publisher_confirms=False)
+                    self.server_version = check_server(properties, self._where, self._queue_type, *_NEEDS)
+                    self._publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                    self._consumer = await connection.channel(publisher_confirms=False)
                     await self._consumer.set_qos(prefetch_count=self._prefetch)  # per consumer, never global
                     self._qos = self._prefetch
         except BaseException:
@@ -475,21 +465,18 @@ class AloneBroker(BrokerBase):
     ) -> list[str]:
         """The jobs of ``leases`` this connection no longer holds (their deliveries died with a channel).
 
-        The worker's concurrency raises the consumers' prefetch to it plus ``prefetch``: a running
-        job's delivery stays unacknowledged, so a consumer held to ``prefetch`` alone would run
-        at most that many jobs (64 of 200 in the I/O benchmark). A worker registers with a
-        heartbeat before it claims, so its consumers start with the raised prefetch.
+        The worker's concurrency raises the consumers' prefetch (see :meth:`_hold_for`).
         """
         await self._hold_for(worker.concurrency)
         return [job_id for job_id, token in leases if self._owned(job_id, token) is None]
 
     async def _hold_for(self, concurrency: int) -> None:
-        wanted = min(65535, concurrency + self._prefetch)
-        if wanted <= self._qos or self._consumer is None:
-            return
-        with self._translated():
-            await self._consumer.set_qos(prefetch_count=wanted, timeout=CALL)  # per consumer, never global
-        self._qos = wanted
+        # A running job's delivery stays unacknowledged: held to `prefetch` alone, a worker ran
+        # that many jobs at most (64 of 200). It registers before it claims, so before consuming.
+        if (wanted := min(65535, concurrency + self._prefetch)) > self._qos and self._consumer is not None:
+            with self._translated():
+                await self._consumer.set_qos(prefetch_count=wanted, timeout=CALL)  # per consumer
+            self._qos = wanted
 
     async def recover(self, dead_after: float, expires_at: float | None = None) -> int:
         """Nothing to do: RabbitMQ delivers a dead consumer's jobs again by itself."""

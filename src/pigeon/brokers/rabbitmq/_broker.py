@@ -170,16 +170,13 @@ class RabbitBroker(BrokerBase):
             raise
 
     async def _connect(self) -> None:
-        self._connection = await connect(self._hosts, f"pigeon:{self._namespace}")  # each host within CALL
+        self._connection, properties = await connect(self._hosts, f"pigeon:{self._namespace}")
         async with asyncio.timeout(CALL):
-            await self._opened(self._connection)
+            await self._opened(self._connection, properties)
 
-    async def _opened(self, connection: AbstractRobustConnection) -> None:
-        transport = connection.transport
-        if transport is None:
-            raise BrokerConnectionError(f"RabbitMQ ({self._where}): the connection closed at once")
+    async def _opened(self, connection: AbstractRobustConnection, properties: Any) -> None:
         self.server_version = check_server(
-            transport.connection.server_properties,
+            properties,
             self._where,
             self._queue_type,
             _MIN_QUORUM,

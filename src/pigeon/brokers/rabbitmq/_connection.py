@@ -172,8 +172,10 @@ class Failover(aio_pika.RobustConnection):
 _UNANSWERED = (aiormq.exceptions.AMQPConnectionError, ConnectionError, OSError, TimeoutError)
 
 
-async def connect(hosts: Sequence[str], name: str) -> AbstractRobustConnection:
+async def connect(hosts: Sequence[str], name: str) -> tuple[AbstractRobustConnection, Any]:
     """A robust connection to the first of ``hosts`` that answers, tried in order, each within :data:`CALL`.
+
+    Returns it with the server properties of its handshake (the server's version and capabilities).
 
     Args:
         hosts: one-host URLs, as :func:`hosts_of` gives them.
@@ -190,7 +192,7 @@ async def connect(hosts: Sequence[str], name: str) -> AbstractRobustConnection:
                 await connection.connect(timeout=CALL)
             if connection.transport is None:
                 raise ConnectionError("the connection closed at once")
-            return connection
+            return connection, connection.transport.connection.server_properties
         except _UNANSWERED as exc:
             await _quietly_closed(connection)
             if len(hosts) == 1:
