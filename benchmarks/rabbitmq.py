@@ -13,7 +13,8 @@ concurrency: pigeon 200 jobs in flight, Celery 8 threads, Dramatiq its default 8
 coroutines, the others' threads); idle latency, one job at a time.
 
 Each tool at its defaults on RabbitMQ: pigeon publishes with confirms to a quorum queue and keeps
-every job's record in its store (an SQLite file here); Celery and Dramatiq publish without
+every job's record in its store (an SQLite file here); "pigeon alone" is RabbitMQ alone (the same
+driver, no store: the unacknowledged delivery is the lease); Celery and Dramatiq publish without
 confirms to classic queues and keep no record (no result backend). Every workload gets queues of
 its own, deleted afterwards.
 """
@@ -53,6 +54,7 @@ class Tool:
 
 TOOLS = [
     Tool("pigeon", "pigeon_amqp"),
+    Tool("pigeon alone", "pigeon_amqp"),  # RabbitMQ alone: no store, the delivery is the lease
     Tool("celery", "celery_amqp", drain_share=0.5),
     Tool("dramatiq", "dramatiq_amqp", drain_share=0.5),
 ]
@@ -76,10 +78,12 @@ def environment(**values: str) -> Iterator[None]:
 @contextlib.contextmanager
 def place(base: str, tool: Tool, tmp: Path) -> Iterator[str]:
     """The URL for one workload of ``tool``, with queues of its own, deleted afterwards."""
-    slot = f"bench_{tool.name}_{uuid.uuid4().hex[:8]}"
+    slot = f"bench_{tool.name.replace(' ', '_')}_{uuid.uuid4().hex[:8]}"
     if tool.name == "pigeon":
         url = f"{base}?namespace={slot}&store=sqlite:///{tmp}/{slot}.db"
         queues = [f"{slot}.default"]
+    elif tool.name == "pigeon alone":
+        url, queues = f"{base}?namespace={slot}", [f"{slot}.default", f"{slot}.default.dead"]
     else:
         url, queues = base, [slot, f"{slot}.DQ", f"{slot}.XQ"]  # Dramatiq's delay and dead-letter queues
     with environment(BENCH_QUEUE=slot):
@@ -100,7 +104,7 @@ async def delete(base: str, queues: list[str]) -> None:
 
 
 def interpreters(console: Console) -> dict[str, Interpreter]:
-    out = {"pigeon": servers.pigeon_interpreter()}
+    out = {"pigeon": servers.pigeon_interpreter(), "pigeon alone": servers.pigeon_interpreter()}
     for name in ("celery", "dramatiq"):
         with console.status(f"peer venv {name}…"):
             env = envs.ensure(name)
@@ -150,6 +154,15 @@ def section(quick: bool, found: dict[str, Interpreter], tmp: Path) -> list[Colum
     return [drain, io, p50, p99]
 
 
+def best_peer(col: Column) -> tuple[str, float] | None:
+    """The best of the other tools' cells (neither pigeon's mode)."""
+    found = [(k, c.value) for k, c in col.cells.items() if not k.startswith("pigeon") and c.value is not None]
+    if not found:
+        return None
+    pick = max if col.higher_is_better else min
+    return pick(found, key=lambda kv: kv[1])
+
+
 def median(rounds: list[tuple[Cell, ...]], i: int, why: str) -> Cell:
     """The median round's cell ``i``, its detail saying the spread; or why there is none."""
     cells = [r[i] for r in rounds]
@@ -177,29 +190,35 @@ def report(console: Console, columns: list[Column], found: dict[str, Interpreter
             cell = col.cells.get(tool.name, Cell(why="not run"))
             shown = "[yellow]n/a[/]" if cell.value is None else col.fmt.format(cell.value)
             row.append(shown + notes.mark(tool.name, cell.why if cell.value is None else cell.detail))
-        table.add_row(*row, style="bold" if tool.name == "pigeon" else None)
+        table.add_row(*row, style="bold" if tool.name.startswith("pigeon") else None)
     table.add_section()
-    best_row, ratio_row, aim_row = ["best peer"], ["pigeon / best peer"], ["pigeon's aim"]
+    best_row = ["best peer"]
     for col in columns:
-        best = servers.best_peer(col)
-        pigeon = col.cells.get("pigeon", Cell()).value
+        best = best_peer(col)
         best_row.append(f"{col.fmt.format(best[1])} ({best[0]})" if best else "")
-        if best and pigeon is not None and best[1]:
-            r = pigeon / best[1]
-            good = r > 1 if col.higher_is_better else r < 1
-            ratio_row.append(f"[{'green' if good else 'red'}]{r:.2f}×[/]")
-        else:
-            ratio_row.append("")
-        aim_row.append(servers.aim_text(col, pigeon, best))
     table.add_row(*best_row)
-    table.add_row(*ratio_row)
-    table.add_row(*aim_row)
+    for mine in ("pigeon", "pigeon alone"):
+        ratio_row, aim_row = [f"{mine} / best peer"], [f"{mine}'s aim"]
+        for col in columns:
+            best = best_peer(col)
+            pigeon = col.cells.get(mine, Cell()).value
+            if best and pigeon is not None and best[1]:
+                r = pigeon / best[1]
+                good = r > 1 if col.higher_is_better else r < 1
+                ratio_row.append(f"[{'green' if good else 'red'}]{r:.2f}×[/]")
+            else:
+                ratio_row.append("")
+            aim_row.append(servers.aim_text(col, pigeon, best))
+        table.add_row(*ratio_row)
+        table.add_row(*aim_row)
     console.print(table)
     notes.print(console)
     console.print(
         "[dim]RabbitMQ section: pigeon publishes with confirms to a quorum queue and records every job "
-        "in its store (SQLite); Celery and Dramatiq publish without confirms to classic queues and "
-        "record nothing. Drains run from the first job's start to the N-th's, stamped in the worker.[/]"
+        "in its store (SQLite); pigeon alone publishes with confirms to a quorum queue and records "
+        "nothing (the unacknowledged delivery is the lease); Celery and Dramatiq publish without "
+        "confirms to classic queues and record nothing. Drains run from the first job's start to "
+        "the N-th's, stamped in the worker.[/]"
     )
 
 

@@ -26,7 +26,7 @@ from pigeon.brokers.rabbitmq._alone import AloneBroker
 from pigeon.brokers.rabbitmq._messages import due_of
 from pigeon.brokers.rabbitmq._messages import message as job_message
 from pigeon.errors import ConfigurationError
-from pigeon.job import Claim, ErrorInfo, Outcome, OutcomeKind
+from pigeon.job import Claim, ErrorInfo, Outcome, OutcomeKind, WorkerInfo
 from pigeon.retry import Fixed
 from tests.conftest import delete_rabbitmq_queues, server_url, with_namespace
 from tests.helpers import eventually, make_job
@@ -337,3 +337,26 @@ async def test_delete_queues_removes_the_namespaces_queues_and_keeps_the_delay_l
     assert await depth(channel, "pigeon.delay.0") >= 0  # shared by every namespace: still there
     with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
         await channel.declare_queue(f"{namespace}.default", passive=True)
+
+
+async def test_a_worker_holds_its_concurrency_beyond_the_prefetch(url: str) -> None:
+    # A running job's delivery stays unacknowledged, so a consumer held to the prefetch alone
+    # ran at most `prefetch` jobs, whatever the worker's concurrency (64 of 200 in the bench).
+    b = await opened(url + "&prefetch=2")
+    try:
+        worker = WorkerInfo(
+            id="w", hostname="h", pid=1, queues=Q, concurrency=10, started_at=0.0, last_seen=0.0
+        )
+        await b.heartbeat(worker, [], 30)  # the worker registers before it claims
+        await b.enqueue([make_job() for _ in range(15)])
+        claims: list[Claim] = []
+
+        async def held() -> int:
+            claims.extend(await b.claim("w", Q, 15, 30))
+            return len(claims)
+
+        assert await eventually(held, lambda n: n >= 12, what="10 + 2 deliveries held") == 12
+        assert b.deliveries == 12  # none beyond: the prefetch still bounds the rest
+    finally:
+        await b.delete_queues()
+        await b.close()

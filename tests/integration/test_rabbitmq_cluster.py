@@ -14,6 +14,7 @@ import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import pytest
@@ -21,6 +22,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from pigeon import App
 from pigeon.brokers.rabbitmq import RabbitBroker
+from pigeon.brokers.rabbitmq._connection import Failover
 from tests.conftest import delete_rabbitmq_queues, server_url, with_namespace
 from tests.helpers import eventually
 from tests.integration.test_rabbitmq_faults import FAST, drained, send_when_reconnected
@@ -128,3 +130,50 @@ async def test_the_queue_leader_stopping_mid_drain_loses_no_job(urls: list[str],
         await app.aclose()
         await asyncio.to_thread(cluster, "start-node", str(leader))
         await delete_rabbitmq_queues(app.url, queues=["default"])
+
+
+def all_nodes(urls: list[str], first: int) -> str:
+    """One URL listing the three nodes, node ``first`` (1-3) in front, then the others in turn."""
+    parts = [urlsplit(u) for u in urls]
+    order = [parts[(first - 1 + i) % len(parts)] for i in range(len(parts))]
+    user = parts[0].netloc.rpartition("@")[0]
+    hosts = ",".join(p.netloc.rpartition("@")[2] for p in order)
+    return urlunsplit(parts[0]._replace(netloc=f"{user}@{hosts}"))
+
+
+@pytest.mark.timeout(240)
+async def test_the_node_the_app_is_connected_to_stopping_moves_it_to_another(
+    urls: list[str], tmp_path: Path
+) -> None:
+    namespace = f"t_{uuid.uuid4().hex[:12]}"
+    await declare_on(urls[1], f"{namespace}.default")  # led by node 2: node 1 stops, the queue stays
+    app = App(with_namespace(all_nodes(urls, 1), namespace), store=f"sqlite:///{tmp_path}/jobs.db")
+    ran: set[int] = set()
+
+    @app.task(name="tests.cluster.move")
+    async def work(n: int) -> None:
+        ran.add(n)
+
+    try:
+        broker = (await app.connection()).inner
+        assert isinstance(broker, RabbitBroker)
+        connection = broker._connection
+        assert isinstance(connection, Failover)
+        assert connection.url.port == urlsplit(urls[0]).port  # the first node listed
+        ids = [h.id for h in await work.asend_many([(n,) for n in range(50)])]
+        async with app.worker(**FAST):
+            await drained(app, ids)
+            await asyncio.to_thread(cluster, "stop-node", "1")
+
+            async def moved() -> int | None:
+                return connection.url.port if connection.connected.is_set() else None
+
+            others = {urlsplit(u).port for u in urls[1:]}
+            await eventually(moved, lambda p: p in others, timeout=60, what="connected to another node")
+            ids += await send_when_reconnected(work, range(50, 100))
+            await drained(app, ids)
+        assert ran == set(range(100))
+    finally:
+        await app.aclose()
+        await asyncio.to_thread(cluster, "start-node", "1")
+        await delete_rabbitmq_queues(with_namespace(urls[1], namespace), queues=["default"])

@@ -11,6 +11,7 @@ from pigeon.brokers import base
 from pigeon.brokers.base import Inspecting, Limiting, Reporting, create_broker, with_store
 from pigeon.brokers.rabbitmq import RabbitBroker
 from pigeon.brokers.rabbitmq._alone import AloneBroker
+from pigeon.brokers.rabbitmq._connection import hosts_of, where
 from pigeon.job import Job
 from pigeon.seam import InstrumentedBroker
 
@@ -125,3 +126,22 @@ def test_a_due_time_crosses_the_wire_to_the_millisecond() -> None:
     got = due_of(wire, None)
     assert got is not None and abs(got - due) <= 0.001
     assert due_of({}, 5.0) == 5.0
+
+
+def test_a_host_list_is_one_url_per_host_in_the_order_given() -> None:
+    assert hosts_of("amqp://u:p%2C@h1:5672,h2,[::1]:5674/vh?heartbeat=5") == [
+        "amqp://u:p%2C@h1:5672/vh?heartbeat=5",
+        "amqp://u:p%2C@h2/vh?heartbeat=5",
+        "amqp://u:p%2C@[::1]:5674/vh?heartbeat=5",
+    ]
+    assert hosts_of("amqps://rabbit/") == ["amqps://rabbit/"]
+    assert where("amqp://u:p@h1,h2:5673/vh", "ns") == "h1:5672,h2:5673/vh, namespace 'ns'"
+
+
+@pytest.mark.parametrize(
+    "hosts", ["h1:5672,,h3", "h1:5672,h2:port", "h1,:5673", "h1:70000,h2", "h1:5672,", "rabbit:abc"]
+)
+def test_a_bad_host_list_fails_before_connecting(hosts: str) -> None:
+    for url in (f"amqp://u:p@{hosts}/", f"amqp://u:p@{hosts}/?store=memory%3A%2F%2F"):
+        with pytest.raises(ConfigurationError, match=r"bad host .* write host\[:port\] for each"):
+            create_broker(url, {})

@@ -33,14 +33,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Self, cast
 
-import aio_pika
 import aiormq
 from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
-from aio_pika.connection import make_url
 
 from pigeon.brokers.base import BrokerBase, Capabilities, EventHandler
 from pigeon.brokers.rabbitmq import _dead as dead
@@ -50,6 +48,8 @@ from pigeon.brokers.rabbitmq._connection import (
     CALL,
     alone_options,
     check_server,
+    connect,
+    hosts_of,
     server_of,
     translated,
     where,
@@ -80,7 +80,7 @@ from pigeon.job import (
     decode_stored,
 )
 
-_QUORUM_NEEDS = "quorum queues with message TTL and at-least-once dead-lettering"
+_NEEDS = ((3, 10), "quorum queues with message TTL and at-least-once dead-lettering")
 _EARLY = 0.002
 """Seconds early a delayed delivery may be run rather than sent round again."""
 _FIRST = 2.0
@@ -109,10 +109,12 @@ class AloneBroker(BrokerBase):
     ) -> None:
         self.url = url
         self._server = server_of(url)
+        self._hosts = hosts_of(self._server)  # a bad host list fails here, before anything connects
         self._namespace = namespace
         self._queue_type = queue_type
         self._prefetch = prefetch
         self._delivery_limit = delivery_limit
+        self._qos = prefetch  # the consumers' prefetch, raised by a worker's concurrency
         # Priorities only where the queue type has them (quorum queues: none on 3.x).
         self.capabilities = Capabilities(priority=queue_type == "classic", get_result=False)
         self._connection: AbstractRobustConnection | None = None
@@ -169,26 +171,14 @@ class AloneBroker(BrokerBase):
         """
         try:
             with self._translated():
+                connection, properties = await connect(self._hosts, f"pigeon:{self._namespace}")
+                self._connection = connection
                 async with asyncio.timeout(CALL):
-                    self._connection = aio_pika.RobustConnection(
-                        make_url(self._server),
-                        client_properties={"connection_name": f"pigeon:{self._namespace}"},
-                    )
-                    await self._connection.connect(timeout=CALL)
-                    transport = self._connection.transport
-                    if transport is None:
-                        raise BrokerConnectionError(
-                            f"RabbitMQ ({self._where}): the connection closed at once"
-                        )
-                    properties, why = transport.connection.server_properties, _QUORUM_NEEDS
-                    self.server_version = check_server(
-                        properties, self._where, self._queue_type, (3, 10), why
-                    )
-                    self._publisher = await self._connection.channel(
-                        publisher_confirms=True, on_return_raises=True
-                    )
-                    self._consumer = await self._connection.channel(publisher_confirms=False)
+                    self.server_version = check_server(properties, self._where, self._queue_type, *_NEEDS)
+                    self._publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                    self._consumer = await connection.channel(publisher_confirms=False)
                     await self._consumer.set_qos(prefetch_count=self._prefetch)  # per consumer, never global
+                    self._qos = self._prefetch
         except BaseException:
             await self.close()
             raise
@@ -380,20 +370,17 @@ class AloneBroker(BrokerBase):
 
     async def dead_letters(self, queues: Sequence[str], limit: int = 50) -> list[JobRecord]:
         """Up to ``limit`` failed jobs of ``queues``, read from their dead-letter queues and left there."""
-        connection = self._channel(self._connection)
+        names = [(q, self.dead_name(q)) for q in queues]
         with self._translated():
-            async with side_channel(connection) as channel:
-                names = [(q, self.dead_name(q)) for q in queues]
-                return [dead.record(m) for _, m in await dead.fetch(connection, channel, names, limit, CALL)]
+            return await dead.read(self._channel(self._connection), names, limit, CALL)
 
     async def requeue_dead(self, queues: Sequence[str], job_ids: Sequence[str] | None = None) -> int:
         """Send failed jobs of ``queues`` (those of ``job_ids``, or all) to their queues, attempts reset."""
 
         async def publish(records: Sequence[JobRecord]) -> None:
             await self._declare(sorted({r.job.queue for r in records}))
-            now = time.time()
             await self._publish(
-                [(*self._route(r.job.queue, None, now), job_message(r.job, 0, None, None)) for r in records]
+                [("", self.queue_name(r.job.queue), job_message(r.job, 0, None, None)) for r in records]
             )
 
         names = [(q, self.dead_name(q)) for q in queues]
@@ -475,8 +462,20 @@ class AloneBroker(BrokerBase):
     async def heartbeat(
         self, worker: WorkerInfo, leases: Sequence[tuple[str, str]], lease: float
     ) -> list[str]:
-        """The jobs of ``leases`` this connection no longer holds (their deliveries died with a channel)."""
+        """The jobs of ``leases`` this connection no longer holds (their deliveries died with a channel).
+
+        The worker's concurrency raises the consumers' prefetch (see :meth:`_hold_for`).
+        """
+        await self._hold_for(worker.concurrency)
         return [job_id for job_id, token in leases if self._owned(job_id, token) is None]
+
+    async def _hold_for(self, concurrency: int) -> None:
+        # A running job's delivery stays unacknowledged: held to `prefetch` alone, a worker ran
+        # that many jobs at most (64 of 200). It registers before it claims, so before consuming.
+        if (wanted := min(65535, concurrency + self._prefetch)) > self._qos and self._consumer is not None:
+            with self._translated():
+                await self._consumer.set_qos(prefetch_count=wanted, timeout=CALL)  # per consumer
+            self._qos = wanted
 
     async def recover(self, dead_after: float, expires_at: float | None = None) -> int:
         """Nothing to do: RabbitMQ delivers a dead consumer's jobs again by itself."""

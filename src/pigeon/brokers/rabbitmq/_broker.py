@@ -13,11 +13,20 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractRobustChannel, AbstractRobustConnection
-from aio_pika.connection import make_url
 
 from pigeon.brokers.base import Broker, BrokerBase, Capabilities, Migrating, create_broker
 from pigeon.brokers.inspection import Inspecting
-from pigeon.brokers.rabbitmq._connection import AGAIN, CALL, check_server, translated, where, worth_again
+from pigeon.brokers.rabbitmq._connection import (
+    AGAIN,
+    CALL,
+    SLICE,
+    check_server,
+    connect,
+    hosts_of,
+    translated,
+    where,
+    worth_again,
+)
 from pigeon.brokers.rabbitmq._held import Held
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 from pigeon.job import Claim, Job, JobRecord, Outcome, WorkerInfo
@@ -49,6 +58,7 @@ class RabbitBroker(BrokerBase):
     ) -> None:
         self.url = url
         self._server = url
+        self._hosts = hosts_of(url)  # a bad host list fails here, before anything connects
         self._store = store
         self._namespace = namespace
         self._queue_type = queue_type
@@ -154,30 +164,26 @@ class RabbitBroker(BrokerBase):
         await self._store.__aenter__()
         try:
             with self._translated():
-                async with asyncio.timeout(CALL):
-                    await self._connect()
+                await self._connect()
         except BaseException:
             await self.close()
             raise
 
     async def _connect(self) -> None:
-        # Held before it connects, so close() ends its reconnect loop when the connect times out.
-        self._connection = aio_pika.RobustConnection(
-            make_url(self._server), client_properties={"connection_name": f"pigeon:{self._namespace}"}
-        )
-        await self._connection.connect(timeout=CALL)
-        transport = self._connection.transport
-        if transport is None:
-            raise BrokerConnectionError(f"RabbitMQ ({self._where}): the connection closed at once")
+        self._connection, properties = await connect(self._hosts, f"pigeon:{self._namespace}")
+        async with asyncio.timeout(CALL):
+            await self._opened(self._connection, properties)
+
+    async def _opened(self, connection: AbstractRobustConnection, properties: Any) -> None:
         self.server_version = check_server(
-            transport.connection.server_properties,
+            properties,
             self._where,
             self._queue_type,
             _MIN_QUORUM,
             "quorum queues",
         )
-        self._publisher = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-        self._consumer = await self._connection.channel(publisher_confirms=False)
+        self._publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._consumer = await connection.channel(publisher_confirms=False)
         await self._consumer.set_qos(prefetch_count=self._prefetch)  # per consumer, never global
 
     async def close(self) -> None:
@@ -299,7 +305,9 @@ class RabbitBroker(BrokerBase):
         if not jobs:
             return
         await self._declare([j.queue for j in jobs])
-        failed = await self._send(jobs)
+        failed = []
+        for at in range(0, len(jobs), SLICE):  # each publish waits for its confirm within CALL
+            failed += await self._send(jobs[at : at + SLICE])
         for pause in AGAIN:
             if not failed or not all(worth_again(e) for _, e in failed):
                 break

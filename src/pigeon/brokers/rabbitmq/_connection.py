@@ -1,19 +1,33 @@
-"""What both RabbitMQ brokers share: the server's version, where it is, and its errors in pigeon's words."""
+"""What both RabbitMQ brokers share: the server's version, where it is, and its errors in pigeon's words.
+
+A URL may name several nodes of a cluster, ``amqp://user:pass@host1:5672,host2:5673/vhost``
+(the comma-separated host list of libpq's and RabbitMQ's Java client's URLs): :func:`connect`
+tries them in the order given and keeps the first that answers, and a lost connection
+reconnects to the next one in turn (:class:`Failover`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import aio_pika
 import aiormq
+from aio_pika.abc import AbstractRobustConnection
+from aio_pika.connection import make_url
 
 from pigeon.errors import BrokerConnectionError, BrokerError, ConfigurationError
 
 CALL = 10.0
 """Seconds any one call to RabbitMQ may take: a stuck server is an error, not a hang."""
+SLICE = 1000
+"""Messages published before their confirms are awaited. Each publish waits for its confirm
+within :data:`CALL`: 20,000 at once overran it on a loaded node (confirms came at about 600 a
+second), so a big batch goes in slices, each confirmed before the next."""
 AGAIN = (0.0, 0.1, 0.3, 0.9)
 """Pauses before publishing again what did not land (see :func:`worth_again`)."""
 
@@ -63,6 +77,34 @@ def server_of(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def hosts_of(server: str) -> list[str]:
+    """The one-host URLs of ``amqp://user:pass@host1:5672,host2:5673/vhost?…``, in the order given.
+
+    Each keeps the user, the virtual host and the query. Checked before anything connects.
+
+    Raises:
+        ConfigurationError: an empty host in a list, or a port that is not a number from 1 to 65535.
+    """
+    parts = urlsplit(server)
+    user, at, listed = parts.netloc.rpartition("@")
+    items = listed.split(",")
+    hosts = []
+    for item in items:
+        one = parts._replace(netloc=f"{user}{at}{item}")
+        try:
+            port = one.port
+        except ValueError:
+            port = 0
+        if port == 0 or (len(items) > 1 and not one.hostname):
+            shown = ", ".join(repr(i) for i in items)
+            raise ConfigurationError(
+                f"RabbitMQ URL: bad host {item!r} in {shown}; write host[:port] for each, "
+                "separated by commas (amqp://user:pass@host1:5672,host2:5672/vhost)"
+            )
+        hosts.append(urlunsplit(one))
+    return hosts
+
+
 def version_of(text: str) -> tuple[int, ...]:
     """The leading numbers of a version string: ``"3.10.7"`` → ``(3, 10, 7)``."""
     return tuple(int(n) for n in re.findall(r"\d+", text)[:3])
@@ -98,8 +140,79 @@ def check_server(
 
 def where(server: str, namespace: str) -> str:
     """The server and namespace, for error messages (no password)."""
-    parts = urlsplit(server)
-    return f"{parts.hostname}:{parts.port or 5672}{parts.path or '/'}, namespace {namespace!r}"
+    nodes = [urlsplit(h) for h in hosts_of(server)]
+    listed = ",".join(f"{n.hostname}:{n.port or 5672}" for n in nodes)
+    return f"{listed}{nodes[0].path or '/'}, namespace {namespace!r}"
+
+
+class Failover(aio_pika.RobustConnection):
+    """aio-pika's robust connection, reconnecting to the next host of a list.
+
+    aio-pika reconnects to the URL it was given; this one moves its URL to the next host
+    whenever its connection closes or an attempt to open it fails (aio-pika calls
+    ``_on_connection_close`` for both), so a node that stopped is left for the next one.
+
+    Args:
+        hosts: one-host URLs, as :func:`hosts_of` gives them.
+        first: the index of the host to connect to first.
+    """
+
+    def __init__(self, hosts: Sequence[str], first: int, **kwargs: Any) -> None:
+        self._hosts = [make_url(h) for h in hosts]
+        self._at = first
+        super().__init__(self._hosts[first], **kwargs)
+
+    async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
+        if len(self._hosts) > 1 and not self._close_called:
+            self._at = (self._at + 1) % len(self._hosts)
+            self.url = self._hosts[self._at]
+        await super()._on_connection_close(closing)
+
+
+_UNANSWERED = (aiormq.exceptions.AMQPConnectionError, ConnectionError, OSError, TimeoutError)
+
+
+async def connect(hosts: Sequence[str], name: str) -> tuple[AbstractRobustConnection, Any]:
+    """A robust connection to the first of ``hosts`` that answers, tried in order, each within :data:`CALL`.
+
+    Returns it with the server properties of its handshake (the server's version and capabilities).
+
+    Args:
+        hosts: one-host URLs, as :func:`hosts_of` gives them.
+        name: the connection's name, shown by RabbitMQ.
+
+    Raises:
+        BrokerConnectionError: no host answered (the error names each one and why).
+    """
+    failures: list[str] = []
+    for first, host in enumerate(hosts):
+        connection = Failover(hosts, first, client_properties={"connection_name": name})
+        try:
+            async with asyncio.timeout(CALL):
+                await connection.connect(timeout=CALL)
+            if connection.transport is None:
+                raise ConnectionError("the connection closed at once")
+            return connection, connection.transport.connection.server_properties
+        except _UNANSWERED as exc:
+            await _quietly_closed(connection)
+            if len(hosts) == 1:
+                raise
+            node = urlsplit(host)
+            why = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                why = f"no answer within {CALL:.0f} s"
+            failures.append(f"{node.hostname}:{node.port or 5672}: {why}")
+        except BaseException:
+            await _quietly_closed(connection)
+            raise
+    raise BrokerConnectionError(f"RabbitMQ: no host answered ({'; '.join(failures)})")
+
+
+async def _quietly_closed(connection: AbstractRobustConnection) -> None:
+    # Ends its reconnect loop, which would otherwise go on in the background.
+    with contextlib.suppress(*_UNANSWERED, aiormq.exceptions.AMQPError):
+        async with asyncio.timeout(CALL):
+            await connection.close()
 
 
 @contextlib.contextmanager

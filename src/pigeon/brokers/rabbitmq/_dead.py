@@ -54,6 +54,14 @@ async def fetch(
     return got
 
 
+async def read(
+    connection: AbstractConnection, dead_names: Sequence[tuple[str, str]], limit: int, timeout: float
+) -> list[JobRecord]:
+    """Up to ``limit`` dead letters of the queues named, as FAILED jobs; closing hands them all back."""
+    async with side_channel(connection) as channel:
+        return [record(m) for _, m in await fetch(connection, channel, dead_names, limit, timeout)]
+
+
 async def _exists(connection: AbstractConnection, name: str, timeout: float) -> bool:
     # A passive declaration of a missing queue closes the channel it was made on: ask on another.
     async with side_channel(connection) as probe:

@@ -20,7 +20,7 @@ from aio_pika.abc import (
 )
 
 from pigeon.brokers.rabbitmq import _topology as topo
-from pigeon.brokers.rabbitmq._connection import AGAIN, worth_again
+from pigeon.brokers.rabbitmq._connection import AGAIN, SLICE, worth_again
 from pigeon.errors import BrokerError, UnsupportedFeature
 from pigeon.job import ErrorInfo, Job
 
@@ -90,8 +90,10 @@ async def publish_confirmed(
     Raises:
         BrokerError: RabbitMQ nacked or returned one four times over about 1.3 s.
     """
+    failed: list[tuple[Send, Exception]] = []
     with translated():
-        failed = await send(channel, sends)
+        for at in range(0, len(sends), SLICE):  # each publish waits for its confirm within CALL
+            failed += await send(channel, sends[at : at + SLICE])
     for pause in AGAIN:
         if not failed or not all(worth_again(e) for _, e in failed):
             break

@@ -81,9 +81,10 @@ def queue_arguments(queue_type: str, dead: str, delivery_limit: int) -> dict[str
 async def declare_delays(channel: AbstractChannel, timeout: float) -> None:
     """Declare the delay levels and the delivery exchange (idempotent).
 
-    The levels are classic queues whatever the job queues are: a quorum queue's
-    message TTL on 3.10 fires seconds late at every level (measured here: a
-    0.4 s delay took 21 s), a classic queue's on time.
+    The levels are classic queues whatever the job queues are, as first declared
+    (a classic queue cannot be declared again as quorum). A quorum level's TTL is on
+    time on 3.10 too (``benchmarks/rabbitmq_delay_ttl.py``: a median 21-31 ms late,
+    classic 15 ms); the 21 s once seen was the due time's rounding, since fixed.
     """
     prefix = DELAYS
     deliver = await channel.declare_exchange(
