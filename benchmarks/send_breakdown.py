@@ -1,27 +1,26 @@
 """Where one synchronous ``send()`` spends its time: pigeon's Python, the driver, the server.
 
-    .venv/bin/python -m benchmarks.send_breakdown URL [--sends 5000] [--profile]
+    .venv/bin/python -m benchmarks.send_breakdown URL [--sends 5000] [--profile] [--pgqueuer PYTHON]
 
 One thread sends ``--sends`` no-op jobs one by one (after a warm-up send) and prints,
 per send, in µs: the wall time, the client process's CPU time, the server's CPU time
 (Redis: ``INFO cpu`` and ``INFO commandstats``; PostgreSQL: the producer's backend's
-``/proc/<pid>/stat`` when the server runs on this machine), and what is left (waiting
+``/proc/<pid>/schedstat`` when the server runs on this machine), and what is left (waiting
 on the network and on scheduling). ``--profile`` adds cProfile's top entries by own
-time, to tell pigeon's layers from the driver's.
+time, to tell pigeon's layers from the driver's. ``--pgqueuer`` (a Python with pgqueuer and
+asyncpg, such as ``benchmarks/.envs/pgqueuer/bin/python``) times as many of pgqueuer's
+``Queries.enqueue`` the same way, after pigeon's, in the same database.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import pstats
 import time
 from typing import Any
 
 from pigeon import App
-
-CLOCK = os.sysconf("SC_CLK_TCK")
 
 
 def noop() -> None:
@@ -45,10 +44,13 @@ def _redis_figures(client: Any) -> dict[str, float]:
 
 
 def _backend_cpu(pid: int) -> float:
-    """A PostgreSQL backend's CPU seconds, from /proc (the server on this machine)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK
+    """A PostgreSQL backend's CPU seconds, from /proc (the server on this machine).
+
+    The scheduler's count in ns (``schedstat``), not ``stat``'s ticks: these are sampled
+    every 10 ms, too coarse for a few thousand statements of a few hundred µs.
+    """
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0]) / 1e9
 
 
 def main() -> None:
@@ -56,6 +58,7 @@ def main() -> None:
     parser.add_argument("url")
     parser.add_argument("--sends", type=int, default=5000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--pgqueuer", metavar="PYTHON", help="a Python with pgqueuer and asyncpg")
     args = parser.parse_args()
     n: int = args.sends
     app = App(args.url)
@@ -105,6 +108,20 @@ def main() -> None:
         stats.sort_stats("tottime").print_stats(25)
         stats.sort_stats("cumulative").print_stats("pigeon|redis|psycopg", 40)
     app.close()
+    if args.pgqueuer:
+        import subprocess
+
+        from benchmarks.insert_cost import PGQUEUER
+
+        url = args.url.split("?")[0]
+        out = subprocess.run(
+            [args.pgqueuer, "-c", PGQUEUER, url, str(n)], check=True, capture_output=True, text=True
+        )
+        wall_us, client_us, server_us = (float(x) for x in out.stdout.split()[-3:])
+        print(
+            f"pgqueuer, {n} Queries.enqueue: {1e6 / wall_us:,.0f}/s; per send: wall {wall_us:.0f} µs,"
+            f" client CPU {client_us:.0f} µs\n  postgres backend CPU {server_us:.0f} µs per send"
+        )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ at once (``threads``): the tool's synchronous send where it has one, else its
 async send on the driver's loop (4 tasks for the 4 threads). Tools run in turn,
 in two interleaved rounds, and the better round counts, so a burst of load on
 the shared machine weighs on no tool alone. Then pigeon's idle latency, an idle
-worker and one job per 20 ms, sent with ``send()`` and with ``asend()``.
+worker and one job per 20 ms, sent with ``send()`` (from the driver's thread, no event
+loop running there, as a web request's thread) and with ``asend()`` (on the driver's loop).
 
 Run alone: ``scripts/with-servers .venv/bin/python benchmarks/run.py --only single``.
 """
@@ -164,7 +165,7 @@ def run(quick: bool, console: Console) -> None:
         "timed from the first send to the last one's return; 4 threads start together on a barrier "
         "after one warm-up send each. Each tool at its defaults: SqliteHuey commits with SQLite's "
         "synchronous=FULL (an fsync per job), pigeon with NORMAL in WAL mode. "
-        "Idle latency: one idle `pigeon worker`, one job per 20 ms, from "
-        "just before the send to the job's start.[/]"
+        "Idle latency: one idle `pigeon worker`, one job per 20 ms, from just before the send to "
+        "the job's start; send() from a plain thread, asend() on an event loop.[/]"
     )
     django_send.run(quick, console)

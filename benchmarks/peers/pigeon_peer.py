@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from benchcommon import Peer, Worker, hit, main
 from loadcommon import stamped as stamp_start
@@ -46,11 +47,13 @@ class PigeonPeer(Peer):
     def enqueue(self, n: int) -> None:
         noop.send_many([()] * n)
 
-    async def send(self) -> None:
-        if SYNC_SENDS:  # idle latency as a synchronous caller (a web request) sees it
+    def send(self) -> Any:
+        if SYNC_SENDS:
+            # Idle latency as a synchronous caller (a web request) sees it: send() on the
+            # driver's thread, with no event loop running there.
             noop.send()
-        else:
-            await noop.asend()
+            return None
+        return noop.asend()  # awaited on the driver's loop
 
     def send_sync(self) -> None:
         noop.send()

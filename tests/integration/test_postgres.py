@@ -260,6 +260,21 @@ async def test_wait_wakes_for_its_queues_only(broker: PostgresBroker) -> None:
         assert len(await broker.claim("w", ["mine"], 10, 30)) == 1
 
 
+async def test_a_lone_send_notifies_when_queued_only(broker: PostgresBroker) -> None:
+    # One job goes as enqueue_one, whose notice rides in RETURNING: sent for a QUEUED job,
+    # not for a SCHEDULED one, as the batch statement does.
+    producer = new_broker(broker.url)
+    async with producer:
+        await broker.wait(["warm-up"], 0.1)
+        waiting = asyncio.create_task(broker.wait(["alone"], 30))
+        await producer.enqueue([make_job(queue="alone", run_at=time.time() + 60)])
+        done, _ = await asyncio.wait({waiting}, timeout=1.0)
+        assert not done, "a scheduled job woke the queue's waiters"
+        await producer.enqueue([make_job(queue="alone")])
+        async with asyncio.timeout(10):
+            await waiting
+
+
 async def test_notice_between_two_waits_is_not_lost(broker: PostgresBroker) -> None:
     producer = new_broker(broker.url)
     async with producer:

@@ -28,21 +28,20 @@ SELECT id FROM ins WHERE (SELECT count(*) FROM woke) >= 0
 
 -- name: enqueue_one
 -- `enqueue` for one job without a concurrency limit (a lone send): one row, no arrays to bind
--- and unnest, no limits counter. The same insert, conflict rule, RETURNING and notice.
-WITH ins AS (
-    INSERT INTO {ns}.jobs (
-        id, task, queue, priority, state, envelope, max_attempts, unique_key, run_at, enqueued_at, limit_key, limit_n
-    )
-    VALUES (
-        %(id)s, %(task)s, %(queue)s, %(priority)s, %(state)s, %(envelope)s, %(max_attempts)s, %(unique_key)s,
-        %(run_at)s, %(enqueued_at)s, %(limit_key)s, %(limit_n)s
-    )
-    ON CONFLICT DO NOTHING
-    RETURNING id, queue, state
-), woke AS (
-    SELECT pg_notify(%(channel)s, queue) FROM ins WHERE state = 'queued'
+-- and unnest, no limits counter. The same insert, conflict rule and notice, without a CTE:
+-- RETURNING is computed for an inserted row only, so the notice goes out exactly when the
+-- CTE's did. Parsing and planning the CTE form (a data-modifying CTE, a second CTE over it,
+-- a subquery) cost the server about 130 µs a send, a third of its CPU for the statement
+-- (benchmarks/insert_cost.py).
+INSERT INTO {ns}.jobs (
+    id, task, queue, priority, state, envelope, max_attempts, unique_key, run_at, enqueued_at, limit_key, limit_n
 )
-SELECT id FROM ins WHERE (SELECT count(*) FROM woke) >= 0
+VALUES (
+    %(id)s, %(task)s, %(queue)s, %(priority)s, %(state)s, %(envelope)s, %(max_attempts)s, %(unique_key)s,
+    %(run_at)s, %(enqueued_at)s, %(limit_key)s, %(limit_n)s
+)
+ON CONFLICT DO NOTHING
+RETURNING id, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END
 
 -- name: pending_by_key
 SELECT unique_key, id FROM {ns}.jobs
