@@ -33,6 +33,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from pigeon import App  # noqa: E402
+from pigeon.worker.loop import Worker  # noqa: E402
 
 CONCURRENCY = 200
 FILL_BATCH = 10_000
@@ -80,17 +81,9 @@ def drain(url: str, n: int, tail: int, limit: float, after: Callable[[App], str]
             burst=True, concurrency=CONCURRENCY, batch=CONCURRENCY, prune_every=PRUNE_EVERY
         )
 
-        async def run() -> None:
-            timer = asyncio.get_running_loop().call_later(limit, lambda: worker.stop(hard=True))
-            try:
-                await worker.run(install_signals=False)
-            finally:
-                timer.cancel()
-                await app.aclose()
-
         rss = _rss_mb()
         began = time.perf_counter()
-        asyncio.run(run())
+        asyncio.run(burst(app, worker, limit))
         seconds = time.perf_counter() - began
         growth = _rss_mb() - rss
         if stamps.count < n:
@@ -101,6 +94,16 @@ def drain(url: str, n: int, tail: int, limit: float, after: Callable[[App], str]
         return Drain(n, rate, fill, seconds, growth, stats)
     finally:
         app.close()
+
+
+async def burst(app: App, worker: Worker, limit: float) -> None:
+    """Run a burst worker, stopped hard after ``limit`` seconds, then close the app."""
+    timer = asyncio.get_running_loop().call_later(limit, lambda: worker.stop(hard=True))
+    try:
+        await worker.run(install_signals=False)
+    finally:
+        timer.cancel()
+        await app.aclose()
 
 
 def _rss_mb() -> float:

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.backlog import burst  # noqa: E402
 from benchmarks.dashboard import seed  # noqa: E402
 from pigeon import App  # noqa: E402
 from pigeon.brokers.base import create_broker  # noqa: E402
@@ -61,16 +62,8 @@ def drain(backlog: int, tail: int, limit: float = 120) -> None:
                 noop.options(queue=queue).send_many([()] * 5000)
         worker = app.make_worker(burst=True, concurrency=200, batch=200, queues=("default", "other"))
 
-        async def run() -> None:
-            timer = asyncio.get_running_loop().call_later(limit, lambda: worker.stop(hard=True))
-            try:
-                await worker.run(install_signals=False)
-            finally:
-                timer.cancel()
-                await app.aclose()
-
         began = time.perf_counter()
-        asyncio.run(run())
+        asyncio.run(burst(app, worker, limit))
         took = time.perf_counter() - began
         app.close()
         rate = done[0] / took

@@ -202,12 +202,7 @@ def report(console: Console, columns: list[Column], found: dict[str, Interpreter
         for col in columns:
             best = best_peer(col)
             pigeon = col.cells.get(mine, Cell()).value
-            if best and pigeon is not None and best[1]:
-                r = pigeon / best[1]
-                good = r > 1 if col.higher_is_better else r < 1
-                ratio_row.append(f"[{'green' if good else 'red'}]{r:.2f}×[/]")
-            else:
-                ratio_row.append("")
+            ratio_row.append(servers.ratio_text(col, pigeon, best))
             aim_row.append(servers.aim_text(col, pigeon, best))
         table.add_row(*ratio_row)
         table.add_row(*aim_row)

@@ -400,12 +400,7 @@ def report(
         best = best_peer(col)
         pigeon = col.cells.get("pigeon", Cell()).value
         best_row.append(f"{col.fmt.format(best[1])} ({best[0]})" if best else "")
-        if best and pigeon is not None and best[1]:
-            r = pigeon / best[1]
-            good = r > 1 if col.higher_is_better else r < 1
-            ratio_row.append(f"[{'green' if good else 'red'}]{r:.2f}×[/]")
-        else:
-            ratio_row.append("")
+        ratio_row.append(ratio_text(col, pigeon, best))
         aim_row.append(aim_text(col, pigeon, best))
     table.add_row(*best_row)
     table.add_row(*ratio_row)
@@ -420,6 +415,15 @@ def best_peer(col: Column) -> tuple[str, float] | None:
         return None
     pick = max if col.higher_is_better else min
     return pick(found, key=lambda kv: kv[1])
+
+
+def ratio_text(col: Column, pigeon: float | None, best: tuple[str, float] | None) -> str:
+    """pigeon's figure over the best peer's, green where pigeon is ahead."""
+    if not best or pigeon is None or not best[1]:
+        return ""
+    r = pigeon / best[1]
+    good = r > 1 if col.higher_is_better else r < 1
+    return f"[{'green' if good else 'red'}]{r:.2f}×[/]"
 
 
 def aim_text(col: Column, pigeon: float | None, best: tuple[str, float] | None) -> str:
