@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from pigeon import codec, limits
+from pigeon import codec
 from pigeon.brokers.base import EventHandler
 from pigeon.client import Client
 from pigeon.job import Job, new_id
@@ -178,14 +178,13 @@ async def _route(
     check_immutable(payload)
     body = codec.encode_sendable(payload, f"the payload of {topic!r}")
     matching = [(p, t) for p, t in handlers if pattern_regex(p).match(topic)]
-    # A payload that does not fit a handler here, or is over max_payload, fails as with fan_out.
+    # A payload that does not fit a handler here, or is over max_payload, fails as with fan_out,
+    # before anything is sent. The enqueue hooks (a producer span, the sent-jobs counter) see
+    # this process's handlers' jobs, or the event itself; what they add rides to every handler.
     jobs = [t.make_event_job(topic, body) for _, t in matching]
-    limits.check_sizes(jobs or [Job(id="", task=topic, payload=msgspec.Raw(body))], client.max_payload)
-    await broker.bind_handlers(event_handlers(handlers))
     event_id = new_id()
-    # The enqueue hooks (a producer span, the sent-jobs counter) see this process's handlers'
-    # jobs, or the event itself; the context they add rides with the message to every handler.
     sent = client.before_enqueue(jobs or [Job(id=event_id, task=topic, payload=msgspec.Raw(body))])
+    await broker.bind_handlers(event_handlers(handlers))
     if not await broker.publish_event(event_id, topic, body, sent[0].headers):
         log.info("event %s has no handlers", topic)
         return []

@@ -118,19 +118,25 @@ def test_the_same_commands_read_a_stores_failed_jobs(tmp_path: Path) -> None:
     script = (
         "from shopapp import app, charge\n"
         "h = charge.send(7)\n"
-        "worker = app.run_worker_in_thread()\n"
-        "try: h.result(timeout=30)\n"
-        "except Exception as exc: print(type(exc).__name__)\n"
+        "other = charge.options(queue='refunds').send(8)\n"  # a queue no task of the app names
+        "worker = app.run_worker_in_thread(queues=('default', 'refunds'))\n"
+        "for handle in (h, other):\n"
+        "    try: handle.result(timeout=30)\n"
+        "    except Exception as exc: print(type(exc).__name__)\n"
         "worker.stop()\n"
-        "print(h.id)\n"
+        "print(other.id, h.id)\n"
     )
     ran = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path
     )
     assert ran.returncode == 0 and ran.stdout.startswith("JobFailed"), ran.stdout + ran.stderr
-    job_id = ran.stdout.split()[-1]
+    other_id, job_id = ran.stdout.split()[-2:]
     rows = json.loads(pigeon("jobs", "dead", "shopapp:app", "--json", cwd=tmp_path).stdout)
-    assert [r["id"] for r in rows] == [job_id]
+    assert sorted(r["id"] for r in rows) == sorted([job_id, other_id])  # every queue, by default
+    listed = pigeon("jobs", "dead", "shopapp:app", "--queue", "default", "--json", cwd=tmp_path)
+    assert [r["id"] for r in json.loads(listed.stdout)] == [job_id]
     done = pigeon("jobs", "requeue-dead", "shopapp:app", job_id, cwd=tmp_path)
     assert done.returncode == 0 and "requeued 1 jobs" in done.stdout, done.stderr
+    rest = pigeon("jobs", "requeue-dead", "shopapp:app", "--all", cwd=tmp_path)
+    assert rest.returncode == 0 and "requeued 1 jobs" in rest.stdout, rest.stderr
     assert "no failed jobs" in pigeon("jobs", "dead", "shopapp:app", cwd=tmp_path).stdout

@@ -95,9 +95,8 @@ async def test_any_amqp_client_binds_a_queue_and_reads_the_json_envelope(
     assert await queue.get(fail=False) is None  # stock.low did not match order.*
 
 
-async def test_an_event_published_by_any_amqp_client_reaches_the_handler(
-    url: str, namespace: str, channel: Any
-) -> None:
+def keeper_app(url: str) -> tuple[App, list[Any]]:
+    """An app whose handler ``keeper`` keeps every ``order.*`` event it receives."""
     app = App(url)
     got: list[Any] = []
 
@@ -105,6 +104,13 @@ async def test_an_event_published_by_any_amqp_client_reaches_the_handler(
     async def keeper(event: dict[str, int]) -> None:
         got.append(event)
 
+    return app, got
+
+
+async def test_an_event_published_by_any_amqp_client_reaches_the_handler(
+    url: str, namespace: str, channel: Any
+) -> None:
+    app, got = keeper_app(url)
     try:
         async with app.worker(poll=0.05):
             exchange = await channel.get_exchange(f"{namespace}.events")
@@ -230,13 +236,7 @@ async def test_a_failing_handler_retries_then_is_dead_lettered(
 async def test_a_handlers_queue_deleted_under_a_worker_is_declared_and_bound_again(
     url: str, namespace: str, channel: Any
 ) -> None:
-    app = App(url)
-    got: list[Any] = []
-
-    @app.on("order.*", name="keeper")
-    async def keeper(event: dict[str, int]) -> None:
-        got.append(event)
-
+    app, got = keeper_app(url)
     publisher = App(url)  # no handler: it binds nothing itself
 
     async def published_and_heard() -> list[Any]:

@@ -29,22 +29,16 @@ Fetched = tuple[str, AbstractIncomingMessage]
 
 
 async def fetch(
-    connection: AbstractConnection,
-    channel: AbstractChannel,
-    dead_names: Sequence[tuple[str, str]],
-    limit: int,
-    timeout: float,
+    channel: AbstractChannel, dead_names: Sequence[tuple[str, str]], limit: int, timeout: float
 ) -> list[Fetched]:
     """Up to ``limit`` dead letters of the queues named (pigeon name, dead-letter queue), in queue order.
 
-    A dead-letter queue that does not exist (nothing of that queue ever died here) holds none.
+    Every queue named must exist (see :func:`existing`).
     """
     got: list[Fetched] = []
     for queue, dead in dead_names:
         if len(got) >= limit:
             break
-        if not await _exists(connection, dead, timeout):
-            continue
         source = await channel.get_queue(dead, ensure=False)
         while len(got) < limit:
             message = await source.get(no_ack=False, fail=False, timeout=timeout)
@@ -54,12 +48,20 @@ async def fetch(
     return got
 
 
+async def existing(
+    connection: AbstractConnection, dead_names: Sequence[tuple[str, str]], timeout: float
+) -> list[tuple[str, str]]:
+    """The dead-letter queues of ``dead_names`` that exist (one of a queue nothing died in may not)."""
+    return [(q, dead) for q, dead in dead_names if await _exists(connection, dead, timeout)]
+
+
 async def read(
     connection: AbstractConnection, dead_names: Sequence[tuple[str, str]], limit: int, timeout: float
 ) -> list[JobRecord]:
     """Up to ``limit`` dead letters of the queues named, as FAILED jobs; closing hands them all back."""
+    names = await existing(connection, dead_names, timeout)
     async with side_channel(connection) as channel:
-        return [record(m) for _, m in await fetch(connection, channel, dead_names, limit, timeout)]
+        return [record(m) for _, m in await fetch(channel, names, limit, timeout)]
 
 
 async def _exists(connection: AbstractConnection, name: str, timeout: float) -> bool:
@@ -125,12 +127,13 @@ async def requeue_all(
 ) -> int:
     """Requeue the dead letters of ``job_ids`` (or all) from the queues named, a page at a time."""
     wanted = None if job_ids is None else set(job_ids)
+    names = await existing(connection, dead_names, timeout)
     done = 0
     async with side_channel(connection) as channel:
         while wanted is None or done < len(wanted):
             # Letters not wanted stay unacknowledged on this channel until it closes, so each
             # page reads on past them; closing the channel hands them back to their queue.
-            page = await fetch(connection, channel, dead_names, PAGE, timeout)
+            page = await fetch(channel, names, PAGE, timeout)
             done += await requeue(page, lambda r: wanted is None or r.job.id in wanted, publish, timeout)
             if len(page) < PAGE:
                 break
